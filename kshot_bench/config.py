@@ -1,0 +1,165 @@
+"""Run configuration: one frozen dataclass, presets, strict typed overrides, a stable hash.
+
+A preset fills every field; the CLI's flags and `--set key=value` override single fields (unknown
+keys and ill-typed values are errors, never `eval`). The resolved config is written beside the
+results (`config.json`), and its hash names the protocol in every report.
+
+Presets:
+  nb201  the NB201 weight-sharing protocol at paper scale (SGD nesterov 0.9, lr 0.025 cosine to
+         0.001, wd 5e-4, batch 64, 250 epochs), C=16, N=5, every validation image scored.
+  cpu    a whole rank job (train + score) on CIFAR-10 within 20 minutes on 2 CPU cores: a smaller
+         skeleton (C=8, N=1), a 10,000-image training subset, 12 epochs, 200 sampled archs
+         scored on 500 validation images each. Its tau is far from the paper-scale numbers.
+  smoke  a few seconds, for tests: C=4, N=1, 2 epochs over 256 images.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from typing import Any, Dict, Mapping
+
+from kshot_bench.errors import UserError
+from kshot_bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # what is run
+    dataset: str = "cifar10"
+    space: str = "nb201"
+    k: int = 4
+    code: str = "simplex"
+    seed: int = 0
+    # network
+    channels: int = 16          # C
+    cells: int = 5              # N cells per stage
+    bn_affine: bool = False     # affine BN in the supernet (K copies of gamma/beta)
+    kshot_init: str = "independent"
+    # supernet training (paper Algorithm 1)
+    epochs: int = 250
+    warmup_epochs: int = 10     # T_w: code fixed at 1/K
+    batch_size: int = 64
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    grad_clip: float = 0.0      # 0 = off
+    unique_sampling: bool = False
+    train_subset: int = 0       # 0 = the whole training part; else a fixed seeded subset
+    # simplex-net
+    simplex_hidden: int = 64
+    simplex_lr: float = 1e-3    # Adam
+    simplex_paths: int = 16     # m paths per simplex-net step, b/m images each
+    simplex_interval: int = 1   # supernet steps per simplex-net step after warm-up
+    # scoring (rank)
+    archs: str = "all"          # all | unique | N (a seeded sample of N archs)
+    score_images: int = 0       # 0 = the whole scoring part
+    score_batch: int = 512
+    # bookkeeping
+    checkpoint_every: int = 200  # steps between checkpoints (plus one at every epoch end)
+
+    def __post_init__(self):
+        check(self)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Short stable hash of every field: names the protocol in reports."""
+        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
+    def replace(self, **changes) -> "RunConfig":
+        return override(self, changes)
+
+
+def check(cfg: RunConfig) -> None:
+    from kshot_bench.datasets import DATASETS
+    from kshot_bench.search_space import SPACES
+    from kshot_bench.simplex import CODE_MODES
+    from kshot_bench.supernet.kshot import KSHOT_INITS
+
+    DATASETS.get(cfg.dataset)
+    SPACES.get(cfg.space)
+    CODE_MODES.get(cfg.code)
+    if cfg.k < 1:
+        raise UserError(f"K must be >= 1, got {cfg.k}", fix="use --k 1 for a one-shot supernet, --k 2 or more for K-shot")
+    if cfg.kshot_init not in KSHOT_INITS:
+        raise UserError(f"unknown kshot_init {cfg.kshot_init!r}", fix=f"choose one of: {', '.join(KSHOT_INITS)}")
+    positive = ("channels", "cells", "epochs", "batch_size", "simplex_paths", "simplex_interval", "score_batch",
+                "simplex_hidden", "checkpoint_every")
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}", fix=f"set {name} to a positive integer")
+    if not 0 <= cfg.warmup_epochs <= cfg.epochs:
+        raise UserError(f"warmup_epochs={cfg.warmup_epochs} must lie in 0..epochs ({cfg.epochs})",
+                        fix="lower warmup_epochs or raise epochs")
+    if cfg.simplex_paths > cfg.batch_size:
+        raise UserError(f"simplex_paths={cfg.simplex_paths} exceeds batch_size={cfg.batch_size}",
+                        fix="each of the m paths needs at least one image: lower simplex_paths or raise batch_size")
+    if cfg.archs not in ("all", "unique") and not (cfg.archs.isdigit() and int(cfg.archs) > 0):
+        raise UserError(f"unknown arch set {cfg.archs!r}", fix="use --archs all, --archs unique or --archs N (a seeded sample of N)")
+
+
+def _coerce(name: str, kind: type, value: Any) -> Any:
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if kind is bool:
+                if text.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if text.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            return kind(text)
+        except ValueError:
+            pass
+    raise UserError(f"config key {name!r} takes a {kind.__name__}, got {value!r}",
+                    fix=f"write --set {name}=<{kind.__name__}>, e.g. --set {name}={getattr(RunConfig, name)}")
+
+
+def override(cfg: RunConfig, changes: Mapping[str, Any]) -> RunConfig:
+    types = {f.name: f.type for f in fields(RunConfig)}
+    kinds = {"int": int, "float": float, "bool": bool, "str": str}
+    clean = {}
+    for key, value in changes.items():
+        if key not in types:
+            raise UserError(f"unknown config key {key!r}", fix=f"valid keys: {', '.join(types)}")
+        clean[key] = _coerce(key, kinds[types[key]], value)
+    return dataclasses.replace(cfg, **clean)
+
+
+def parse_sets(items) -> Dict[str, str]:
+    """`["lr=0.1", "epochs=3"]` -> dict; errors name the malformed item."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"malformed --set {item!r}", fix="write --set key=value, e.g. --set epochs=3")
+        out[key.strip()] = value
+    return out
+
+
+PRESETS: Registry[Dict[str, Any]] = Registry("preset")
+PRESETS.register("nb201", {})
+PRESETS.register("cpu", dict(channels=8, cells=1, epochs=12, warmup_epochs=3, train_subset=10000,
+                             simplex_interval=4, archs="200", score_images=500, score_batch=500,
+                             checkpoint_every=100))
+PRESETS.register("smoke", dict(channels=4, cells=1, epochs=2, warmup_epochs=1, batch_size=32, train_subset=256,
+                               simplex_paths=4, simplex_interval=2, archs="12", score_images=64,
+                               score_batch=64, checkpoint_every=4))
+
+
+def from_preset(name: str, **changes) -> RunConfig:
+    base = override(RunConfig(), PRESETS.get(name))
+    return override(base, {k: v for k, v in changes.items() if v is not None})
+
+
+def from_dict(data: Mapping[str, Any]) -> RunConfig:
+    return override(RunConfig(), data)

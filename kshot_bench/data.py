@@ -1,0 +1,271 @@
+"""Datasets, official NB201 splits and the fast in-memory loader.
+
+Every small dataset is held whole as a uint8 tensor `[N, 3, H, W]` (on the GPU when there is one);
+batches are cut from a per-epoch permutation and augmented as whole-batch tensor ops (random crop
+with 4-pixel zero padding + horizontal flip, NB201's CIFAR augmentation), with no per-image Python.
+
+Randomness is a pure function of (seed, epoch): the permutation and every crop/flip of an epoch come
+from a generator seeded with both, so a run resumed mid-epoch sees exactly the batches it would
+have seen (train.py relies on this).
+
+CIFAR-10 layouts accepted under `--data-root`:
+  * the official python batches: `cifar-10-batches-py/{data_batch_1..5,test_batch}` (downloaded
+    there by torchvision when absent and the machine is online); split by the official
+    `cifar-split.txt` (shipped as package data);
+  * an image folder: `train/<class>/*.jpg|png` and `test/<class>/*.jpg|png` (e.g.
+    `cifar10_images.tar.gz` unpacked); its order is not the official one, so the train/valid halves
+    come from a seeded, class-stratified split (seed `FOLDER_SPLIT_SEED`). Decoded once, then cached
+    as `.kshot_cache.npz` beside the folders (or under ~/.cache/kshot_bench when read-only).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from kshot_bench.datasets import DATASETS, DatasetInfo
+from kshot_bench.errors import UserError
+
+FOLDER_SPLIT_SEED = 0
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPEG")
+
+
+@dataclass
+class Splits:
+    """uint8 images `[N, 3, H, W]` and int64 labels for the supernet's training and scoring parts."""
+
+    train_x: Tensor
+    train_y: Tensor
+    score_x: Tensor
+    score_y: Tensor
+    source: str  # a sentence for results files: which files and which split
+
+    def to(self, device: torch.device) -> "Splits":
+        return Splits(self.train_x.to(device), self.train_y.to(device), self.score_x.to(device),
+                      self.score_y.to(device), self.source)
+
+
+# ----------------------------------------------------------------------------- package split files
+def official_split(name: str) -> np.ndarray:
+    """Index array of an official NB201 split, e.g. `cifar10_train`, `cifar100_xvalid`."""
+    from kshot_bench.benchmark import _package_file
+
+    with _package_file("nb201_splits.npz").open("rb") as fh, np.load(fh) as npz:
+        return npz[name]
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+def _read_python_batches(folder: Path, names: List[str]) -> Tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for name in names:
+        with open(folder / name, "rb") as fh:
+            entry = pickle.load(fh, encoding="latin1")
+        xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _class_dirs(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir())
+
+
+def _read_image_folder(folder: Path, classes: List[str]) -> Tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    files, labels = [], []
+    for label, cls in enumerate(classes):
+        names = sorted(p for p in (folder / cls).iterdir() if p.suffix in IMAGE_SUFFIXES)
+        files.extend(names)
+        labels.extend([label] * len(names))
+    out = np.empty((len(files), 3, 32, 32), dtype=np.uint8)
+    for i, path in enumerate(_progress(files, f"decoding {folder.name}/")):
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"))
+        if arr.shape != (32, 32, 3):
+            raise UserError(f"{path} is {arr.shape[1]}x{arr.shape[0]}, expected a 32x32 CIFAR image",
+                            fix="point --data-root at the CIFAR-10 image folder (train/<class>/*.jpg, test/<class>/*.jpg)")
+        out[i] = arr.transpose(2, 0, 1)
+    return out, np.asarray(labels, dtype=np.int64)
+
+
+def _progress(items, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="img", leave=False, mininterval=1.0, disable=len(items) < 2000)
+
+
+def _cache_path(root: Path) -> Path:
+    local = root / ".kshot_cache.npz"
+    if os.access(root, os.W_OK):
+        return local
+    digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+    return Path.home() / ".cache" / "kshot_bench" / f"cifar10-folder-{digest}.npz"
+
+
+def _load_cifar10_folder(root: Path) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    classes = [p.name for p in _class_dirs(root / "train")]
+    test_classes = [p.name for p in _class_dirs(root / "test")]
+    if len(classes) != 10 or classes != test_classes:
+        raise UserError(f"{root} has train classes {classes} and test classes {test_classes}; expected the same 10",
+                        fix="unpack cifar10_images.tar.gz there, giving train/<class>/ and test/<class>/ for 10 classes")
+    cache = _cache_path(root)
+    stamp = np.asarray([sum(1 for _ in (root / part / c).iterdir()) for part in ("train", "test") for c in classes])
+    if cache.exists():
+        try:
+            with np.load(cache) as npz:
+                if np.array_equal(npz["stamp"], stamp):
+                    return npz["train_x"], npz["train_y"], npz["test_x"], npz["test_y"]
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache: decode again and overwrite it
+    train_x, train_y = _read_image_folder(root / "train", classes)
+    test_x, test_y = _read_image_folder(root / "test", classes)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez(tmp, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, stamp=stamp)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a cache is a convenience; decoding again next time is correct too
+    return train_x, train_y, test_x, test_y
+
+
+def stratified_half(labels: np.ndarray, seed: int = FOLDER_SPLIT_SEED) -> Tuple[np.ndarray, np.ndarray]:
+    """Split indices into two halves with each class split evenly, by a seeded permutation."""
+    rng = np.random.default_rng(seed)
+    first, second = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        first.append(idx[: len(idx) // 2])
+        second.append(idx[len(idx) // 2:])
+    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+
+
+CIFAR10_LAYOUTS = ("the official python batches: <root>/cifar-10-batches-py/data_batch_1..5, test_batch; "
+                   "or an image folder: <root>/train/<class>/*.jpg and <root>/test/<class>/*.jpg")
+
+
+def load_cifar10(root: Path, download: bool = True) -> Splits:
+    root = Path(root).expanduser()
+    batches = root / "cifar-10-batches-py"
+    if not batches.is_dir() and (root / "data_batch_1").is_file():
+        batches = root
+    if not batches.is_dir() and not (root / "train").is_dir() and download:
+        _try_download_cifar10(root)
+    if batches.is_dir():
+        names = [f"data_batch_{i}" for i in range(1, 6)]
+        missing = [n for n in names + ["test_batch"] if not (batches / n).is_file()]
+        if missing:
+            raise UserError(f"{batches} lacks {', '.join(missing)}", fix=f"CIFAR-10 must be in one of these layouts: {CIFAR10_LAYOUTS}")
+        x, y = _read_python_batches(batches, names)
+        train, valid = official_split("cifar10_train"), official_split("cifar10_valid")
+        source = f"CIFAR-10 python batches in {batches}; NB201 cifar-split.txt train ({len(train)}) / valid ({len(valid)})"
+    elif (root / "train").is_dir() and (root / "test").is_dir():
+        x, y, _, _ = _load_cifar10_folder(root)
+        train, valid = stratified_half(y)
+        source = (f"CIFAR-10 image folder {root}; seeded class-stratified half split (seed {FOLDER_SPLIT_SEED}) "
+                  f"train ({len(train)}) / valid ({len(valid)})")
+    else:
+        raise UserError(f"no CIFAR-10 data under {root}",
+                        fix=f"pass --data-root DIR holding {CIFAR10_LAYOUTS} (or run once with internet to download)")
+    t = torch.from_numpy
+    return Splits(t(x[train]), t(y[train]), t(x[valid]), t(y[valid]), source)
+
+
+def _try_download_cifar10(root: Path) -> None:
+    try:
+        import torchvision
+
+        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+    except Exception:  # offline or blocked: the caller reports the missing data with the layouts
+        pass
+
+
+LOADERS = {"cifar10": load_cifar10}
+
+
+def load_dataset(name: str, root: Optional[Path], download: bool = True) -> Splits:
+    DATASETS.get(name)
+    if root is None:
+        raise UserError(f"dataset {name!r} needs --data-root", fix="pass --data-root DIR with the dataset's files")
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise UserError(f"data directory {root} does not exist", fix="pass --data-root DIR pointing at the dataset's files")
+    if not os.access(root, os.R_OK):
+        raise UserError(f"data directory {root} is not readable", fix="check its permissions or pass another --data-root")
+    if name not in LOADERS:
+        raise UserError(f"no loader for dataset {name!r} yet", fix=f"available: {', '.join(LOADERS)}")
+    return LOADERS[name](root, download)
+
+
+# ----------------------------------------------------------------------------- fast loader
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    g = torch.Generator(device="cpu")
+    g.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1))
+    return g
+
+
+class TensorLoader:
+    """Batches of a uint8 image tensor, augmented and normalised as whole-batch tensor ops.
+
+    `epoch(e, start=s)` yields the batches of epoch e from batch s on; drop_last keeps every batch
+    full. Output images are float32, channels_last, normalised with the dataset's mean and std.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, info: DatasetInfo, batch_size: int, seed: int,
+                 augment: bool = True, drop_last: bool = True, pad: int = 4):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError("TensorLoader needs uint8 images [N, 3, H, W]")
+        self.images, self.labels = images, labels
+        self.batch_size, self.seed, self.augment, self.drop_last, self.pad = batch_size, seed, augment, drop_last, pad
+        dev = images.device
+        self.mean = torch.tensor(info.mean, device=dev).view(1, 3, 1, 1) * 255
+        self.inv_std = 1.0 / (torch.tensor(info.std, device=dev).view(1, 3, 1, 1) * 255)
+        # zero padding as torchvision's RandomCrop(padding=4); stored NHWC so one gather cuts a batch
+        self._padded = F.pad(images, (pad,) * 4).permute(0, 2, 3, 1).contiguous() if augment else None
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Tuple[Tensor, Tensor]]:
+        n, dev = len(self.images), self.images.device
+        g = _epoch_generator(self.seed, epoch)
+        order = torch.randperm(n, generator=g).to(dev)
+        if self.augment:
+            shifts = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=g).to(dev)
+            flips = (torch.rand(n, generator=g) < 0.5).to(dev)
+        for b in range(start, len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            if self.augment:
+                x = self._crop_flip(idx, shifts[idx], flips[idx])
+            else:
+                x = self.images[idx]
+            yield self._normalise(x), self.labels[idx]
+
+    def _crop_flip(self, idx: Tensor, shift: Tensor, flip: Tensor) -> Tensor:
+        h, w = self.images.shape[-2:]
+        ar_h = torch.arange(h, device=idx.device)
+        ar_w = torch.arange(w, device=idx.device)
+        rows = shift[:, :1] + ar_h                                   # [B, H]
+        cols = shift[:, 1:] + torch.where(flip[:, None], ar_w.flip(0), ar_w)  # [B, W]
+        out = self._padded[idx[:, None, None], rows[:, :, None], cols[:, None, :]]  # [B, H, W, 3]
+        return out.permute(0, 3, 1, 2)  # NCHW view of NHWC memory: channels_last
+
+    def _normalise(self, x: Tensor) -> Tensor:
+        x = x.float() if x.is_contiguous(memory_format=torch.channels_last) else \
+            x.contiguous(memory_format=torch.channels_last).float()
+        return (x - self.mean) * self.inv_std
+
+    def fixed_batches(self, limit: Optional[int] = None, batch_size: Optional[int] = None) -> List[Tuple[Tensor, Tensor]]:
+        """The first `limit` images in stored order, unaugmented, in batches: a fixed scoring set."""
+        n = len(self.images) if limit is None else min(limit, len(self.images))
+        bs = batch_size or self.batch_size
+        return [(self._normalise(self.images[i:min(i + bs, n)]), self.labels[i:min(i + bs, n)]) for i in range(0, n, bs)]

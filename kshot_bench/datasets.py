@@ -1,0 +1,41 @@
+"""What each NB201 dataset is: class count, input size, normalisation, benchmark columns, protocol.
+
+Pure metadata (no torch); `data.py` holds the loaders. Names follow NB201: cifar10, cifar100,
+ImageNet16-120.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+from kshot_bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    input_size: int
+    mean: Tuple[float, float, float]
+    std: Tuple[float, float, float]
+    params_column: str      # NB201 parameter count (millions) for this class count
+    truth_default: str      # ground truth ranked against (SPEC section 5)
+    train_part: str         # what the supernet trains on
+    score_part: str         # what archs are scored on
+
+
+_CIFAR_MEAN = tuple(v / 255 for v in (125.3, 123.0, 113.9))  # NB201's normalisation
+_CIFAR_STD = tuple(v / 255 for v in (63.0, 62.1, 66.7))
+_IN16_MEAN = tuple(v / 255 for v in (122.68, 116.66, 104.01))
+_IN16_STD = tuple(v / 255 for v in (63.22, 61.26, 65.09))
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+DATASETS.register("cifar10", DatasetInfo(
+    "cifar10", 10, 32, _CIFAR_MEAN, _CIFAR_STD, "params_M_cifar10", "cifar10_test_200ep",
+    "NB201 'train' half of the CIFAR-10 training set", "NB201 'valid' half of the CIFAR-10 training set"))
+DATASETS.register("cifar100", DatasetInfo(
+    "cifar100", 100, 32, _CIFAR_MEAN, _CIFAR_STD, "params_M_cifar100", "cifar100_xtest_200ep",
+    "CIFAR-100 training set", "NB201 'xvalid' half of the CIFAR-100 test set"))
+DATASETS.register("ImageNet16-120", DatasetInfo(
+    "ImageNet16-120", 120, 16, _IN16_MEAN, _IN16_STD, "params_M_imagenet16", "imagenet16_xtest_200ep",
+    "ImageNet16-120 training set", "NB201 'xvalid' half of the ImageNet16-120 test set"))

@@ -1,0 +1,46 @@
+"""A small name -> object registry, used for every user-facing choice (spaces, code modes, presets...).
+
+`get()` errors name the registry and list the valid choices, so a CLI typo explains itself.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Generic, Iterator, List, TypeVar
+
+from kshot_bench.errors import UserError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: Dict[str, T] = {}
+
+    def register(self, name: str, obj: T | None = None):
+        """Register `obj` under `name`; usable as a decorator when `obj` is omitted."""
+
+        def add(item: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._items[name] = item
+            return item
+
+        return add if obj is None else add(obj)
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise UserError(
+                f"unknown {self.kind} {name!r}",
+                fix=f"choose one of: {', '.join(self.names())}",
+            ) from None
+
+    def names(self) -> List[str]:
+        return list(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)

@@ -1,0 +1,293 @@
+"""NAS-Bench-201 cell search space, pure Python.
+
+An architecture is a tuple of 6 op ids, one per edge, in the order of the official string
+`|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`, i.e. edges (1<-0), (2<-0), (2<-1), (3<-0), (3<-1), (3<-2).
+Op ids index `OPS`, the official NB201 op list.
+
+Index: the official NB201 / NATS-Bench `tss` index is not a formula of the ops; it comes from the
+shipped table `package_data/nb201_truth.npz` (`arch_code[i]` = base-5 code of arch i).
+
+Canonical forms (isomorphism); both are documented in docs/design.md and counted in the tests.
+Each writes a node's value as a sorted sum of terms, node 0 being the input; `skip_connect` passes
+the source node's expression through, a parametric or pool op wraps it as `(src)@op`.
+  rule "nb201" (default, 6,466 classes: the usual reckoning of the NB201 paper and its code):
+      a `none` edge, or any edge whose source node is exactly zero, contributes a zero term `#`
+      that stays in the sum; so `x` and `x + 0` are different classes.
+  rule "functional" (4,930 classes): zero terms are dropped and an op applied to a zero node is
+      zero (true for weight-sharing cells: ReLU-Conv-BN without affine, average pooling), so two
+      archs share a class exactly when they compute the same function up to the weights of their
+      parametric ops.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from kshot_bench.errors import UserError
+
+OPS: Tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+NONE, SKIP, CONV1, CONV3, POOL = range(5)
+NUM_NODES = 4
+# (target node, source node) of each edge, in official string order.
+EDGES: Tuple[Tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+NUM_EDGES = len(EDGES)
+NUM_ARCHS = len(OPS) ** NUM_EDGES
+
+Arch = Tuple[int, ...]
+
+_NODE_RE = re.compile(r"^\|(?:[a-z0-9_]+~\d+\|)+$")
+
+
+def validate(arch: Sequence[int]) -> Arch:
+    """Return `arch` as a tuple of 6 op ids, or raise UserError naming what is wrong."""
+    arch = tuple(arch)
+    if len(arch) != NUM_EDGES:
+        raise UserError(f"an NB201 arch has {NUM_EDGES} edges, got {len(arch)}: {arch}",
+                        fix="pass 6 op ids, one per edge, or an official arch string")
+    for op in arch:
+        if not isinstance(op, (int, np.integer)) or not 0 <= op < len(OPS):
+            raise UserError(f"op id {op!r} in {arch} is not an NB201 op id",
+                            fix=f"op ids are 0..{len(OPS) - 1}: {', '.join(f'{i}={o}' for i, o in enumerate(OPS))}")
+    return tuple(int(op) for op in arch)
+
+
+def from_str(arch_str: str) -> Arch:
+    """Parse an official NB201 arch string; errors name the malformed part."""
+    if not isinstance(arch_str, str):
+        raise UserError(f"arch string must be a str, got {type(arch_str).__name__}")
+    example = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    nodes = arch_str.strip().split("+")
+    if len(nodes) != NUM_NODES - 1:
+        raise UserError(f"malformed NB201 arch string {arch_str!r}: expected 3 nodes separated by '+', got {len(nodes)}",
+                        fix=f"use the official format, e.g. {example}")
+    ops: List[int] = []
+    for target, node in enumerate(nodes, start=1):
+        if not _NODE_RE.match(node):
+            raise UserError(f"malformed node {node!r} in NB201 arch string {arch_str!r}",
+                            fix=f"each node reads like |op~input|op~input|, e.g. {example}")
+        tokens = node.strip("|").split("|")
+        if len(tokens) != target:
+            raise UserError(f"node {target} of {arch_str!r} has {len(tokens)} inputs, expected {target}",
+                            fix=f"node i lists its inputs 0..i-1 in order, e.g. {example}")
+        for source, token in enumerate(tokens):
+            name, src = token.split("~")
+            if int(src) != source:
+                raise UserError(f"node {target} of {arch_str!r} lists input {src} where input {source} belongs",
+                                fix=f"node i lists its inputs 0..i-1 in order, e.g. {example}")
+            if name not in OPS:
+                raise UserError(f"unknown op {name!r} in NB201 arch string {arch_str!r}",
+                                fix=f"NB201 ops are: {', '.join(OPS)}")
+            ops.append(OPS.index(name))
+    return tuple(ops)
+
+
+def to_str(arch: Sequence[int]) -> str:
+    arch = validate(arch)
+    it = iter(arch)
+    return "+".join("|" + "|".join(f"{OPS[next(it)]}~{j}" for j in range(i)) + "|" for i in range(1, NUM_NODES))
+
+
+def to_code(arch: Sequence[int]) -> int:
+    """Base-5 code with the first edge most significant (0 .. 15,624); not the NB201 index."""
+    code = 0
+    for op in validate(arch):
+        code = code * len(OPS) + op
+    return code
+
+
+def from_code(code: int) -> Arch:
+    ops = []
+    for _ in range(NUM_EDGES):
+        code, op = divmod(int(code), len(OPS))
+        ops.append(op)
+    return tuple(reversed(ops))
+
+
+@functools.lru_cache(maxsize=1)
+def _index_tables() -> Tuple[np.ndarray, np.ndarray]:
+    from kshot_bench.benchmark import load_truth_arrays
+
+    code_of_index = load_truth_arrays()["arch_code"].astype(np.int64)
+    index_of_code = np.empty_like(code_of_index)
+    index_of_code[code_of_index] = np.arange(len(code_of_index))
+    return code_of_index, index_of_code
+
+
+def to_index(arch: Sequence[int]) -> int:
+    """Official NB201 index of `arch`."""
+    return int(_index_tables()[1][to_code(arch)])
+
+
+def from_index(index: int) -> Arch:
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < NUM_ARCHS:
+        raise UserError(f"NB201 index {index!r} is out of range", fix=f"indices run from 0 to {NUM_ARCHS - 1}")
+    return from_code(int(_index_tables()[0][index]))
+
+
+def all_archs() -> List[Arch]:
+    """All 15,625 archs in official index order."""
+    return [from_code(c) for c in _index_tables()[0]]
+
+
+# ----------------------------------------------------------------------------- graph analysis
+@functools.lru_cache(maxsize=None)
+def live_edges(arch: Arch, zero_is_fixed_point: bool = True) -> Tuple[Tuple[int, int, int, int], ...]:
+    """Edges whose op must run to compute the cell output, as (edge, target, source, op), in order.
+
+    Always dropped: `none` edges and edges into a node that cannot reach the output node.
+    With `zero_is_fixed_point` (every op maps 0 to 0, true for weight-sharing cells: BN without
+    affine), also edges whose source node is identically zero. An empty result means the cell
+    outputs zero. Pure function of the arch, cached.
+    """
+    reaches = [False] * NUM_NODES
+    reaches[NUM_NODES - 1] = True
+    for e in reversed(range(NUM_EDGES)):
+        target, source = EDGES[e]
+        if arch[e] != NONE and reaches[target]:
+            reaches[source] = True
+    nonzero = [True] + [False] * (NUM_NODES - 1)
+    for e, (target, source) in enumerate(EDGES):
+        if arch[e] != NONE and nonzero[source]:
+            nonzero[target] = True
+    return tuple(
+        (e, target, source, arch[e])
+        for e, (target, source) in enumerate(EDGES)
+        if arch[e] != NONE and reaches[target] and (nonzero[source] or not zero_is_fixed_point)
+    )
+
+
+CANONICAL_RULES = ("nb201", "functional")
+
+
+@functools.lru_cache(maxsize=None)
+def _canonical(arch: Arch, rule: str) -> str:
+    functional = rule == "functional"
+    expr: Dict[int, str] = {0: "x"}
+    for i in range(1, NUM_NODES):
+        terms: List[str] = []
+        for e, (target, source) in enumerate(EDGES):
+            if target != i:
+                continue
+            src, op = expr[source], arch[e]
+            if op == NONE or src in ("#", ""):
+                if not functional:
+                    terms.append("#")
+            elif op == SKIP:
+                terms.append(src)
+            else:
+                terms.append(f"({src})@{OPS[op]}")
+        # a functional sum is flat, so split nested sums before sorting
+        if functional:
+            terms = [t for term in terms for t in _split_sum(term)]
+        expr[i] = "+".join(sorted(terms))
+    return expr[NUM_NODES - 1] or "0"
+
+
+def _split_sum(expr: str) -> List[str]:
+    """Top-level terms of a sum expression (parentheses protect nested ones)."""
+    terms, depth, start = [], 0, 0
+    for pos, ch in enumerate(expr):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "+" and depth == 0:
+            terms.append(expr[start:pos])
+            start = pos + 1
+    terms.append(expr[start:])
+    return [t for t in terms if t]
+
+
+def canonical(arch: Sequence[int], rule: str = "nb201") -> str:
+    """Canonical string of the cell's function; archs with equal strings are isomorphic."""
+    if rule not in CANONICAL_RULES:
+        raise UserError(f"unknown canonical rule {rule!r}", fix=f"choose one of: {', '.join(CANONICAL_RULES)}")
+    return _canonical(validate(arch), rule)
+
+
+@functools.lru_cache(maxsize=None)
+def unique_archs(rule: str = "nb201") -> List[Arch]:
+    """One representative per canonical class: the member with the lowest official index."""
+    seen, reps = set(), []
+    for arch in all_archs():
+        key = canonical(arch, rule)
+        if key not in seen:
+            seen.add(key)
+            reps.append(arch)
+    return reps
+
+
+def is_dead(arch: Arch) -> bool:
+    """True when no path joins the input to the output: the cell outputs zero."""
+    return not live_edges(validate(arch), True)
+
+
+# ----------------------------------------------------------------------------- sampling & variation
+def sample(rng: np.random.Generator, unique: bool = False) -> Arch:
+    """Uniform single-path sample: each edge's op uniform; or uniform over the unique classes."""
+    if unique:
+        reps = unique_archs()
+        return reps[int(rng.integers(len(reps)))]
+    return tuple(int(op) for op in rng.integers(len(OPS), size=NUM_EDGES))
+
+
+def mutate(arch: Arch, rng: np.random.Generator, prob: Optional[float] = None) -> Arch:
+    """Each edge takes a different op with probability `prob` (default 1/6); at least one edge changes."""
+    arch = validate(arch)
+    prob = 1.0 / NUM_EDGES if prob is None else prob
+    flips = rng.random(NUM_EDGES) < prob
+    if not flips.any():
+        flips[int(rng.integers(NUM_EDGES))] = True
+    child = list(arch)
+    for e in np.flatnonzero(flips):
+        child[e] = (arch[e] + 1 + int(rng.integers(len(OPS) - 1))) % len(OPS)
+    return tuple(child)
+
+
+def crossover(a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
+    """Uniform crossover: each edge's op from either parent with probability 1/2."""
+    a, b = validate(a), validate(b)
+    pick = rng.random(NUM_EDGES) < 0.5
+    return tuple(x if p else y for x, y, p in zip(a, b, pick))
+
+
+def encode(arch: Arch) -> List[float]:
+    """One-hot encoding, edge-major: 6 edges x 5 ops = 30 values (simplex-net input)."""
+    out = [0.0] * (NUM_EDGES * len(OPS))
+    for e, op in enumerate(validate(arch)):
+        out[e * len(OPS) + op] = 1.0
+    return out
+
+
+# ----------------------------------------------------------------------------- cost
+def op_counts(arch: Arch) -> Tuple[int, int]:
+    """(number of conv1x1 edges, number of conv3x3 edges): all that params and FLOPs depend on."""
+    arch = validate(arch)
+    return arch.count(CONV1), arch.count(CONV3)
+
+
+def cost(arch: Sequence[int], num_classes: int = 10, input_size: int = 32, C: int = 16, N: int = 5) -> Tuple[int, int]:
+    """(parameters, FLOPs) of the NB201 network of `arch`, by the NB201 conventions.
+
+    Parameters: every conv weight (no bias), BN affine pairs, the classifier with bias; all edges
+    count, dead ones too. FLOPs: multiply-adds of one image's forward pass for every conv (all
+    non-`none` edges run in the official network) and the classifier (weights + bias); BN, ReLU,
+    pooling and additions are not counted (xautodl `get_model_infos`). Equal to hook-based counting
+    on `NB201Network(prune=False)` (tests/test_supernet.py).
+    """
+    n1, n3 = op_counts(arch)
+    chans = [C, 2 * C, 4 * C]
+    params = 3 * C * 9 + 2 * C
+    flops = 3 * C * 9 * input_size * input_size
+    for s, c in enumerate(chans):
+        hw = (input_size >> s) ** 2
+        if s > 0:
+            cin = chans[s - 1]
+            params += 9 * cin * c + 2 * c + 9 * c * c + 2 * c + cin * c
+            flops += (9 * cin * c + 9 * c * c + cin * c) * hw
+        params += N * (n1 * (c * c + 2 * c) + n3 * (9 * c * c + 2 * c))
+        flops += N * (n1 * c * c + n3 * 9 * c * c) * hw
+    params += 2 * chans[-1] + chans[-1] * num_classes + num_classes
+    flops += chans[-1] * num_classes + num_classes
+    return params, flops

@@ -1,0 +1,145 @@
+"""Simplex-net: architecture (+ width) encoding -> code on the simplex (paper Sec. 3-4, Eq. 6, 11).
+
+`SimplexNet` is a two-layer MLP over the one-hot arch encoding, softmax over K. The channel branch
+(a second two-layer MLP over a width encoding) adds its logits to the arch branch's before the
+softmax, so one code serves the whole path (arch + widths). `channel_regulariser` is r_c (Eq. 15-16).
+
+Code modes (paper Tables 5-6), each a `CodeSource` that maps a list of archs to a `[n, K]` code:
+  simplex  the learned simplex-net; its output layer starts at zero, so the first codes after the
+           uniform warm-up are exactly uniform and the hand-over is continuous (our choice);
+  uniform  fixed 1/K ("fixed K-shot");
+  random   a simplex-net drawn at random (output layer N(0, 1)) and never trained ("random K-shot");
+           the larger output init spreads codes over the simplex; a near-uniform random net would
+           just repeat `uniform`.
+For K = 1 every mode yields the code [1].
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kshot_bench.registry import Registry
+
+
+class SimplexNet(nn.Module):
+    def __init__(self, arch_dim: int, k: int, hidden: int = 64, width_dim: int = 0, width_hidden: int = 64):
+        super().__init__()
+        self.k = k
+        self.arch_branch = nn.Sequential(nn.Linear(arch_dim, hidden), nn.ReLU(), nn.Linear(hidden, k))
+        self.width_branch = (nn.Sequential(nn.Linear(width_dim, width_hidden), nn.ReLU(), nn.Linear(width_hidden, k))
+                             if width_dim else None)
+
+    def output_layers(self) -> List[nn.Linear]:
+        branches = [self.arch_branch] + ([self.width_branch] if self.width_branch is not None else [])
+        return [b[-1] for b in branches]
+
+    def logits(self, arch_enc: Tensor, width_enc: Optional[Tensor] = None) -> Tensor:
+        out = self.arch_branch(arch_enc)
+        if self.width_branch is not None:
+            if width_enc is None:
+                raise ValueError("this simplex-net has a channel branch: pass width_enc")
+            out = out + self.width_branch(width_enc)
+        return out
+
+    def forward(self, arch_enc: Tensor, width_enc: Optional[Tensor] = None) -> Tensor:
+        return F.softmax(self.logits(arch_enc, width_enc), dim=-1)
+
+
+def channel_regulariser(codes: Tensor, widths: Tensor, margin: float, tau: float = 0.3) -> Tensor:
+    """r_c (paper Eq. 15-16) for the codes of n width settings of one arch.
+
+    `codes` [n, K], `widths` [n, L] (width multipliers per layer). For every positive pair (i, k),
+    i != k with ||c_i - c_k||_1 < margin:  P(c_i | c_k) = exp(s_ik) / (exp(s_ik) + sum_{j != i, k} exp(s_ij)),
+    s = lambda_i . lambda_j / tau; r_c = mean over positive pairs of -log P. Zero when no pair is
+    positive. (The sum leaves out j = i, the code's similarity with itself.)
+    """
+    n = codes.shape[0]
+    sim = codes @ codes.t() / tau
+    dist = torch.cdist(widths.float(), widths.float(), p=1)
+    eye = torch.eye(n, dtype=torch.bool, device=codes.device)
+    positive = (dist < margin) & ~eye
+    if not positive.any():
+        return codes.sum() * 0.0
+    # log-denominator: logsumexp over j != i of s_ij (this includes k itself, as in Eq. 15)
+    log_den = torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1, keepdim=True)
+    log_p = sim - log_den
+    return -log_p[positive].mean()
+
+
+# ----------------------------------------------------------------------------- code sources
+class CodeSource(nn.Module):
+    """Maps archs to codes `[n, K]`. `trainable` says whether a simplex-net step has anything to do."""
+
+    trainable = False
+
+    def __init__(self, k: int, encode: Callable[[Sequence[int]], List[float]], arch_dim: int, hidden: int):
+        super().__init__()
+        self.k = k
+        self._encode = encode
+
+    def encode(self, archs: Sequence[Sequence[int]], device: torch.device) -> Tensor:
+        return torch.tensor([self._encode(a) for a in archs], dtype=torch.float32, device=device)
+
+    def forward(self, archs: Sequence[Sequence[int]]) -> Tensor:
+        raise NotImplementedError
+
+
+class UniformCode(CodeSource):
+    def __init__(self, k, encode, arch_dim, hidden):
+        super().__init__(k, encode, arch_dim, hidden)
+        self.register_buffer("_device_probe", torch.zeros(0), persistent=False)
+
+    def forward(self, archs):
+        return torch.full((len(archs), self.k), 1.0 / self.k, device=self._device_probe.device)
+
+
+class SimplexCode(CodeSource):
+    trainable = True
+
+    def __init__(self, k, encode, arch_dim, hidden):
+        super().__init__(k, encode, arch_dim, hidden)
+        self.net = SimplexNet(arch_dim, k, hidden)
+        for layer in self.net.output_layers():
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, archs):
+        return self.net(self.encode(archs, self.net.arch_branch[0].weight.device))
+
+
+class RandomCode(CodeSource):
+    def __init__(self, k, encode, arch_dim, hidden):
+        super().__init__(k, encode, arch_dim, hidden)
+        self.net = SimplexNet(arch_dim, k, hidden)
+        for layer in self.net.output_layers():
+            nn.init.normal_(layer.weight, std=1.0)
+            nn.init.normal_(layer.bias, std=1.0)
+        self.net.requires_grad_(False)
+
+    def forward(self, archs):
+        with torch.no_grad():
+            return self.net(self.encode(archs, self.net.arch_branch[0].weight.device))
+
+
+CODE_MODES: Registry[type] = Registry("code mode")
+CODE_MODES.register("simplex", SimplexCode)
+CODE_MODES.register("uniform", UniformCode)
+CODE_MODES.register("random", RandomCode)
+
+
+def make_code_source(mode: str, k: int, encode, arch_dim: int, hidden: int = 64) -> CodeSource:
+    """The code source of `mode`; K = 1 always gets the constant code [1] (one-shot)."""
+    cls = CODE_MODES.get(mode)
+    return UniformCode(k, encode, arch_dim, hidden) if k == 1 else cls(k, encode, arch_dim, hidden)
+
+
+def code_stats(codes: Tensor) -> Dict[str, float]:
+    """Summary of a batch of codes: mean entropy relative to log K, mean max weight."""
+    k = codes.shape[-1]
+    if k == 1:
+        return {"code_entropy": 0.0, "code_max": 1.0}
+    ent = -(codes.clamp_min(1e-12).log() * codes).sum(-1) / torch.log(torch.tensor(float(k)))
+    return {"code_entropy": float(ent.mean()), "code_max": float(codes.max(-1).values.mean())}

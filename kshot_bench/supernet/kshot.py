@@ -1,0 +1,46 @@
+"""K-shot parameters: K weight copies stacked in one tensor `[K, ...]`, merged by a simplex code.
+
+The merge `sum_k code[k] * theta[k]` runs once per forward for each op on the sampled path, before
+the op runs, so no extra feature maps exist (paper Sec. 3, Table 1). For K = 1 the merge returns
+`theta[0]` itself: exactly a one-shot (SPOS) supernet, no copy and no code needed.
+
+Init of the K copies (`init`, a design choice the paper leaves open; docs/design.md):
+  "independent": each copy drawn on its own, as K separately initialised supernets (default).
+  "identical":   every copy equal to the first; with a uniform code the K-shot supernet then
+                 starts as exactly the one-shot supernet.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+KSHOT_INITS = ("independent", "identical")
+
+
+def merge(theta: Tensor, code: Tensor | None) -> Tensor:
+    """`sum_k code[k] * theta[k]`; for K = 1, `theta[0]` (a view) whatever the code."""
+    if theta.shape[0] == 1:
+        return theta.squeeze(0)  # a view whose backward is a free reshape (indexing would scatter)
+    return torch.tensordot(code, theta, dims=1)
+
+
+def kshot_parameter(k: int, shape: tuple, init: str, fan_in: int | None = None, fill: float | None = None) -> nn.Parameter:
+    """A `[k, *shape]` parameter. `fill` gives a constant (BN affine); else Kaiming-uniform on fan_in,
+    the PyTorch default for conv and linear weights (bound = 1 / sqrt(fan_in))."""
+    if init not in KSHOT_INITS:
+        raise ValueError(f"unknown K-shot init {init!r}; choose one of {KSHOT_INITS}")
+    copies = 1 if init == "identical" else k
+    if fill is not None:
+        data = torch.full((copies, *shape), float(fill))
+    else:
+        bound = 1.0 / math.sqrt(fan_in)
+        data = torch.empty((copies, *shape)).uniform_(-bound, bound)
+    if copies != k:
+        data = data.expand(k, *shape).clone()
+    return nn.Parameter(data)
+
+
+def conv_weight(k: int, c_out: int, c_in: int, ksize: int, init: str) -> nn.Parameter:
+    return kshot_parameter(k, (c_out, c_in, ksize, ksize), init, fan_in=c_in * ksize * ksize)

@@ -1,0 +1,339 @@
+"""Supernet + simplex-net training (paper Algorithm 1, Eq. 8-9), run directories and checkpoints.
+
+Each iteration takes one batch b:
+  * supernet step: one uniformly sampled path a, the full batch, code lambda = pi(a) held fixed
+    (1/K during the first `warmup_epochs`), update the K-shot weights Theta;
+  * after warm-up, every `simplex_interval` iterations and only for a trainable code source: a
+    simplex-net step on the same batch: m paths, the batch split into m groups of b/m images, the
+    mean loss back-propagated into sigma only (Theta frozen), Adam.
+Design choices the paper leaves open (docs/design.md): per-step cosine LR; the simplex step reuses
+the iteration's batch; every code mode warms up with 1/K; SGD updates only the ops on the sampled
+path (gradients are set to None, so off-path weights see neither momentum nor weight decay).
+
+Determinism: the path of step t and the simplex paths come from generators seeded with
+(seed, stream, t); the data order and augmentation of epoch e from (seed, e). A checkpoint
+therefore needs only the weights, both optimizers, the position and the running meters to resume
+exactly; it is written atomically (temp file + rename) every `checkpoint_every` steps, at every
+epoch end and on Ctrl-C.
+
+Run directory: config.json (resolved), log.csv (one row per epoch), checkpoint.pt (latest),
+supernet.pt (final weights + simplex-net, written when training ends).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kshot_bench.config import RunConfig, from_dict
+from kshot_bench.data import Splits, TensorLoader, stratified_half
+from kshot_bench.datasets import DATASETS
+from kshot_bench.errors import UserError
+from kshot_bench.search_space import SPACES
+from kshot_bench.simplex import CodeSource, code_stats, make_code_source
+
+CHECKPOINT = "checkpoint.pt"
+FINAL = "supernet.pt"
+LOG = "log.csv"
+LOG_FIELDS = ["epoch", "phase", "lr", "train_loss", "train_acc", "simplex_loss", "code_entropy", "code_max",
+              "images", "time_s", "images_per_s", "peak_mem_mb"]
+SUBSET_SEED = 0  # the training subset is part of the protocol, equal for every run seed
+STREAM_PATH, STREAM_SIMPLEX = 1, 2
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for, but no CUDA device is visible", fix="use --device cpu")
+    return torch.device(name)
+
+
+def build_supernet(cfg: RunConfig) -> torch.nn.Module:
+    from kshot_bench.supernet.nb201 import KShotNB201
+
+    info = DATASETS.get(cfg.dataset)
+    if cfg.space != "nb201":
+        raise UserError(f"training is implemented for the nb201 space, not {cfg.space!r}")
+    return KShotNB201(cfg.k, info.num_classes, cfg.channels, cfg.cells, cfg.bn_affine, cfg.kshot_init)
+
+
+def build_code_source(cfg: RunConfig) -> CodeSource:
+    space = SPACES.get(cfg.space)
+    return make_code_source(cfg.code, cfg.k, space.encode, len(space.encode(space.sample(np.random.default_rng(0)))),
+                            cfg.simplex_hidden)
+
+
+def step_rng(seed: int, stream: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([seed, stream, step])
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def machine_info(device: torch.device) -> Dict[str, str]:
+    info = {"python": platform.python_version(), "torch": str(torch.__version__), "platform": platform.platform(),
+            "cpu": platform.processor() or platform.machine(), "threads": str(torch.get_num_threads()),
+            "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, progress: bool = True):
+        self.cfg, self.run_dir, self.device, self.progress = cfg, Path(run_dir), device, progress
+        self.space = SPACES.get(cfg.space)
+        self.info = DATASETS.get(cfg.dataset)
+        torch.manual_seed(cfg.seed)
+        self.model = build_supernet(cfg).to(device)
+        self.codes = build_code_source(cfg).to(device)
+        train_x, train_y = splits.train_x, splits.train_y
+        if cfg.train_subset and cfg.train_subset < len(train_x):
+            keep, _ = stratified_half(train_y.cpu().numpy(), SUBSET_SEED)  # balanced classes
+            keep = np.random.default_rng(SUBSET_SEED).permutation(keep)[: cfg.train_subset]
+            keep = torch.as_tensor(np.sort(keep))
+            train_x, train_y = train_x[keep], train_y[keep]
+        self.loader = TensorLoader(train_x.to(device), train_y.to(device), self.info, cfg.batch_size, cfg.seed)
+        if len(self.loader) == 0:
+            raise UserError(f"the training part has {len(train_x)} images, fewer than one batch of {cfg.batch_size}",
+                            fix="lower batch_size or use more training images")
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                   nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        self.simplex_opt = (torch.optim.Adam(self.codes.parameters(), lr=cfg.simplex_lr)
+                            if self.codes.trainable else None)
+        self.steps_per_epoch = len(self.loader)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.warmup_steps = cfg.warmup_epochs * self.steps_per_epoch
+        self.epoch, self.step_in_epoch = 0, 0
+        self.meters = self._fresh_meters()
+        self.source = splits.source
+
+    # ------------------------------------------------------------------ schedule & sampling
+    def lr_at(self, step: int) -> float:
+        c = self.cfg
+        return c.lr_min + 0.5 * (c.lr - c.lr_min) * (1 + math.cos(math.pi * step / max(1, self.total_steps)))
+
+    def path(self, step: int):
+        return self.space.sample(step_rng(self.cfg.seed, STREAM_PATH, step), self.cfg.unique_sampling)
+
+    def _fresh_meters(self) -> Dict[str, float]:
+        return {"loss": 0.0, "correct": 0.0, "images": 0.0, "steps": 0.0, "simplex_loss": 0.0, "simplex_steps": 0.0,
+                "entropy": 0.0, "code_max": 0.0, "time": 0.0}
+
+    # ------------------------------------------------------------------ steps
+    def supernet_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> None:
+        arch = self.path(step)
+        if step < self.warmup_steps:
+            code = torch.full((self.cfg.k,), 1.0 / self.cfg.k, device=self.device)
+        else:
+            with torch.no_grad():
+                code = self.codes([arch])[0]
+        self.opt.zero_grad(set_to_none=True)
+        logits = self.model(x, arch, code)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        m = self.meters
+        m["loss"] += float(loss.detach()) * len(y)
+        m["correct"] += float((logits.argmax(1) == y).sum())
+        m["images"] += len(y)
+        m["steps"] += 1
+        stats = code_stats(code[None])
+        m["entropy"] += stats["code_entropy"]
+        m["code_max"] += stats["code_max"]
+
+    def simplex_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> None:
+        rng = step_rng(self.cfg.seed, STREAM_SIMPLEX, step)
+        m = self.cfg.simplex_paths
+        archs = [self.space.sample(rng, self.cfg.unique_sampling) for _ in range(m)]
+        params = list(self.codes.parameters())
+        self.simplex_opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for arch, xj, yj in zip(archs, x.tensor_split(m), y.tensor_split(m)):
+            # one group at a time: back-propagating each group at once keeps memory at one batch
+            loss = F.cross_entropy(self.model(xj, arch, self.codes([arch])[0]), yj) / m
+            loss.backward(inputs=params)
+            total += float(loss.detach())
+        self.simplex_opt.step()
+        self.meters["simplex_loss"] += total
+        self.meters["simplex_steps"] += 1
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, stop_at_step: Optional[int] = None) -> Dict[str, float]:
+        """Train to the end (or to global step `stop_at_step`, for tests: raises KeyboardInterrupt there)."""
+        from tqdm import tqdm
+
+        self.model.train()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        try:
+            while self.epoch < self.cfg.epochs:
+                bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, disable=not self.progress,
+                           desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="step", leave=False)
+                t0 = time.perf_counter()
+                for x, y in self.loader.epoch(self.epoch, self.step_in_epoch):
+                    step = self.epoch * self.steps_per_epoch + self.step_in_epoch
+                    if stop_at_step is not None and step == stop_at_step:
+                        raise KeyboardInterrupt
+                    for group in self.opt.param_groups:
+                        group["lr"] = self.lr_at(step)
+                    self.supernet_step(x, y, step)
+                    if (self.simplex_opt is not None and step >= self.warmup_steps
+                            and (step - self.warmup_steps) % self.cfg.simplex_interval == 0):
+                        self.simplex_step(x, y, step)
+                    self.step_in_epoch += 1
+                    bar.update(1)
+                    if self.progress and self.step_in_epoch % 10 == 0:
+                        bar.set_postfix(loss=f"{self.meters['loss'] / max(1, self.meters['images']):.3f}")
+                    if self.step_in_epoch % self.cfg.checkpoint_every == 0 and self.step_in_epoch < self.steps_per_epoch:
+                        self.meters["time"] += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        self.save_checkpoint()
+                bar.close()
+                self.meters["time"] += time.perf_counter() - t0
+                self._end_epoch()
+        except KeyboardInterrupt:
+            self.meters["time"] += time.perf_counter() - t0
+            self.save_checkpoint()
+            raise
+        self.save_final()
+        return self.read_log()[-1] if self.read_log() else {}
+
+    def _end_epoch(self) -> None:
+        m = self.meters
+        row = {
+            "epoch": self.epoch + 1,
+            "phase": "warmup" if self.epoch < self.cfg.warmup_epochs else ("kshot" if self.cfg.k > 1 else "oneshot"),
+            "lr": self.lr_at((self.epoch + 1) * self.steps_per_epoch - 1),
+            "train_loss": m["loss"] / max(1, m["images"]),
+            "train_acc": 100.0 * m["correct"] / max(1, m["images"]),
+            "simplex_loss": m["simplex_loss"] / m["simplex_steps"] if m["simplex_steps"] else "",
+            "code_entropy": m["entropy"] / max(1, m["steps"]),
+            "code_max": m["code_max"] / max(1, m["steps"]),
+            "images": int(m["images"]),
+            "time_s": m["time"],
+            "images_per_s": m["images"] / m["time"] if m["time"] else 0.0,
+            "peak_mem_mb": peak_memory_mb(self.device),
+        }
+        path = self.run_dir / LOG
+        new = not path.exists() or row["epoch"] == 1
+        with open(path, "w" if new else "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.meters = self._fresh_meters()
+        self.save_checkpoint()
+
+    def read_log(self) -> List[Dict[str, str]]:
+        path = self.run_dir / LOG
+        if not path.exists():
+            return []
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    # ------------------------------------------------------------------ persistence
+    def state(self) -> Dict:
+        return {
+            "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "meters": dict(self.meters),
+            "model": self.model.state_dict(),
+            "codes": self.codes.state_dict(),
+            "opt": self.opt.state_dict(),
+            "simplex_opt": self.simplex_opt.state_dict() if self.simplex_opt else None,
+            "torch_rng": torch.get_rng_state(),
+            "log_rows": len(self.read_log()),
+        }
+
+    def save_checkpoint(self) -> None:
+        atomic_save(self.state(), self.run_dir / CHECKPOINT)
+
+    def save_final(self) -> None:
+        atomic_save({"config": self.cfg.to_dict(), "model": self.model.state_dict(), "codes": self.codes.state_dict(),
+                     "epochs": self.epoch, "data": self.source, "machine": machine_info(self.device)},
+                    self.run_dir / FINAL)
+
+    def resume(self) -> bool:
+        """Load `checkpoint.pt` from the run directory; False when there is none."""
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        state = load_checkpoint(path, self.device)
+        check_same_config(self.cfg, state["config"], path)
+        self.model.load_state_dict(state["model"])
+        self.codes.load_state_dict(state["codes"])
+        self.opt.load_state_dict(state["opt"])
+        if self.simplex_opt is not None:
+            self.simplex_opt.load_state_dict(state["simplex_opt"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch, self.step_in_epoch, self.meters = state["epoch"], state["step_in_epoch"], state["meters"]
+        rows = self.read_log()[: state["log_rows"]]  # drop rows written after this checkpoint
+        if rows:
+            with open(self.run_dir / LOG, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+        return True
+
+
+def load_checkpoint(path: Path, device: torch.device) -> Dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist", fix="pass the supernet.pt or checkpoint.pt of a finished train run")
+    try:
+        # our own files: tensors, dicts and numbers only, so the safe loader suffices
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:
+        raise UserError(f"cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0][:200]}",
+                        fix="pass a supernet.pt or checkpoint.pt written by kshot-bench train") from None
+
+
+# fields that may differ between a checkpoint and the run that loads it: they do not change the weights
+SCORING_FIELDS = ("archs", "score_images", "score_batch", "checkpoint_every")
+
+
+def check_same_config(cfg: RunConfig, saved: Dict, path: Path, ignore=SCORING_FIELDS) -> None:
+    try:
+        other = from_dict(saved)
+    except UserError as err:
+        raise UserError(f"checkpoint {path} holds a config this version cannot read ({err.problem})") from None
+    diff = [f"{k}: checkpoint {getattr(other, k)!r} vs now {getattr(cfg, k)!r}"
+            for k in cfg.to_dict() if k not in ignore and getattr(other, k) != getattr(cfg, k)]
+    if diff:
+        raise UserError(f"checkpoint {path} comes from a different config ({'; '.join(diff)})",
+                        fix="use the same dataset, K, code mode, preset and --set values as the run that wrote it, "
+                            "or start a new --out directory")
+
+
+def write_config(cfg: RunConfig, run_dir: Path, extra: Optional[Dict] = None) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = {"config": cfg.to_dict(), "config_hash": cfg.hash(), **(extra or {})}
+    tmp = run_dir / "config.json.tmp"
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, run_dir / "config.json")

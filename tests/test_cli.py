@@ -1,0 +1,75 @@
+import csv
+import io
+import subprocess
+import sys
+
+import pytest
+
+from kshot_bench.cli import main
+
+BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cost_one_arch(capsys, truth_csv):
+    code, out, _ = run(capsys, "cost", "--dataset", "cifar10", "--arch", BEST)
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 1 and rows[0]["arch_str"] == BEST
+    index = int(rows[0]["index"])
+    assert truth_csv.loc[index, "arch_str"] == BEST
+    assert int(rows[0]["params"]) == round(truth_csv.loc[index, "params_M_cifar10"] * 1e6)
+
+
+def test_cost_indices_and_all(capsys, truth_csv):
+    code, out, _ = run(capsys, "cost", "--dataset", "ImageNet16-120", "--index", "0", "857")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["index"] for r in rows] == ["0", "857"]
+    assert int(rows[1]["params"]) == round(truth_csv.loc[857, "params_M_imagenet16"] * 1e6)
+    code, out, _ = run(capsys, "cost", "--dataset", "cifar100", "--all")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 15625 and rows[6111]["arch_str"] == truth_csv.loc[6111, "arch_str"]
+    # all-3x3 cell: 220,119,690 for 10 classes (the NB201 maximum) + 90 more classes x (64 weights + 1 bias)
+    assert max(int(r["flops"]) for r in rows) == 220_119_690 + 90 * 65
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["cost", "--arch", "|nor_conv_3x3~0|+|bad"], "malformed"),
+    (["cost", "--arch", BEST.replace("skip_connect", "sep_conv_3x3")], "unknown op 'sep_conv_3x3'"),
+    (["cost", "--index", "15625"], "out of range"),
+    (["train", "--k", "0", "--data-root", ".", "--out", "x"], "K must be >= 1"),
+    (["train", "--code", "learned", "--data-root", ".", "--out", "x"], "unknown code mode 'learned'"),
+    (["train", "--preset", "gpu", "--data-root", ".", "--out", "x"], "unknown preset 'gpu'"),
+    (["train", "--set", "epochz=3", "--data-root", ".", "--out", "x"], "unknown config key 'epochz'"),
+    (["train", "--set", "epochs=three", "--data-root", ".", "--out", "x"], "takes a int"),
+    (["train", "--preset", "smoke", "--data-root", "/nonexistent/cifar", "--out", "x"], "does not exist"),
+])
+def test_bad_input_exits_2_with_a_fix(capsys, tmp_path, argv, words):
+    argv = [a if a != "x" else str(tmp_path / "run") for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert words in err and "fix:" in err
+
+
+def test_empty_data_dir_lists_expected_layouts(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--preset", "smoke", "--data-root", str(tmp_path), "--out", str(tmp_path / "r"))
+    assert code == 2 and "no CIFAR-10 data" in err and "cifar-10-batches-py" in err
+
+
+def test_console_script_train_and_refuse_overwrite(tmp_path, tiny_cifar_folder):
+    cmd = [sys.executable, "-m", "kshot_bench.cli", "train", "--preset", "smoke", "--k", "2", "--quiet",
+           "--data-root", str(tiny_cifar_folder), "--out", str(tmp_path / "run")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "done: 2 epochs" in done.stdout
+    for name in ("config.json", "log.csv", "checkpoint.pt", "supernet.pt"):
+        assert (tmp_path / "run" / name).exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and "already finished" in resumed.stdout

@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import write_cifar10_batches, write_image_folder
+from kshot_bench.data import TensorLoader, load_dataset, official_split, stratified_half
+from kshot_bench.datasets import DATASETS
+from kshot_bench.errors import UserError
+
+INFO = DATASETS.get("cifar10")
+
+
+def test_official_python_batches_use_the_official_split(tmp_path, shared_data):
+    root = write_cifar10_batches(tmp_path)
+    splits = load_dataset("cifar10", root, download=False)
+    train = official_split("cifar10_train")
+    assert len(train) == len(splits.train_x) == 25000 and len(splits.score_x) == 25000
+    # image i has every pixel i % 256 and label i % 10 (see write_cifar10_batches)
+    assert torch.equal(splits.train_x[:, 0, 0, 0], torch.as_tensor(train % 256, dtype=torch.uint8))
+    assert torch.equal(splits.train_y, torch.as_tensor(train % 10))
+    text = (shared_data / "nb201" / "splits" / "cifar-split.txt").read_text()
+    assert text.count('"') > 0 and str(train[1]) in text[:200]
+    assert "cifar-split.txt" in splits.source
+
+
+def test_image_folder_seeded_half_split(tmp_path):
+    root = write_image_folder(tmp_path, per_class=4, test_per_class=1)
+    a = load_dataset("cifar10", root, download=False)
+    assert a.train_x.shape == (20, 3, 32, 32) and a.score_x.shape == (20, 3, 32, 32)
+    assert torch.equal(torch.bincount(a.train_y), torch.full((10,), 2))
+    assert (root / ".kshot_cache.npz").exists()
+    b = load_dataset("cifar10", root, download=False)  # from the cache
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.score_y, b.score_y)
+    # pixels survive decoding (PNG is lossless)
+    from PIL import Image
+    first = np.array(Image.open(root / "train" / "airplane" / "0000.png"))
+    all_x = torch.cat([a.train_x, a.score_x])
+    assert any(torch.equal(img, torch.as_tensor(first).permute(2, 0, 1)) for img in all_x)
+
+
+def test_stratified_half_is_balanced_and_seeded():
+    labels = np.repeat(np.arange(10), 50)
+    a, b = stratified_half(labels, 3)
+    assert len(np.intersect1d(a, b)) == 0 and len(a) + len(b) == 500
+    assert np.all(np.bincount(labels[a]) == 25)
+    assert np.array_equal(a, stratified_half(labels, 3)[0]) and not np.array_equal(a, stratified_half(labels, 4)[0])
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: p / "missing", "does not exist"),
+    (lambda p: p, "no CIFAR-10 data"),
+])
+def test_missing_data_names_the_layouts(tmp_path, make, words):
+    with pytest.raises(UserError, match=words) as err:
+        load_dataset("cifar10", make(tmp_path), download=False)
+    assert "cifar-10-batches-py" in str(err.value) or "--data-root" in str(err.value)
+
+
+def test_incomplete_batches_are_named(tmp_path):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    with pytest.raises(UserError, match="data_batch_1"):
+        load_dataset("cifar10", tmp_path, download=False)
+
+
+def _reference_crop_flip(img, dy, dx, flip):
+    padded = F.pad(img, (4, 4, 4, 4))
+    out = padded[:, dy:dy + 32, dx:dx + 32]
+    return out.flip(-1) if flip else out
+
+
+def test_loader_augmentation_matches_per_image_reference():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.arange(40)
+    loader = TensorLoader(images, labels, INFO, 8, seed=5)
+    batches = list(loader.epoch(0))
+    assert len(batches) == 5
+    x, y = batches[0]
+    assert x.is_contiguous(memory_format=torch.channels_last) and x.dtype == torch.float32
+    raw = (x * loader.inv_std.reciprocal() + loader.mean).round().clamp(0, 255).to(torch.uint8)
+    for img, label in zip(raw, y):
+        src = images[label]
+        matches = [(dy, dx, f) for dy in range(9) for dx in range(9) for f in (False, True)
+                   if torch.equal(_reference_crop_flip(src, dy, dx, f), img)]
+        assert matches, "every output image is a padded crop (maybe flipped) of its source"
+
+
+def test_loader_is_a_function_of_seed_and_epoch_and_resumes():
+    images = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(50)
+    loader = TensorLoader(images, labels, INFO, 10, seed=1)
+    full = list(loader.epoch(3))
+    again = list(loader.epoch(3))
+    tail = list(loader.epoch(3, start=2))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(full, again))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(full[2:], tail))
+    assert not torch.equal(full[0][1], list(loader.epoch(4))[0][1])
+    seen = torch.cat([y for _, y in full]).sort().values
+    assert torch.equal(seen, labels)  # drop_last with 50 / 10: every image exactly once
+
+
+def test_fixed_batches_are_unaugmented():
+    images = torch.randint(0, 256, (30, 3, 32, 32), dtype=torch.uint8)
+    loader = TensorLoader(images, torch.arange(30), INFO, 8, seed=0, augment=False)
+    batches = loader.fixed_batches(limit=20, batch_size=8)
+    assert [len(y) for _, y in batches] == [8, 8, 4]
+    x = batches[0][0]
+    ref = (images[:8].float() - loader.mean) * loader.inv_std
+    torch.testing.assert_close(x, ref)

@@ -1,0 +1,90 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from kshot_bench.config import from_preset
+from kshot_bench.data import load_dataset
+from kshot_bench.errors import UserError
+from kshot_bench.train import CHECKPOINT, FINAL, LOG, Trainer, check_same_config, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def splits(tiny_cifar_folder):
+    return load_dataset("cifar10", tiny_cifar_folder, download=False)
+
+
+def smoke(**changes):
+    # 100 training images, batch 16 -> 6 steps per epoch; epoch 2 is the simplex phase
+    base = dict(epochs=3, warmup_epochs=1, batch_size=16, simplex_paths=4, simplex_interval=2, checkpoint_every=4)
+    base.update(changes)
+    return from_preset("smoke", **base)
+
+
+def rows(run_dir):
+    with open(run_dir / LOG, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_training_writes_log_and_weights(tmp_path, splits):
+    cfg = smoke()
+    trainer = Trainer(cfg, tmp_path, splits, torch.device("cpu"), progress=False)
+    trainer.fit()
+    log = rows(tmp_path)
+    assert [r["epoch"] for r in log] == ["1", "2", "3"]
+    assert [r["phase"] for r in log] == ["warmup", "kshot", "kshot"]
+    assert log[0]["simplex_loss"] == "" and float(log[1]["simplex_loss"]) > 0
+    assert float(log[0]["code_entropy"]) == pytest.approx(1.0)
+    final = load_checkpoint(tmp_path / FINAL, torch.device("cpu"))
+    assert final["config"]["k"] == 4 and final["epochs"] == 3
+    # the simplex-net moved away from its uniform start
+    codes = trainer.codes([(3, 3, 3, 3, 3, 3), (1, 1, 1, 1, 1, 1)])
+    assert not torch.allclose(codes, torch.full_like(codes, 0.25))
+
+
+@pytest.mark.parametrize("code, k", [("simplex", 3), ("random", 2), ("uniform", 2), ("simplex", 1)])
+def test_resume_mid_epoch_is_exact(tmp_path, splits, code, k):
+    cfg = smoke(code=code, k=k)
+    straight = Trainer(cfg, tmp_path / "straight", splits, torch.device("cpu"), progress=False)
+    straight.fit()
+
+    stopped = Trainer(cfg, tmp_path / "stopped", splits, torch.device("cpu"), progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit(stop_at_step=9)  # epoch 2, step 3 of 6: inside the simplex phase
+    state = load_checkpoint(tmp_path / "stopped" / CHECKPOINT, torch.device("cpu"))
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 3)
+
+    resumed = Trainer(cfg, tmp_path / "stopped", splits, torch.device("cpu"), progress=False)
+    assert resumed.resume()
+    resumed.fit()
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    for (name, a), (_, b) in zip(straight.codes.state_dict().items(), resumed.codes.state_dict().items()):
+        assert torch.equal(a, b), name
+    log_a, log_b = rows(tmp_path / "straight"), rows(tmp_path / "stopped")
+    assert [r["train_loss"] for r in log_a] == [r["train_loss"] for r in log_b]
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path, splits):
+    cfg = smoke(epochs=1, warmup_epochs=1)
+    Trainer(cfg, tmp_path, splits, torch.device("cpu"), progress=False).fit()
+    other = cfg.replace(k=2)
+    with pytest.raises(UserError, match="different config.*k: checkpoint 4 vs now 2"):
+        Trainer(other, tmp_path, splits, torch.device("cpu"), progress=False).resume()
+    # scoring fields may differ
+    check_same_config(cfg.replace(archs="all", score_images=10), cfg.to_dict(), tmp_path)
+
+
+def test_unreadable_checkpoint(tmp_path):
+    bad = tmp_path / "x.pt"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        load_checkpoint(bad, torch.device("cpu"))
+    with pytest.raises(UserError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt", torch.device("cpu"))
+
+
+def test_too_few_images_for_a_batch(splits, tmp_path):
+    with pytest.raises(UserError, match="fewer than one batch"):
+        Trainer(smoke(batch_size=64, train_subset=40), tmp_path, splits, torch.device("cpu"), progress=False)
