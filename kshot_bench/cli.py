@@ -6,6 +6,7 @@ Ctrl-C during training saves a checkpoint and exits with status 130.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -16,7 +17,7 @@ DATASET_CHOICES = ("cifar10", "cifar100", "ImageNet16-120")
 
 
 def _run_options(p: argparse.ArgumentParser, preset_default: str = "cpu") -> None:
-    p.add_argument("--dataset", default="cifar10", help="cifar10 | cifar100 | ImageNet16-120 (default cifar10)")
+    p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES, help="default cifar10")
     p.add_argument("--k", type=int, default=None, help="number of weight copies K (default 4; 1 = one-shot)")
     p.add_argument("--code", default=None, help="code mode: simplex | uniform | random (default simplex)")
     p.add_argument("--preset", default=preset_default, help=f"nb201 | cpu | smoke (default {preset_default})")
@@ -25,6 +26,7 @@ def _run_options(p: argparse.ArgumentParser, preset_default: str = "cpu") -> Non
                    help="override one config field, e.g. --set epochs=3 (repeatable)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
 
 
 def _config(args, **extra):
@@ -47,7 +49,7 @@ def cmd_train(args) -> int:
         print(f"{out} is already finished ({FINAL} exists); nothing to do")
         return 0
     device = pick_device(args.device)
-    splits = load_dataset(cfg.dataset, args.data_root)
+    splits = load_dataset(cfg.dataset, args.data_root, download=not args.offline)
     trainer = Trainer(cfg, out, splits, device, progress=not args.quiet)
     resumed = trainer.resume() if args.resume else False
     write_config(cfg, out, {"data": splits.source, "machine": machine_info(device)})
@@ -62,6 +64,120 @@ def cmd_train(args) -> int:
         return 130
     print(f"done: {cfg.epochs} epochs; last epoch train_loss {float(last['train_loss']):.4f} "
           f"train_acc {float(last['train_acc']):.2f}%  ({out / FINAL})")
+    return 0
+
+
+# ----------------------------------------------------------------------------- rank
+def cmd_rank(args) -> int:
+    from kshot_bench.rank import print_table, rank_job
+    from kshot_bench.train import pick_device
+
+    explicit = {"dataset": args.dataset, "k": args.k, "code": args.code}
+    if args.checkpoint is None:
+        args.dataset = args.dataset or "cifar10"
+    cfg = _config(args, archs=args.archs)
+    if args.checkpoint is not None and args.seed is None:
+        cfg = cfg.replace(seed=0)
+    device = pick_device(args.device)
+    out = Path(args.out or f"runs/rank-{cfg.dataset}-k{cfg.k}-{cfg.code}-{args.preset}-s{cfg.seed}")
+    command = "kshot-bench " + shlex.join(args.argv)
+    print(f"rank: {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} archs={cfg.archs} -> {out}")
+    try:
+        metrics, baselines = rank_job(cfg, out, args.data_root, device, args.checkpoint, args.truth,
+                                      expect=explicit if args.checkpoint else None, progress=not args.quiet,
+                                      command=command, preset=args.preset, download=not args.offline)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; progress is saved in {out}. Run the same command again to continue.", file=sys.stderr)
+        return 130
+    print_table(metrics, baselines)
+    print(f"results: {out}/summary.md, metrics.json, baselines.json, predictions.csv, scatter.png")
+    return 0
+
+
+# ----------------------------------------------------------------------------- ablate & report
+def cmd_ablate(args) -> int:
+    from kshot_bench.ablate import ABLATION_CODES, cells, run_ablation
+    from kshot_bench.config import from_preset, override, parse_sets
+    from kshot_bench.simplex import CODE_MODES
+    from kshot_bench.train import pick_device
+
+    for code in args.codes or []:
+        CODE_MODES.get(code)
+    if any(k < 1 for k in args.k):
+        raise UserError(f"every K must be >= 1, got {args.k}", fix="e.g. --k 1 2 4 8")
+    base = override(from_preset(args.preset, dataset=args.dataset, archs=args.archs), parse_sets(args.sets))
+    grid = cells(args.k, args.codes or ABLATION_CODES, args.seeds, args.epochs or [None])
+    out = Path(args.out or f"runs/ablation-{args.dataset}-{args.preset}")
+    print(f"ablate: {len(grid)} cells ({args.dataset}, preset {args.preset}) -> {out}")
+    try:
+        run_ablation(base, grid, out, args.data_root, pick_device(args.device), args.preset, progress=not args.quiet,
+                     download=not args.offline)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished cells are kept in {out}. Run the same command again to continue.", file=sys.stderr)
+        return 130
+    print(f"done. Report: kshot-bench report {out} --out reports/<name>")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from kshot_bench.report import build_report
+
+    path = build_report(args.runs, Path(args.out))
+    print(f"wrote {path} and its figures")
+    return 0
+
+
+# ----------------------------------------------------------------------------- search
+def cmd_search(args) -> int:
+    from kshot_bench.search import ALGOS, SearchConfig, aggregate_seeds, run_search, supernet_fitness
+    from kshot_bench.search_space import SPACES
+
+    SPACES.get(args.space)
+    ALGOS.get(args.algo)
+    if args.fitness not in ("supernet", "oracle"):
+        raise UserError(f"unknown fitness {args.fitness!r}", fix="use --fitness supernet (with --checkpoint) or --fitness oracle")
+    cfg = SearchConfig(population=args.population, generations=args.generations, parents=args.parents,
+                       flops_limit=args.flops_limit)
+    seeds = args.seeds or [args.seed]
+    out = Path(args.out or f"runs/search-{args.dataset}-{args.fitness}-{args.algo}")
+    fitness, protocol, dataset = None, {"command": "kshot-bench " + shlex.join(args.argv)}, args.dataset
+    if args.fitness == "supernet":
+        if args.checkpoint is None:
+            raise UserError("--fitness supernet needs --checkpoint", fix="pass the supernet.pt of a train or rank run")
+        from kshot_bench.data import load_dataset
+        from kshot_bench.datasets import DATASETS
+        from kshot_bench.rank import load_supernet, scoring_batches
+        from kshot_bench.train import pick_device
+
+        device = pick_device(args.device)
+        ckpt_cfg, model, codes, _, _ = load_supernet(args.checkpoint, device, {"dataset": args.dataset})
+        splits = load_dataset(ckpt_cfg.dataset, args.data_root, download=not args.offline)
+        images = args.score_images if args.score_images is not None else ckpt_cfg.score_images
+        score_set = scoring_batches(splits, DATASETS.get(ckpt_cfg.dataset), images, ckpt_cfg.score_batch, device)
+        fitness = supernet_fitness(model, codes, score_set.batches)
+        protocol.update({"checkpoint": str(args.checkpoint), "k": ckpt_cfg.k, "code": ckpt_cfg.code,
+                         "config_hash": ckpt_cfg.hash(), "score_set": score_set.description})
+    results = []
+    for seed in seeds:
+        run_out = out / f"seed-{seed}" if len(seeds) > 1 else out
+        r = run_search(args.space, dataset, args.algo, args.fitness, seed, run_out, cfg, fitness, protocol,
+                       progress=not args.quiet)
+        results.append(r)
+        print(f"seed {seed}: {r['arch_str']}  fitness {r['fitness_value']:.2f}  FLOPs {r['flops_M']:.1f} M  "
+              f"ground truth {r['truth']:.2f} (optimum {r['optimum']['truth']:.2f}), {r['n_evaluated']} archs scored")
+    if len(seeds) > 1:
+        s = aggregate_seeds(results, out)
+        print(f"{args.algo} / {args.fitness}: {s['truth_mean']:.2f} +- {s['truth_std']:.2f} over {len(seeds)} seeds "
+              f"(optimum {s['optimum']:.2f}) -> {out}/summary.json")
+    return 0
+
+
+# ----------------------------------------------------------------------------- export-benchmark
+def cmd_export(args) -> int:
+    from kshot_bench.benchmark import export_official
+
+    filled = export_official(Path(args.source), Path(args.out), progress=not args.quiet)
+    print(f"wrote {args.out}: " + ", ".join(f"{c} {n:,}" for c, n in filled.items()))
     return 0
 
 
@@ -91,6 +207,27 @@ EXAMPLES = {
   kshot-bench train --dataset cifar10 --k 4 --code simplex --preset cpu --data-root ~/data/cifar10 --out runs/k4
   kshot-bench train ... --out runs/k4 --resume          # continue an interrupted run
   kshot-bench train ... --preset smoke --set epochs=3    # override single config fields""",
+    "rank": """examples:
+  kshot-bench rank --dataset cifar10 --k 4 --preset cpu --data-root ~/data/cifar10      # train, then rank
+  kshot-bench rank --k 1 --preset cpu --data-root ~/data/cifar10 --out runs/oneshot       # the one-shot baseline
+  kshot-bench rank --checkpoint runs/k4/supernet.pt --archs unique --data-root ~/data/cifar10
+  kshot-bench rank ... --truth cifar10_test_12ep                                         # another ground truth
+Re-running an interrupted rank command continues its training and scoring where they stopped.""",
+    "search": """examples:
+  kshot-bench search --space nb201 --dataset cifar10 --fitness oracle --seeds 0 1 2 3 4
+  kshot-bench search --fitness oracle --algo random --seeds 0 1 2 3 4      # same evaluation budget
+  kshot-bench search --fitness supernet --checkpoint runs/k4/train/supernet.pt --data-root ~/data/cifar10
+  kshot-bench search --fitness oracle --flops-limit 100                     # MFLOPs, NB201 convention""",
+    "ablate": """examples:
+  kshot-bench ablate --dataset cifar10 --preset cpu --seeds 0 1 --k 1 4 --data-root ~/data/cifar10
+  kshot-bench ablate ... --k 1 2 4 8 --epochs 6 12      # adds the training-budget axis of Fig. 7
+Cells are rank runs in OUT/k<K>-<code>[-e<epochs>]-s<seed>; finished cells are skipped on re-runs.""",
+    "report": """examples:
+  kshot-bench report runs/ablation-cifar10-cpu --out reports/ablation-cpu
+  kshot-bench report runs/rank-a runs/rank-b runs/search-x --out reports/mine""",
+    "export-benchmark": """examples:
+  kshot-bench export-benchmark --from NAS-Bench-201-v1_1-096897.pth --out nb201.npz
+  kshot-bench export-benchmark --from NATS-tss-v1_0-3ffb9-simple --out nb201.npz""",
     "cost": """examples:
   kshot-bench cost --dataset cifar10 --arch '|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'
   kshot-bench cost --dataset ImageNet16-120 --index 0 6111
@@ -111,6 +248,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("rank", help="train (or load) a supernet, rank NB201 archs against the ground truth",
+                       epilog=EXAMPLES["rank"], formatter_class=fmt)
+    _run_options(p)
+    p.set_defaults(dataset=None)
+    p.add_argument("--data-root", type=Path, default=None, help="dataset directory (scoring images; training unless --checkpoint)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="score this trained supernet (supernet.pt) instead of training")
+    p.add_argument("--archs", default=None, help="all | unique | N: a seeded sample of N archs (default: the preset's)")
+    p.add_argument("--truth", default=None, help="ground-truth column (default: the dataset's, e.g. cifar10_test_200ep)")
+    p.add_argument("--out", default=None, help="output directory (default runs/rank-<dataset>-k<K>-<code>-<preset>-s<seed>)")
+    p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("ablate", help="run the ablation grid (one-shot, fixed, random, simplex K-shot) as rank runs",
+                       epilog=EXAMPLES["ablate"], formatter_class=fmt)
+    p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES)
+    p.add_argument("--preset", default="cpu", help="nb201 | cpu | smoke (default cpu)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--codes", nargs="+", default=None, help="code modes for K > 1 (default: uniform random simplex)")
+    p.add_argument("--epochs", type=int, nargs="+", default=None, help="training budgets (default: the preset's)")
+    p.add_argument("--archs", default=None, help="all | unique | N (default: the preset's)")
+    p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE")
+    p.add_argument("--data-root", type=Path, default=None)
+    p.add_argument("--out", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--offline", action="store_true")
+    p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("report", help="tables and figures from run directories (never trains)",
+                       epilog=EXAMPLES["report"], formatter_class=fmt)
+    p.add_argument("runs", nargs="+", type=Path, help="run directories or folders holding them")
+    p.add_argument("--out", required=True, help="report directory (report.md + PNG figures)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("search", help="NSGA-II (or random) search over a space, by supernet or oracle fitness",
+                       epilog=EXAMPLES["search"], formatter_class=fmt)
+    p.add_argument("--space", default="nb201", help="search space (default nb201)")
+    p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES)
+    p.add_argument("--fitness", default="supernet", help="supernet (needs --checkpoint) | oracle (NB201 ground truth)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="supernet.pt for --fitness supernet")
+    p.add_argument("--data-root", type=Path, default=None, help="dataset directory (scoring images for --fitness supernet)")
+    p.add_argument("--algo", default="nsga2", help="nsga2 | random (default nsga2)")
+    p.add_argument("--flops-limit", type=float, default=None, help="hard limit in MFLOPs (NB201 convention)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds: runs each, reports mean +- std")
+    p.add_argument("--population", type=int, default=50)
+    p.add_argument("--generations", type=int, default=20)
+    p.add_argument("--parents", type=int, default=20)
+    p.add_argument("--score-images", type=int, default=None, help="scoring images per arch (default: the checkpoint's)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--offline", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("export-benchmark", help="write the compact NB201 table from an official benchmark file",
+                       epilog=EXAMPLES["export-benchmark"], formatter_class=fmt)
+    p.add_argument("--from", dest="source", required=True, help="NB201 .pth (v1_0/v1_1) or NATS-Bench tss file/directory")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("cost", help="parameters and FLOPs of NB201 archs as CSV", epilog=EXAMPLES["cost"], formatter_class=fmt)
     p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES)
     g = p.add_mutually_exclusive_group(required=True)
@@ -123,7 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
+    from kshot_bench.runtime import tune_allocator
+
+    tune_allocator()
     try:
         return args.func(args)
     except UserError as err:

@@ -158,7 +158,7 @@ def load_cifar10(root: Path, download: bool = True) -> Splits:
     if not batches.is_dir() and (root / "data_batch_1").is_file():
         batches = root
     if not batches.is_dir() and not (root / "train").is_dir() and download:
-        _try_download_cifar10(root)
+        _try_download("CIFAR10", root)
     if batches.is_dir():
         names = [f"data_batch_{i}" for i in range(1, 6)]
         missing = [n for n in names + ["test_batch"] if not (batches / n).is_file()]
@@ -179,16 +179,86 @@ def load_cifar10(root: Path, download: bool = True) -> Splits:
     return Splits(t(x[train]), t(y[train]), t(x[valid]), t(y[valid]), source)
 
 
-def _try_download_cifar10(root: Path) -> None:
+def _try_download(name: str, root: Path) -> None:
     try:
         import torchvision
 
-        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+        getattr(torchvision.datasets, name)(str(root), train=True, download=True)
     except Exception:  # offline or blocked: the caller reports the missing data with the layouts
         pass
 
 
-LOADERS = {"cifar10": load_cifar10}
+# ----------------------------------------------------------------------------- CIFAR-100
+CIFAR100_LAYOUT = "the official python files: <root>/cifar-100-python/{train,test}"
+
+
+def load_cifar100(root: Path, download: bool = True) -> Splits:
+    """NB201 protocol: the supernet trains on the 50,000 training images; archs are scored on the
+    `xvalid` half of the test set (official cifar100-test-split.txt, shipped as package data)."""
+    folder = root / "cifar-100-python"
+    if not folder.is_dir() and (root / "train").is_file() and (root / "test").is_file():
+        folder = root
+    if not folder.is_dir() and download:
+        _try_download("CIFAR100", root)
+    missing = [n for n in ("train", "test") if not (folder / n).is_file()]
+    if missing:
+        raise UserError(f"no CIFAR-100 data under {root} (missing {', '.join(missing)})",
+                        fix=f"pass --data-root DIR holding {CIFAR100_LAYOUT} (torchvision downloads it there when online)")
+    train_x, train_y = _read_python_batches(folder, ["train"])
+    test_x, test_y = _read_python_batches(folder, ["test"])
+    _check_count(folder / "test", len(test_x), 10000)  # the official split indexes these 10,000
+    xvalid = official_split("cifar100_xvalid")
+    t = torch.from_numpy
+    return Splits(t(train_x), t(train_y), t(test_x[xvalid]), t(test_y[xvalid]),
+                  f"CIFAR-100 python files in {folder}; train (50000); NB201 cifar100-test-split.txt xvalid ({len(xvalid)})")
+
+
+def _check_count(path: Path, got: int, want: int) -> None:
+    if got != want:
+        raise UserError(f"{path} holds {got} images, the official file holds {want}",
+                        fix="replace it with the official file (the NB201 split indexes the official order)")
+
+
+# ----------------------------------------------------------------------------- ImageNet16-120
+IN16_FILES = [f"train_data_batch_{i}" for i in range(1, 11)] + ["val_data"]
+IN16_SOURCE = ("ImageNet16 (downsampled ImageNet, 16x16) has no automatic download: get `Imagenet16_train.tar.gz` "
+               "and `Imagenet16_val.tar.gz` from image-net.org (Downsampled ImageNet, Chrabaszcz et al. 2017) "
+               "and unpack both into one directory, as NB201 does")
+
+
+def _read_in16(path: Path, max_label: int = 120) -> Tuple[np.ndarray, np.ndarray]:
+    with open(path, "rb") as fh:
+        entry = pickle.load(fh, encoding="latin1")
+    if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
+        raise UserError(f"{path} is not an ImageNet16 batch (a pickled dict with 'data' and 'labels')", fix=IN16_SOURCE)
+    data = np.asarray(entry["data"], dtype=np.uint8)
+    labels = np.asarray(entry["labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 16 * 16:
+        raise UserError(f"{path}: data has shape {data.shape}, expected N x 768 (16x16 RGB)", fix=IN16_SOURCE)
+    keep = (labels >= 1) & (labels <= max_label)  # labels are 1-based over 1000 classes
+    return data[keep].reshape(-1, 3, 16, 16), labels[keep] - 1
+
+
+def load_imagenet16_120(root: Path, download: bool = True) -> Splits:
+    """NB201 protocol: train on the 120-class training images; score on the `xvalid` half of the
+    120-class validation images (official imagenet-16-120-test-split.txt)."""
+    missing = [n for n in IN16_FILES if not (root / n).is_file()]
+    if missing:
+        raise UserError(f"ImageNet16-120 files missing under {root}: {', '.join(missing)}",
+                        fix=f"the directory must hold {', '.join(IN16_FILES)}. {IN16_SOURCE}")
+    xs, ys = zip(*(_read_in16(root / n) for n in IN16_FILES[:-1]))
+    train_x, train_y = np.concatenate(xs), np.concatenate(ys)
+    test_x, test_y = _read_in16(root / "val_data")
+    xvalid = official_split("imagenet16_xvalid")
+    n_test = len(official_split("imagenet16_xvalid")) + len(official_split("imagenet16_xtest"))
+    _check_count(root / "val_data", len(test_x), n_test)
+    t = torch.from_numpy
+    return Splits(t(train_x), t(train_y), t(test_x[xvalid]), t(test_y[xvalid]),
+                  f"ImageNet16-120 in {root}; train ({len(train_x)}); NB201 imagenet-16-120-test-split.txt "
+                  f"xvalid ({len(xvalid)})")
+
+
+LOADERS = {"cifar10": load_cifar10, "cifar100": load_cifar100, "ImageNet16-120": load_imagenet16_120}
 
 
 def load_dataset(name: str, root: Optional[Path], download: bool = True) -> Splits:
@@ -220,10 +290,11 @@ class TensorLoader:
     """
 
     def __init__(self, images: Tensor, labels: Tensor, info: DatasetInfo, batch_size: int, seed: int,
-                 augment: bool = True, drop_last: bool = True, pad: int = 4):
+                 augment: bool = True, drop_last: bool = True, pad: Optional[int] = None):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError("TensorLoader needs uint8 images [N, 3, H, W]")
         self.images, self.labels = images, labels
+        pad = info.crop_pad if pad is None else pad
         self.batch_size, self.seed, self.augment, self.drop_last, self.pad = batch_size, seed, augment, drop_last, pad
         dev = images.device
         self.mean = torch.tensor(info.mean, device=dev).view(1, 3, 1, 1) * 255
@@ -269,3 +340,68 @@ class TensorLoader:
         n = len(self.images) if limit is None else min(limit, len(self.images))
         bs = batch_size or self.batch_size
         return [(self._normalise(self.images[i:min(i + bs, n)]), self.labels[i:min(i + bs, n)]) for i in range(0, n, bs)]
+
+
+# ----------------------------------------------------------------------------- ImageNet (image folder)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_LAYOUT = "<root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG (the ILSVRC-2012 layout)"
+
+
+def default_workers() -> int:
+    """Loader workers: every core but one, at most 8 (one worker starves a GPU on JPEG decoding)."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+@dataclass
+class ImageNetParts:
+    train: object       # torch Dataset: train minus the local validation images
+    local_val: object   # the seeded local validation split carved from train (paper Sec. 5.1)
+    test: object        # the official validation set, used as the test set
+    source: str
+
+
+def imagenet_parts(root: Path, local_val_size: int = 50000, seed: int = 0, image_size: int = 224) -> ImageNetParts:
+    """ImageNet from an image folder, split as in SPOS / K-shot NAS: `local_val_size` images drawn
+    from train with a seeded permutation form the local validation set, the rest trains the
+    supernet; the official val set is the test set. Standard augmentation for training
+    (RandomResizedCrop + flip), resize 256 / center crop 224 for evaluation."""
+    import torchvision.transforms as T
+    from torch.utils.data import Subset
+    from torchvision.datasets import ImageFolder
+
+    root = Path(root).expanduser()
+    for part in ("train", "val"):
+        if not (root / part).is_dir():
+            raise UserError(f"no ImageNet {part}/ folder under {root}", fix=f"expected {IMAGENET_LAYOUT}")
+    normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    train_tf = T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
+    eval_tf = T.Compose([T.Resize(int(image_size * 256 / 224)), T.CenterCrop(image_size), T.ToTensor(), normalize])
+    train_aug = ImageFolder(str(root / "train"), transform=train_tf)
+    train_eval = ImageFolder(str(root / "train"), transform=eval_tf)
+    test = ImageFolder(str(root / "val"), transform=eval_tf)
+    if train_aug.classes != test.classes:
+        raise UserError(f"train/ and val/ under {root} hold different classes", fix=f"expected {IMAGENET_LAYOUT}")
+    n = len(train_aug)
+    if not 0 < local_val_size < n:
+        raise UserError(f"a local validation split of {local_val_size} images needs more than that in train/ (found {n})",
+                        fix="lower local_val_size")
+    perm = np.random.default_rng(seed).permutation(n)
+    val_idx, train_idx = np.sort(perm[:local_val_size]), np.sort(perm[local_val_size:])
+    return ImageNetParts(Subset(train_aug, train_idx.tolist()), Subset(train_eval, val_idx.tolist()), test,
+                         f"ImageNet folder {root}: {len(train_idx)} train / {local_val_size} local val "
+                         f"(seed {seed}) / {len(test)} test")
+
+
+def imagenet_loader(dataset, batch_size: int, train: bool, workers: Optional[int] = None, distributed: bool = False,
+                    seed: int = 0):
+    """DataLoader with enough workers, pinned memory, persistent workers; a DistributedSampler under
+    torch.distributed (call `loader.sampler.set_epoch(e)` each epoch)."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    workers = default_workers() if workers is None else workers
+    sampler = DistributedSampler(dataset, shuffle=train, seed=seed) if distributed else None
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
+                      num_workers=workers, pin_memory=torch.cuda.is_available(), drop_last=train,
+                      persistent_workers=workers > 0, generator=g)

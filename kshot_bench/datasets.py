@@ -22,6 +22,7 @@ class DatasetInfo:
     truth_default: str      # ground truth ranked against (SPEC section 5)
     train_part: str         # what the supernet trains on
     score_part: str         # what archs are scored on
+    crop_pad: int = 4       # random-crop padding of the training augmentation (NB201: 4 for CIFAR, 2 for 16x16)
 
 
 _CIFAR_MEAN = tuple(v / 255 for v in (125.3, 123.0, 113.9))  # NB201's normalisation
@@ -38,4 +39,4 @@ DATASETS.register("cifar100", DatasetInfo(
     "CIFAR-100 training set", "NB201 'xvalid' half of the CIFAR-100 test set"))
 DATASETS.register("ImageNet16-120", DatasetInfo(
     "ImageNet16-120", 120, 16, _IN16_MEAN, _IN16_STD, "params_M_imagenet16", "imagenet16_xtest_200ep",
-    "ImageNet16-120 training set", "NB201 'xvalid' half of the ImageNet16-120 test set"))
+    "ImageNet16-120 training set", "NB201 'xvalid' half of the ImageNet16-120 test set", crop_pad=2))

@@ -60,3 +60,62 @@ def write_cifar10_batches(root: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_cifar_folder(tmp_path_factory) -> Path:
     return write_image_folder(tmp_path_factory.mktemp("cifar_folder"), per_class=20, test_per_class=2)
+
+
+def write_cifar100(root: Path, n_train: int = 300, seed: int = 0) -> Path:
+    """The official CIFAR-100 python layout: `train` small, `test` full size (the NB201 split
+    indexes all 10,000 test images). Test image i has every pixel i % 256 and fine label i % 100."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    train = {"data": rng.integers(0, 256, (n_train, 3072), dtype=np.uint8),
+             "fine_labels": (np.arange(n_train) % 100).tolist(), "coarse_labels": [0] * n_train}
+    ids = np.arange(10000)
+    test = {"data": np.repeat((ids % 256).astype(np.uint8)[:, None], 3072, axis=1),
+            "fine_labels": (ids % 100).tolist(), "coarse_labels": [0] * 10000}
+    for name, entry in (("train", train), ("test", test), ("meta", {"fine_label_names": [str(i) for i in range(100)]})):
+        with open(folder / name, "wb") as fh:
+            pickle.dump(entry, fh)
+    return root
+
+
+def write_imagenet16(root: Path, per_batch: int = 40, seed: int = 0) -> Path:
+    """The NB201 ImageNet16 layout: train_data_batch_1..10 and val_data, pickled dicts with `data`
+    (N x 768 uint8) and 1-based `labels` over 1000 classes. val_data holds exactly 6,000 images of
+    labels 1..120 (test image i: pixels i % 256, label i % 120 + 1) plus 500 of other classes."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for b in range(1, 11):
+        labels = rng.integers(1, 1001, per_batch)
+        labels[: per_batch // 2] = rng.integers(1, 121, per_batch // 2)  # enough of the 120 kept classes
+        entry = {"data": rng.integers(0, 256, (per_batch, 768), dtype=np.uint8), "labels": labels.tolist(), "mean": None}
+        with open(root / f"train_data_batch_{b}", "wb") as fh:
+            pickle.dump(entry, fh)
+    ids = np.arange(6000)
+    data = np.concatenate([np.repeat((ids % 256).astype(np.uint8)[:, None], 768, axis=1),
+                           rng.integers(0, 256, (500, 768), dtype=np.uint8)])
+    labels = np.concatenate([ids % 120 + 1, rng.integers(121, 1001, 500)])
+    order = rng.permutation(len(labels))
+    # keep the 6,000 kept-class images in their order (the split file indexes that order)
+    kept_positions = np.sort(order[:6000])
+    full_data = np.empty_like(data)
+    full_labels = np.empty_like(labels)
+    other = np.setdiff1d(np.arange(6500), kept_positions)
+    full_data[kept_positions], full_labels[kept_positions] = data[:6000], labels[:6000]
+    full_data[other], full_labels[other] = data[6000:], labels[6000:]
+    with open(root / "val_data", "wb") as fh:
+        pickle.dump({"data": full_data, "labels": full_labels.tolist()}, fh)
+    return root
+
+
+def write_imagenet_folder(root: Path, classes: int = 3, per_class: int = 8, val_per_class: int = 2, seed: int = 0) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for part, n in (("train", per_class), ("val", val_per_class)):
+        for c in range(classes):
+            d = root / part / f"n{c:08d}"
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (40 + i, 48, 3), dtype=np.uint8)).save(d / f"img_{i}.JPEG", format="JPEG")
+    return root

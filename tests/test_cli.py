@@ -57,7 +57,7 @@ def test_bad_input_exits_2_with_a_fix(capsys, tmp_path, argv, words):
 
 
 def test_empty_data_dir_lists_expected_layouts(capsys, tmp_path):
-    code, _, err = run(capsys, "train", "--preset", "smoke", "--data-root", str(tmp_path), "--out", str(tmp_path / "r"))
+    code, _, err = run(capsys, "train", "--preset", "smoke", "--data-root", str(tmp_path), "--offline", "--out", str(tmp_path / "r"))
     assert code == 2 and "no CIFAR-10 data" in err and "cifar-10-batches-py" in err
 
 
@@ -73,3 +73,80 @@ def test_console_script_train_and_refuse_overwrite(tmp_path, tiny_cifar_folder):
     assert again.returncode == 2 and "--resume" in again.stderr
     resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0 and "already finished" in resumed.stdout
+
+
+@pytest.fixture(scope="module")
+def ranked(tmp_path_factory, tiny_cifar_folder):
+    out = tmp_path_factory.mktemp("rank") / "k3"
+    code = main(["rank", "--dataset", "cifar10", "--k", "3", "--preset", "smoke", "--quiet", "--archs", "20",
+                 "--data-root", str(tiny_cifar_folder), "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_rank_writes_every_result_file(ranked, truth_csv):
+    import json
+
+    for name in ("predictions.csv", "metrics.json", "baselines.json", "summary.md", "scatter.png", "config.json",
+                 "train/supernet.pt", "train/log.csv"):
+        assert (ranked / name).exists(), name
+    rows = list(csv.DictReader(open(ranked / "predictions.csv")))
+    assert len(rows) == 20
+    assert list(rows[0]) == ["index", "arch_str", "score", "truth", "val_loss", "lam_0", "lam_1", "lam_2"]
+    for r in rows:
+        assert truth_csv.loc[int(r["index"]), "arch_str"] == r["arch_str"]
+        assert float(r["truth"]) == pytest.approx(truth_csv.loc[int(r["index"]), "cifar10_test_200ep"])
+        assert sum(float(r[f"lam_{i}"]) for i in range(3)) == pytest.approx(1.0, abs=1e-4)
+    m = json.loads((ranked / "metrics.json").read_text())
+    for key in ("kendall_tau", "spearman", "split_tau", "top_tau", "precision_at_k", "regret", "n_archs", "protocol"):
+        assert key in m
+    assert m["n_archs"] == 20 and m["protocol"]["n_score_images"] == 64
+    b = json.loads((ranked / "baselines.json").read_text())
+    assert {"params", "naswot", "synflow", "logsynflow", "nregions", "train_12ep", "random"} <= set(b)
+    assert not (ranked / "predictions.partial.csv").exists()
+
+
+def test_rank_from_checkpoint_and_mismatches(capsys, ranked, tiny_cifar_folder, tmp_path):
+    ckpt = str(ranked / "train" / "supernet.pt")
+    base = ["rank", "--checkpoint", ckpt, "--data-root", str(tiny_cifar_folder), "--preset", "smoke", "--quiet"]
+    code, out, err = run(capsys, *base, "--archs", "30", "--set", "score_images=16", "--out", str(tmp_path / "u"))
+    assert code == 0, err
+    import json
+    m = json.loads((tmp_path / "u" / "metrics.json").read_text())
+    assert m["n_archs"] == 30 and m["protocol"]["k"] == 3 and m["protocol"]["n_score_images"] == 16
+    for flags, words in ((["--k", "4"], "k: checkpoint 3, asked 4"),
+                         (["--dataset", "cifar100"], "dataset: checkpoint 'cifar10', asked 'cifar100'"),
+                         (["--truth", "cifar10_best"], "unknown ground-truth column"),
+                         (["--archs", "lots"], "unknown arch set")):
+        code, _, err = run(capsys, *base, *flags, "--out", str(tmp_path / "x"))
+        assert code == 2 and words in err, err
+
+
+def test_rank_dataset_without_data(capsys, tmp_path):
+    code, _, err = run(capsys, "rank", "--dataset", "cifar100", "--preset", "smoke", "--data-root", str(tmp_path),
+                       "--offline", "--out", str(tmp_path / "r"))
+    assert code == 2 and "no CIFAR-100 data" in err and "fix:" in err
+
+
+@pytest.mark.parametrize("dataset, writer, truth_col, params_col", [
+    ("cifar100", "write_cifar100", "cifar100_xtest_200ep", "params_M_cifar100"),
+    ("ImageNet16-120", "write_imagenet16", "imagenet16_xtest_200ep", "params_M_imagenet16"),
+])
+def test_rank_other_datasets_end_to_end(tmp_path, truth_csv, dataset, writer, truth_col, params_col):
+    import json
+
+    import conftest
+
+    root = getattr(conftest, writer)(tmp_path / "data")
+    out = tmp_path / "rank"
+    code = main(["rank", "--dataset", dataset, "--k", "2", "--preset", "smoke", "--quiet", "--archs", "10",
+                 "--data-root", str(root), "--out", str(out)])
+    assert code == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["protocol"]["truth"] == truth_col and m["protocol"]["dataset"] == dataset
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    for r in rows:
+        assert float(r["truth"]) == pytest.approx(truth_csv.loc[int(r["index"]), truth_col])
+    b = json.loads((out / "baselines.json").read_text())
+    assert b["params"]["description"].startswith("parameter count")
+    assert "xvalid" in m["protocol"]["score_set"]

@@ -108,3 +108,66 @@ def test_fixed_batches_are_unaugmented():
     x = batches[0][0]
     ref = (images[:8].float() - loader.mean) * loader.inv_std
     torch.testing.assert_close(x, ref)
+
+
+# ----------------------------------------------------------------------------- CIFAR-100, ImageNet16-120, ImageNet
+from conftest import write_cifar100, write_imagenet16, write_imagenet_folder  # noqa: E402
+
+
+def test_cifar100_official_layout_and_xvalid_split(tmp_path):
+    root = write_cifar100(tmp_path)
+    splits = load_dataset("cifar100", root, download=False)
+    xvalid = official_split("cifar100_xvalid")
+    assert len(splits.train_x) == 300 and len(splits.score_x) == len(xvalid) == 5000
+    assert torch.equal(splits.score_x[:, 0, 0, 0], torch.as_tensor(xvalid % 256, dtype=torch.uint8))
+    assert torch.equal(splits.score_y, torch.as_tensor(xvalid % 100))
+    assert "cifar100-test-split.txt" in splits.source
+
+
+def test_imagenet16_keeps_120_classes_and_uses_the_split(tmp_path):
+    root = write_imagenet16(tmp_path / "in16")
+    splits = load_dataset("ImageNet16-120", root, download=False)
+    assert splits.train_x.shape[1:] == (3, 16, 16)
+    assert int(splits.train_y.min()) >= 0 and int(splits.train_y.max()) <= 119
+    xvalid = official_split("imagenet16_xvalid")
+    assert len(splits.score_x) == len(xvalid) == 3000
+    assert torch.equal(splits.score_y, torch.as_tensor(xvalid % 120))
+    assert torch.equal(splits.score_x[:, 0, 0, 0], torch.as_tensor(xvalid % 256, dtype=torch.uint8))
+
+
+def test_imagenet16_missing_files_say_where_to_get_them(tmp_path):
+    root = write_imagenet16(tmp_path / "in16")
+    (root / "train_data_batch_7").unlink()
+    with pytest.raises(UserError, match="train_data_batch_7") as err:
+        load_dataset("ImageNet16-120", root, download=False)
+    assert "image-net.org" in err.value.fix
+
+
+def test_cifar100_missing_and_truncated(tmp_path):
+    with pytest.raises(UserError, match="no CIFAR-100 data") as err:
+        load_dataset("cifar100", tmp_path, download=False)
+    assert "cifar-100-python" in err.value.fix
+
+
+def test_imagenet16_loader_pads_by_two():
+    info = DATASETS.get("ImageNet16-120")
+    images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
+    loader = TensorLoader(images, torch.arange(16), info, 8, seed=0)
+    assert loader.pad == 2 and next(iter(loader.epoch(0)))[0].shape == (8, 3, 16, 16)
+
+
+def test_imagenet_folder_local_split_and_loader(tmp_path):
+    from kshot_bench.data import imagenet_loader, imagenet_parts
+
+    root = write_imagenet_folder(tmp_path / "imagenet")
+    parts = imagenet_parts(root, local_val_size=6, seed=0, image_size=32)
+    assert len(parts.train) == 18 and len(parts.local_val) == 6 and len(parts.test) == 6
+    assert not set(parts.train.indices) & set(parts.local_val.indices)
+    again = imagenet_parts(root, local_val_size=6, seed=0, image_size=32)
+    assert parts.local_val.indices == again.local_val.indices
+    x, y = next(iter(imagenet_loader(parts.train, 4, train=True, workers=0)))
+    assert x.shape == (4, 3, 32, 32) and y.shape == (4,)
+    with pytest.raises(UserError, match="local validation split"):
+        imagenet_parts(root, local_val_size=100)
+    with pytest.raises(UserError, match="no ImageNet train/"):
+        imagenet_parts(tmp_path / "imagenet" / "train")

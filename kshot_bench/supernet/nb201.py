@@ -37,6 +37,7 @@ def run_cell(x: Tensor, edges: Sequence[tuple], conv_bn: Callable[[int, int, Ten
     """
     nodes: List[Optional[Tensor]] = [x, None, None, None]
     relus: List[Optional[Tensor]] = [None, None, None, None]
+    owned = [False] * space.NUM_NODES  # node tensor is a fresh op output, so sums may add into it in place
     for e, target, source, op in edges:
         h = nodes[source]
         if h is None:  # only reached when zero is not a fixed point of the ops (affine BN)
@@ -51,7 +52,12 @@ def run_cell(x: Tensor, edges: Sequence[tuple], conv_bn: Callable[[int, int, Ten
                 r = relus[source] = F.relu(h)
             out = conv_bn(e, op, r)
         prev = nodes[target]
-        nodes[target] = out if prev is None else prev + out
+        if prev is None:
+            nodes[target], owned[target] = out, op != space.SKIP
+        elif owned[target]:
+            prev.add_(out)  # safe for autograd: BN and pooling do not keep their outputs for backward
+        else:
+            nodes[target], owned[target] = prev + out, True
     return nodes[space.NUM_NODES - 1]
 
 

@@ -37,7 +37,7 @@ def avg_pool3x3(x: Tensor) -> Tensor:
     if h < 16:
         return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
     ones, inv_count = _pool_consts(c, h, w, x.dtype, x.device)
-    return F.conv2d(x, ones, padding=1, groups=c) * inv_count
+    return F.conv2d(x, ones, padding=1, groups=c).mul_(inv_count)  # the conv output is not kept for backward
 
 
 def batch_norm(x: Tensor, gamma: Tensor | None = None, beta: Tensor | None = None) -> Tensor:

@@ -1,0 +1,466 @@
+"""Ranking: score archs on a trained supernet, compare with the NB201 ground truth, report.
+
+Metrics (scipy where it has them), for scores s and ground truth t over the arch set:
+  kendall_tau   Kendall's tau-b (ties in either list handled as tau-b does)
+  spearman      Spearman's rho
+  split_tau[n]  the paper's split tau (Fig. 5): the true top-n archs form the high group, the rest
+                the low group; over all (high, low) pairs, (concordant - discordant) / pairs, a pair
+                with equal scores counting as neither. Computed as 2*AUC - 1 (Mann-Whitney, ties 1/2).
+  top_tau[n]    Kendall's tau-b among the true top-n archs only
+  precision_at_k[k]  |predicted top-k  and  true top-k| / k
+  regret        best true accuracy in the set minus the true accuracy of the predicted best
+                (the mean over archs tied at the top score)
+Ties in t at a group boundary are broken by position in the set (a seeded order for sampled sets).
+
+Scoring protocol: every arch is evaluated with its own code pi(a) on a fixed set of scoring images
+(a seeded subset of the dataset's scoring part, the same for every run and seed), in fixed batches,
+BN with batch statistics; score = top-1 accuracy (%), the mean cross-entropy is kept too.
+Only the live part of each cell is computed (supernet.nb201.run_cell). Scores are appended to
+`predictions.partial.csv` as they come, so an interrupted rank continues where it stopped.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy import stats
+
+from kshot_bench.errors import UserError
+
+SPLIT_NS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+PRECISION_KS = (5, 10, 20, 50, 100)
+SCORE_SUBSET_SEED = 0
+PAPER_TABLE4 = {"cifar10": (55.00, 62.64), "cifar100": (56.00, 61.22), "ImageNet16-120": (54.00, 56.33)}  # SPOS, K-shot (%)
+
+
+# ----------------------------------------------------------------------------- metrics
+def kendall_tau(scores: Sequence[float], truth: Sequence[float]) -> float:
+    """NaN when either list is constant (an untrained supernet scoring every arch alike)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return float(stats.kendalltau(scores, truth).statistic)
+
+
+def spearman(scores: Sequence[float], truth: Sequence[float]) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return float(stats.spearmanr(scores, truth).statistic)
+
+
+def _true_order(truth: np.ndarray) -> np.ndarray:
+    """Indices sorted by truth, best first; ties keep their position (stable)."""
+    return np.argsort(-np.asarray(truth, dtype=np.float64), kind="stable")
+
+
+def split_tau(scores: Sequence[float], truth: Sequence[float], n_high: int) -> float:
+    s, t = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    if not 0 < n_high < len(s):
+        raise ValueError(f"n_high={n_high} must leave both groups non-empty (n={len(s)})")
+    high = np.zeros(len(s), dtype=bool)
+    high[_true_order(t)[:n_high]] = True
+    ranks = stats.rankdata(s)  # average ranks for ties: a tied pair counts 1/2 in U
+    n_low = len(s) - n_high
+    u = ranks[high].sum() - n_high * (n_high + 1) / 2
+    return float(2 * u / (n_high * n_low) - 1)
+
+
+def top_tau(scores: Sequence[float], truth: Sequence[float], n: int) -> float:
+    idx = _true_order(np.asarray(truth))[:n]
+    return kendall_tau(np.asarray(scores)[idx], np.asarray(truth)[idx])
+
+
+def precision_at_k(scores: Sequence[float], truth: Sequence[float], k: int) -> float:
+    pred = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:k]
+    true = _true_order(np.asarray(truth))[:k]
+    return len(set(pred.tolist()) & set(true.tolist())) / k
+
+
+def regret(scores: Sequence[float], truth: Sequence[float]) -> float:
+    s, t = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    return float(t.max() - t[s == s.max()].mean())
+
+
+def all_metrics(scores: Sequence[float], truth: Sequence[float]) -> Dict:
+    s = np.asarray(scores, dtype=np.float64)
+    t = np.asarray(truth, dtype=np.float64)
+    n = len(s)
+    if n < 3:
+        raise UserError(f"ranking needs at least 3 archs, got {n}", fix="use a larger --archs set")
+    ns = [k for k in SPLIT_NS if k < n] or [n // 2]
+    return {
+        "kendall_tau": kendall_tau(s, t),
+        "spearman": spearman(s, t),
+        "split_tau": {str(k): split_tau(s, t, k) for k in ns},
+        "top_tau": {str(k): top_tau(s, t, k) for k in ns if k >= 3},
+        "precision_at_k": {str(k): precision_at_k(s, t, k) for k in PRECISION_KS if k <= n},
+        "regret": regret(s, t),
+        "n_archs": n,
+    }
+
+
+def aggregate(runs: List[Dict]) -> Dict:
+    """Mean and sample std (ddof=1; 0 for one run) of every metric over runs, nested keys kept."""
+    out: Dict = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            common = [k for k in value if all(k in r.get(key, {}) for r in runs)]
+            out[key] = {k: aggregate([{"v": r[key][k]} for r in runs])["v"] for k in common}
+        elif isinstance(value, (int, float)):
+            vals = np.array([r[key] for r in runs], dtype=np.float64)
+            out[key] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                        "n": len(vals), "values": vals.tolist()}
+    return out
+
+
+# ----------------------------------------------------------------------------- arch sets
+def arch_set(spec: str, seed: int) -> Tuple[List[int], str]:
+    """NB201 indices of an arch set and a description: all | unique | N (seeded sample of N)."""
+    from kshot_bench.search_space import nb201
+
+    if spec == "all":
+        return list(range(nb201.NUM_ARCHS)), "all 15,625 archs"
+    if spec == "unique":
+        idx = [nb201.to_index(a) for a in nb201.unique_archs()]
+        return idx, f"the {len(idx):,} unique archs (NB201 isomorphism rule, lowest index of each class)"
+    if spec.isdigit() and 0 < int(spec) <= nb201.NUM_ARCHS:
+        n = int(spec)
+        idx = np.random.default_rng([seed, 7]).choice(nb201.NUM_ARCHS, size=n, replace=False).tolist()
+        return idx, f"a seeded uniform sample of {n:,} archs (seed {seed})"
+    raise UserError(f"unknown arch set {spec!r}", fix="use --archs all, --archs unique or --archs N with 1 <= N <= 15625")
+
+
+# ----------------------------------------------------------------------------- baselines
+def baseline_scores(dataset: str, indices: Sequence[int], seed: int) -> Dict[str, Tuple[np.ndarray, str]]:
+    """Ranking baselines on the same archs: name -> (scores, description)."""
+    from kshot_bench.benchmark import load_proxy_arrays, truth_column
+    from kshot_bench.datasets import DATASETS
+
+    info = DATASETS.get(dataset)
+    idx = np.asarray(indices)
+    out = {"params": (truth_column(info.params_column)[idx], "parameter count (NB201)")}
+    proxies = load_proxy_arrays()
+    for proxy in ("naswot", "synflow", "logsynflow", "nregions"):
+        col = f"{proxy}_{dataset}"
+        if col in proxies:
+            out[proxy] = (proxies[col][idx], f"zero-cost proxy {proxy} (reference scores)")
+    val12 = {"cifar10": "cifar10_val_12ep", "cifar100": "cifar100_val_12ep", "ImageNet16-120": "imagenet_val_12ep"}[dataset]
+    out["train_12ep"] = (truth_column(val12)[idx], f"12 epochs of stand-alone training ({val12}, NB201 hp=12)")
+    out["random"] = (np.random.default_rng([seed, 11]).random(len(idx)), "random scores (seeded)")
+    return out
+
+
+# ----------------------------------------------------------------------------- scoring
+@dataclass
+class ScoreSet:
+    batches: list
+    n_images: int
+    description: str
+
+
+def scoring_batches(splits, info, limit: int, batch_size: int, device) -> ScoreSet:
+    """A fixed, class-mixed subset of the scoring part: the first `limit` of a seeded permutation."""
+    import torch
+
+    from kshot_bench.data import TensorLoader
+
+    n_all = len(splits.score_x)
+    n = n_all if limit <= 0 else min(limit, n_all)
+    keep = torch.as_tensor(np.random.default_rng(SCORE_SUBSET_SEED).permutation(n_all)[:n])
+    loader = TensorLoader(splits.score_x[keep].to(device), splits.score_y[keep].to(device), info, batch_size,
+                          seed=0, augment=False, drop_last=False)
+    desc = (f"{n:,} images of {info.score_part} (seeded subset {SCORE_SUBSET_SEED} of {n_all:,}), "
+            f"batches of {batch_size}, BN with batch statistics")
+    return ScoreSet(loader.fixed_batches(), n, desc)
+
+
+def score_arch(model, arch, code, batches) -> Tuple[float, float]:
+    """Top-1 accuracy (%) and mean cross-entropy of one arch with its code over the scoring batches."""
+    import torch
+    import torch.nn.functional as F
+
+    correct = torch.zeros((), dtype=torch.long, device=batches[0][0].device)
+    loss = torch.zeros((), dtype=torch.float64, device=batches[0][0].device)
+    n = 0
+    with torch.inference_mode():
+        for x, y in batches:
+            logits = model(x, arch, code)
+            correct += (logits.argmax(1) == y).sum()
+            loss += F.cross_entropy(logits, y, reduction="sum").double()
+            n += len(y)
+    return 100.0 * float(correct) / n, float(loss) / n
+
+
+PARTIAL = "predictions.partial.csv"
+
+
+def score_archs(model, codes, batches, indices: Sequence[int], out_dir: Path, k: int, progress: bool = True) -> Dict[int, dict]:
+    """Score every arch in `indices`, resuming from `out_dir/predictions.partial.csv`."""
+    import torch
+    from tqdm import tqdm
+
+    from kshot_bench.search_space import nb201
+
+    path = Path(out_dir) / PARTIAL
+    fields = ["index", "score", "val_loss"] + [f"lam_{i}" for i in range(k)]
+    done: Dict[int, dict] = {}
+    if path.exists():
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row.get("index") and all(row.get(f) not in (None, "") for f in fields):
+                    done[int(row["index"])] = {f: float(row[f]) for f in fields[1:]}
+    todo = [i for i in indices if i not in done]
+    archs = [nb201.from_index(i) for i in todo]
+    model.eval()
+    with torch.no_grad():
+        all_codes = codes(archs) if archs else None
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new:
+            writer.writerow(fields)
+        bar = tqdm(total=len(indices), initial=len(indices) - len(todo), desc="scoring", unit="arch",
+                   disable=not progress, mininterval=1.0)
+        for j, (index, arch) in enumerate(zip(todo, archs)):
+            code = all_codes[j]
+            acc, loss = score_arch(model, arch, code, batches)
+            lam = code.tolist()
+            done[index] = {"score": acc, "val_loss": loss, **{f"lam_{i}": v for i, v in enumerate(lam)}}
+            writer.writerow([index, f"{acc:.6g}", f"{loss:.6g}"] + [f"{v:.6g}" for v in lam])
+            fh.flush()
+            bar.update(1)
+        bar.close()
+    return done
+
+
+# ----------------------------------------------------------------------------- outputs
+def write_predictions(out_dir: Path, indices: Sequence[int], scored: Dict[int, dict], truth: np.ndarray, k: int) -> Path:
+    from kshot_bench.search_space import nb201
+
+    path = Path(out_dir) / "predictions.csv"
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["index", "arch_str", "score", "truth", "val_loss"] + [f"lam_{i}" for i in range(k)])
+        for i, t in zip(indices, truth):
+            r = scored[i]
+            w.writerow([i, nb201.to_str(nb201.from_index(i)), f"{r['score']:.6g}", f"{t:.10g}", f"{r['val_loss']:.6g}"]
+                       + [f"{r[f'lam_{j}']:.6g}" for j in range(k)])
+    os.replace(tmp, path)
+    return path
+
+
+def _finite(obj):
+    """NaN/inf -> None, so results files are standard JSON (null = undefined, e.g. tau of constant scores)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def write_json(path: Path, data) -> None:
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def fmt(v: Optional[float], digits: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
+
+
+def summary_table(rows: List[Tuple[str, Dict]], split_keys: Iterable[str]) -> List[str]:
+    split_keys = list(split_keys)
+    head = ["method", "Kendall tau", "Spearman"] + [f"split tau n={k}" for k in split_keys] + ["P@10", "regret"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in rows:
+        cells = [name, fmt(m["kendall_tau"]), fmt(m["spearman"])]
+        cells += [fmt(m["split_tau"].get(k)) for k in split_keys]
+        cells += [fmt(m["precision_at_k"].get("10"), 2), fmt(m["regret"], 2)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> Path:
+    p = metrics["protocol"]
+    label = f"supernet K={p['k']} ({p['code_label']})"
+    split_keys = [k for k in ("10", "50", "100", "1000") if k in metrics["split_tau"]] or list(metrics["split_tau"])[:3]
+    rows = [(label, metrics)] + sorted(((f"{n}: {b['description']}", b) for n, b in baselines.items()),
+                                       key=lambda r: -r[1]["kendall_tau"])
+    tau = metrics["kendall_tau"]
+    beaten = [n for n, b in baselines.items() if b["kendall_tau"] > tau]
+    spos, kshot = PAPER_TABLE4.get(p["dataset"], (None, None))
+    lines = [
+        f"# Ranking: {p['dataset']}, K={p['k']}, {p['code_label']}",
+        "",
+        f"Kendall's tau of the supernet: **{tau:.3f}** over {p['n_archs']:,} archs "
+        f"(ground truth `{p['truth']}`). " + (f"Baselines ranking better: {', '.join(beaten)}." if beaten else
+                                            "It ranks better than every baseline below."),
+        "",
+        *summary_table(rows, split_keys),
+        "",
+        "## Protocol",
+        f"- run: `{p['command']}`",
+        f"- config hash `{p['config_hash']}`, preset `{p['preset']}`, seed {p['seed']}; network C={p['channels']}, N={p['cells']}; "
+        f"{p['epochs']} epochs ({p['warmup_epochs']} warm-up) on {p['train_images']:,} training images",
+        f"- supernet trained on: {p['train_part']}; data: {p['data']}",
+        f"- archs: {p['arch_set']}",
+        f"- scored on: {p['score_set']}",
+        f"- ground truth: `{p['truth']}` (NB201, embedded table)",
+        f"- time: training {fmt(p['train_s'], 0)} s, scoring {fmt(p['score_s'], 0)} s "
+        f"({fmt(p['archs_per_s'], 2)} archs/s); machine: {p['machine'].get('cpu')} / {p['machine'].get('device')}, "
+        f"torch {p['machine'].get('torch')}, {p['machine'].get('threads')} threads",
+        "",
+        f"For scale, the paper's Table 4 (paper-scale training, all archs): SPOS {spos}%, K-shot {kshot}% Kendall's tau "
+        "on this dataset. Those numbers come from 250-epoch supernets; a short run is not comparable to them.",
+        "",
+        "![predicted vs true](scatter.png)",
+        "",
+        "Files: `predictions.csv` (per arch: score, truth, code), `metrics.json`, `baselines.json`.",
+    ]
+    path = Path(out_dir) / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def plot_scatter(out_dir: Path, scores: np.ndarray, truth: np.ndarray, metrics: Dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = metrics["protocol"]
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=130)
+    ax.scatter(truth, scores, s=8, alpha=0.6, edgecolors="none", color="#1f77b4")
+    ax.set_xlabel(f"true accuracy (%), {p['truth']}")
+    ax.set_ylabel(f"supernet accuracy (%), {p['n_score_images']:,} images")
+    ax.set_title(f"{p['dataset']}  K={p['k']} {p['code_label']}: Kendall tau {metrics['kendall_tau']:.3f}\n"
+                 f"{p['n_archs']:,} archs, config {p['config_hash']}", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(out_dir) / "scatter.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- the rank job
+CODE_LABELS = {"simplex": "simplex-net codes", "uniform": "fixed 1/K codes", "random": "random codes"}
+
+
+def code_label(k: int, code: str) -> str:
+    return "one-shot" if k == 1 else CODE_LABELS.get(code, code)
+
+
+def load_supernet(path: Path, device, expect: Dict[str, object]):
+    """Supernet + code source + config from a train checkpoint; `expect` holds fields the user set
+    explicitly (dataset, k, code), which must match the checkpoint."""
+    from kshot_bench.config import from_dict
+    from kshot_bench.train import build_code_source, build_supernet, load_checkpoint
+
+    state = load_checkpoint(path, device)
+    if "config" not in state or "model" not in state:
+        raise UserError(f"{path} is not a kshot-bench checkpoint", fix="pass the supernet.pt of a train run")
+    cfg = from_dict(state["config"])
+    wrong = [f"{k}: checkpoint {getattr(cfg, k)!r}, asked {v!r}" for k, v in expect.items()
+             if v is not None and getattr(cfg, k) != v]
+    if wrong:
+        raise UserError(f"checkpoint {path} does not match this run ({'; '.join(wrong)})",
+                        fix="drop those flags to use the checkpoint's own settings, or pass a matching checkpoint")
+    model = build_supernet(cfg).to(device)
+    model.load_state_dict(state["model"])
+    codes = build_code_source(cfg).to(device)
+    codes.load_state_dict(state["codes"])
+    finished = "epochs" in state
+    return cfg, model, codes, finished, state
+
+
+def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Optional[Path] = None,
+             truth_name: Optional[str] = None, expect: Optional[Dict] = None, progress: bool = True,
+             command: str = "", preset: str = "", download: bool = True) -> Tuple[Dict, Dict]:
+    """Train (or load) a supernet, score the arch set, write predictions, metrics, baselines, summary."""
+    from kshot_bench.benchmark import truth_column
+    from kshot_bench.data import load_dataset
+    from kshot_bench.datasets import DATASETS
+    from kshot_bench.train import Trainer, machine_info, write_config
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    truth_name = truth_name or DATASETS.get(cfg.dataset).truth_default
+    truth_all = truth_column(truth_name)  # fail fast on a bad --truth, before any training
+    indices, set_desc = arch_set(cfg.archs, cfg.seed)
+
+    t0 = time.perf_counter()
+    if checkpoint is not None:
+        scoring = {f: getattr(cfg, f) for f in ("archs", "score_images", "score_batch")}
+        ckpt_cfg, model, codes, finished, state = load_supernet(Path(checkpoint), device, expect or {})
+        cfg = ckpt_cfg.replace(**scoring)
+        splits = load_dataset(cfg.dataset, data_root, download)
+        train_s = float("nan")
+        trained_epochs = state.get("epochs", state.get("epoch"))
+        source = f"checkpoint {checkpoint}" + ("" if finished else f" (unfinished run, epoch {trained_epochs})")
+    else:
+        splits = load_dataset(cfg.dataset, data_root, download)
+        run_dir = out / "train"
+        trainer = Trainer(cfg, run_dir, splits, device, progress=progress)
+        trainer.resume()  # re-running the same rank command continues an interrupted training
+        if trainer.epoch < cfg.epochs:
+            write_config(cfg, run_dir, {"data": splits.source, "machine": machine_info(device)})
+            trainer.fit()
+        model, codes = trainer.model, trainer.codes
+        train_s = sum(float(r["time_s"]) for r in trainer.read_log())
+        trained_epochs = cfg.epochs
+        source = f"trained here in {run_dir}"
+    write_config(cfg, out, {"data": splits.source, "machine": machine_info(device), "command": command})
+    info = DATASETS.get(cfg.dataset)
+    score_set = scoring_batches(splits, info, cfg.score_images, cfg.score_batch, device)
+    t1 = time.perf_counter()
+    scored = score_archs(model, codes, score_set.batches, indices, out, cfg.k, progress)
+    score_s = time.perf_counter() - t1
+    truth = truth_all[np.asarray(indices)]
+    scores = np.array([scored[i]["score"] for i in indices])
+    write_predictions(out, indices, scored, truth, cfg.k)
+
+    metrics = all_metrics(scores, truth)
+    train_images = min(cfg.train_subset or len(splits.train_x), len(splits.train_x))
+    metrics["protocol"] = {
+        "dataset": cfg.dataset, "k": cfg.k, "code": cfg.code, "code_label": code_label(cfg.k, cfg.code),
+        "preset": preset, "seed": cfg.seed, "config_hash": cfg.hash(), "channels": cfg.channels, "cells": cfg.cells,
+        "epochs": trained_epochs, "warmup_epochs": cfg.warmup_epochs, "train_images": train_images,
+        "train_part": info.train_part, "data": splits.source, "supernet": source,
+        "arch_set": set_desc, "n_archs": len(indices), "score_set": score_set.description,
+        "n_score_images": score_set.n_images, "truth": truth_name, "score": "top-1 accuracy (%) on the scoring images",
+        "train_s": train_s, "score_s": score_s, "archs_per_s": len(indices) / score_s if score_s > 0 else None,
+        "total_s": time.perf_counter() - t0, "machine": machine_info(device), "command": command,
+    }
+    baselines = {}
+    for name, (bscores, desc) in baseline_scores(cfg.dataset, indices, cfg.seed).items():
+        baselines[name] = {"description": desc, **all_metrics(bscores, truth)}
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "baselines.json", baselines)
+    plot_scatter(out, scores, truth, metrics)
+    write_summary(out, metrics, baselines)
+    (out / PARTIAL).unlink(missing_ok=True)
+    return metrics, baselines
+
+
+def print_table(metrics: Dict, baselines: Dict) -> None:
+    p = metrics["protocol"]
+    rows = [(f"supernet K={p['k']} {p['code_label']}", metrics)] + sorted(baselines.items(), key=lambda r: -r[1]["kendall_tau"])
+    ns = [k for k in ("10", "100", "1000") if k in metrics["split_tau"]]
+    print(f"\n{'method':<34}{'tau':>8}{'rho':>8}" + "".join(f"{'split@' + k:>12}" for k in ns) + f"{'regret':>9}")
+    for name, m in rows:
+        print(f"{name[:33]:<34}{m['kendall_tau']:>8.3f}{m['spearman']:>8.3f}"
+              + "".join(f"{m['split_tau'][k]:>12.3f}" for k in ns) + f"{m['regret']:>9.2f}")
+    print(f"\n{p['n_archs']:,} archs ({p['arch_set']}), {p['n_score_images']:,} scoring images, "
+          f"truth {p['truth']}; training {fmt(p['train_s'], 0)} s, scoring {fmt(p['score_s'], 0)} s")

@@ -1,0 +1,413 @@
+"""Reports from run directories only (never trains): ablation tables and the paper's Figures 4-7.
+
+Inputs: rank run directories (`metrics.json`, `baselines.json`, `predictions.csv`, `train/log.csv`)
+and search run directories (`result.json`), found under the given paths. Output: `report.md` and
+PNG figures. Every table and figure names the runs it came from, their config hashes and the
+protocol; a figure whose inputs are missing is listed with the reason instead of silently dropped.
+
+Table/figure shapes (paper numbering), NB201 at the scale of the runs given:
+  Table 4   Kendall's tau, mean +- std over seeds, per method and dataset, with the baselines
+  Table 5/6 the ablation rows (one-shot, fixed K-shot, random K-shot, K-shot + simplex-net)
+  Table 1   training time per epoch and peak memory against K
+  Fig. 4    tau against K per code mode (and searched accuracy where search runs exist)
+  Fig. 5    split tau against n_high, one line per method
+  Fig. 6    histogram of the K code values of (up to) 1,000 archs of a simplex-net run
+  Fig. 7    tau against K and training epochs
+  scatter   predicted vs true per run
+"""
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from kshot_bench.errors import UserError
+from kshot_bench.rank import fmt
+
+METHOD_ORDER = ["one-shot (K=1)", "fixed K-shot (1/K)", "random K-shot", "K-shot + simplex-net"]
+REQUIRED = ("kendall_tau", "spearman", "split_tau", "n_archs", "protocol")
+REQUIRED_PROTOCOL = ("dataset", "k", "code", "config_hash", "seed", "epochs", "arch_set", "score_set", "truth")
+
+
+def method_name(k: int, code: str) -> str:
+    if k == 1:
+        return METHOD_ORDER[0]
+    return {"uniform": METHOD_ORDER[1], "random": METHOD_ORDER[2], "simplex": METHOD_ORDER[3]}.get(code, code)
+
+
+@dataclass
+class RankRun:
+    path: Path
+    metrics: Dict
+    baselines: Dict
+    log: List[Dict[str, str]] = field(default_factory=list)
+
+    @property
+    def p(self) -> Dict:
+        return self.metrics["protocol"]
+
+    @property
+    def method(self) -> str:
+        return method_name(int(self.p["k"]), self.p["code"])
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.name} ({self.p['config_hash']})"
+
+
+@dataclass
+class SearchRun:
+    path: Path
+    result: Dict
+
+
+def _load_json(path: Path, what: str) -> Dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"cannot read {what} {path}: {err}", fix="re-run the command that writes it") from None
+
+
+def load_rank_run(path: Path) -> RankRun:
+    metrics = _load_json(path / "metrics.json", "metrics file")
+    missing = [k for k in REQUIRED if k not in metrics]
+    missing += [f"protocol.{k}" for k in REQUIRED_PROTOCOL if k not in metrics.get("protocol", {})]
+    if missing:
+        raise UserError(f"run {path}: metrics.json lacks {', '.join(missing)}",
+                        fix="re-run `kshot-bench rank` for this run (its metrics.json is incomplete or from another tool)")
+    baselines = _load_json(path / "baselines.json", "baselines file") if (path / "baselines.json").exists() else {}
+    log = []
+    log_path = path / "train" / "log.csv"
+    if log_path.exists():
+        with open(log_path, newline="") as fh:
+            log = list(csv.DictReader(fh))
+    return RankRun(path, metrics, baselines, log)
+
+
+def discover(paths: Sequence[Path]) -> Tuple[List[RankRun], List[SearchRun]]:
+    ranks, searches = [], []
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise UserError(f"run directory {root} does not exist", fix="pass directories written by rank, ablate or search")
+        for m in sorted(root.rglob("metrics.json")) if root.is_dir() else []:
+            ranks.append(load_rank_run(m.parent))
+        for r in sorted(root.rglob("result.json")) if root.is_dir() else []:
+            res = _load_json(r, "search result")
+            for key in ("algo", "fitness", "truth", "seed", "dataset"):
+                if key not in res:
+                    raise UserError(f"search run {r.parent}: result.json lacks {key!r}", fix="re-run `kshot-bench search`")
+            searches.append(SearchRun(r.parent, res))
+    if not ranks and not searches:
+        raise UserError(f"no runs found under {', '.join(map(str, paths))}",
+                        fix="pass directories holding metrics.json (rank/ablate) or result.json (search)")
+    return ranks, searches
+
+
+# ----------------------------------------------------------------------------- helpers
+def mean_std(values: Sequence[float]) -> Tuple[float, float, int]:
+    v = np.array([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
+    if len(v) == 0:
+        return float("nan"), float("nan"), 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
+
+
+def pm(values: Sequence[float], scale: float = 1.0, digits: int = 3) -> str:
+    m, s, n = mean_std(values)
+    if n == 0:
+        return "n/a"
+    return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f} (n={n})"
+
+
+def group(runs: Sequence[RankRun], key) -> Dict:
+    out = defaultdict(list)
+    for r in runs:
+        out[key(r)].append(r)
+    return dict(out)
+
+
+def protocol_line(runs: Sequence[RankRun]) -> str:
+    hashes = sorted({r.p["config_hash"] for r in runs})
+    sets = sorted({r.p["arch_set"] for r in runs})
+    scores = sorted({r.p["score_set"] for r in runs})
+    truths = sorted({r.p["truth"] for r in runs})
+    return (f"runs: {', '.join(r.path.name for r in runs)}; config hashes {', '.join(hashes)}; archs: {'; '.join(sets)}; "
+            f"scored on {'; '.join(scores)}; ground truth {', '.join(truths)}")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    return plt
+
+
+# ----------------------------------------------------------------------------- tables
+def table4(ranks: List[RankRun]) -> List[str]:
+    lines = []
+    for dataset, runs in group(ranks, lambda r: r.p["dataset"]).items():
+        lines += [f"### Table 4 shape: Kendall's tau on {dataset}", "",
+                  "| method | K | Kendall tau | Spearman | runs |", "|---|---|---|---|---|"]
+        by = group(runs, lambda r: (METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else 9, int(r.p["k"]), r.method))
+        for (_, k, method), rs in sorted(by.items()):
+            lines.append(f"| {method} | {k} | {pm([r.metrics['kendall_tau'] for r in rs])} | "
+                         f"{pm([r.metrics['spearman'] for r in rs])} | {', '.join(r.label for r in rs)} |")
+        names = sorted({b for r in runs for b in r.baselines})
+        for b in names:
+            vals = [r.baselines[b]["kendall_tau"] for r in runs if b in r.baselines]
+            desc = next(r.baselines[b].get("description", b) for r in runs if b in r.baselines)
+            lines.append(f"| baseline: {desc} | – | {pm(vals)} | "
+                         f"{pm([r.baselines[b]['spearman'] for r in runs if b in r.baselines])} | same arch sets |")
+        lines += ["", f"Protocol: {protocol_line(runs)}.", ""]
+    return lines
+
+
+def table_ablation(ranks: List[RankRun], searches: List[SearchRun]) -> List[str]:
+    lines = ["### Tables 5/6 shape: ablation of the K-shot parts (ranking quality on NB201)", "",
+             "| # | K-shot | simplex-net | codes | K | Kendall tau | split tau (n=100) | searched ground truth | runs |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    searched = group([s for s in searches if s.result["fitness"] == "supernet"],
+                     lambda s: (int(s.result.get("protocol", {}).get("k", 0)), s.result.get("protocol", {}).get("code")))
+    n = 0
+    for method in METHOD_ORDER:
+        rs_all = [r for r in ranks if r.method == method]
+        for k, rs in sorted(group(rs_all, lambda r: int(r.p["k"])).items()):
+            n += 1
+            code = rs[0].p["code"] if k > 1 else "[1]"
+            split = [r.metrics["split_tau"].get("100") for r in rs]
+            srch = searched.get((k, rs[0].p["code"]), [])
+            lines.append(f"| {n} | {'✓' if k > 1 else ''} | {'✓' if method == METHOD_ORDER[3] else ''} | {code} | {k} | "
+                         f"{pm([r.metrics['kendall_tau'] for r in rs])} | {pm(split)} | "
+                         f"{pm([s.result['truth'] for s in srch], digits=2) if srch else 'no search run'} | "
+                         f"{', '.join(r.label for r in rs)} |")
+    missing = [m for m in METHOD_ORDER if not any(r.method == m for r in ranks)]
+    lines += [""] + ([f"Not covered by the runs given: {', '.join(missing)}.", ""] if missing else [])
+    return lines
+
+
+def table1(ranks: List[RankRun]) -> List[str]:
+    lines = ["### Table 1 shape: training cost per epoch against K", "",
+             "| K | code | warm-up epoch (s) | K-shot epoch (s) | images/s (warm-up) | peak memory (MB) | runs |",
+             "|---|---|---|---|---|---|---|"]
+    rows = 0
+    for (k, code), rs in sorted(group([r for r in ranks if r.log], lambda r: (int(r.p["k"]), r.p["code"])).items()):
+        warm = [float(row["time_s"]) for r in rs for row in r.log if row["phase"] == "warmup"]
+        kshot = [float(row["time_s"]) for r in rs for row in r.log if row["phase"] != "warmup"]
+        ips = [float(row["images_per_s"]) for r in rs for row in r.log if row["phase"] == "warmup"]
+        mem = [max(float(row["peak_mem_mb"]) for row in r.log) for r in rs]
+        lines.append(f"| {k} | {code if k > 1 else '–'} | {pm(warm, digits=1)} | {pm(kshot, digits=1)} | "
+                     f"{pm(ips, digits=0)} | {pm(mem, digits=0)} | {', '.join(r.label for r in rs)} |")
+        rows += 1
+    if not rows:
+        return ["### Table 1 shape", "", "Missing: none of the runs has a training log (train/log.csv); runs scored "
+                "from a --checkpoint carry none.", ""]
+    machines = sorted({f"{r.p['machine'].get('cpu')} {r.p['machine'].get('device')}, {r.p['machine'].get('threads')} threads"
+                       for r in ranks if "machine" in r.p})
+    lines += ["", "Time per epoch from the runs' logs (the K-shot phase adds the simplex-net steps); peak memory is the "
+              f"process's peak RSS on the CPU. Machines: {'; '.join(machines)}. Controlled step-time and memory ratios "
+              "against K are in benchmarks/results/k_overhead-*.json.", ""]
+    return lines
+
+
+# ----------------------------------------------------------------------------- figures
+def fig4(ranks, searches, out: Path) -> Tuple[Optional[str], str]:
+    budgets = sorted({int(r.p["epochs"]) for r in ranks})
+    ranks = [r for r in ranks if int(r.p["epochs"]) == budgets[-1]]  # one training budget: the largest
+    if len({int(r.p["k"]) for r in ranks}) < 2:
+        return None, "Fig. 4 needs runs at two or more values of K (at the same training budget)."
+    by = group(ranks, lambda r: r.method)
+    plt = _plt()
+    has_search = any(s.result["fitness"] == "supernet" for s in searches)
+    fig, axes = plt.subplots(1, 2 if has_search else 1, figsize=(10 if has_search else 5.5, 4), dpi=130, squeeze=False)
+    ax = axes[0][0]
+    one = [r.metrics["kendall_tau"] for r in by.get(METHOD_ORDER[0], [])]
+    all_k = sorted({int(r.p["k"]) for r in ranks})
+    for j, method in enumerate(m for m in METHOD_ORDER if m in by):
+        if method == METHOD_ORDER[0]:
+            m1, s1, _ = mean_std(one)
+            ax.errorbar([1], [m1], yerr=[s1], marker="D", ms=7, color="k", capsize=3, linestyle="none", label=method)
+            continue
+        rs = by[method]
+        ks = sorted({int(r.p["k"]) for r in rs})
+        st = [mean_std([r.metrics["kendall_tau"] for r in rs if int(r.p["k"]) == k]) for k in ks]
+        shift = 2 ** ((j - 2) * 0.04)  # small horizontal offsets keep overlapping methods visible
+        ax.errorbar([k * shift for k in ks], [x[0] for x in st], yerr=[x[1] for x in st], marker="o", capsize=3,
+                    label=method)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(all_k, [str(k) for k in all_k])
+    ax.set_xlabel("K (K=1: one-shot)")
+    ax.set_ylabel("Kendall's tau (mean ± std over seeds)")
+    ax.set_title(f"Fig. 4: ranking quality against K ({budgets[-1]} epochs)", fontsize=10)
+    ax.legend(fontsize=8)
+    if has_search:
+        ax2 = axes[0][1]
+        sr = group([s for s in searches if s.result["fitness"] == "supernet"], lambda s: int(s.result.get("protocol", {}).get("k", 0)))
+        ks = sorted(sr)
+        st = [mean_std([s.result["truth"] for s in sr[k]]) for k in ks]
+        ax2.errorbar(ks, [x[0] for x in st], yerr=[x[1] for x in st], marker="s", capsize=3)
+        ax2.set_xscale("log", base=2)
+        ax2.set_xticks(ks, [str(k) for k in ks])
+        ax2.set_xlabel("K")
+        ax2.set_ylabel("ground truth of the searched arch (%)")
+        ax2.set_title("searched accuracy against K", fontsize=10)
+    fig.tight_layout()
+    name = "fig4_tau_vs_k.png"
+    fig.savefig(out / name)
+    plt.close(fig)
+    return name, f"Fig. 4 ({budgets[-1]}-epoch runs) from {protocol_line(ranks)}."
+
+
+def fig5(ranks, out: Path) -> Tuple[Optional[str], str]:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=130)
+    for method, rs in group(ranks, lambda r: r.method).items():
+        ns = sorted({int(n) for r in rs for n in r.metrics["split_tau"]})
+        st = [mean_std([r.metrics["split_tau"].get(str(n)) for r in rs]) for n in ns]
+        ax.errorbar(ns, [s[0] for s in st], yerr=[s[1] for s in st], marker="o", capsize=3, label=method)
+    base = [r.baselines["params"] for r in ranks if "params" in r.baselines]
+    if base:
+        ns = sorted({int(n) for b in base for n in b["split_tau"]})
+        ax.plot(ns, [mean_std([b["split_tau"].get(str(n)) for b in base])[0] for n in ns], "k--", label="parameter count")
+    ax.set_xscale("log")
+    ax.set_xlabel("n_high (size of the true top group)")
+    ax.set_ylabel("split Kendall's tau")
+    ax.set_title("Fig. 5: ranking of high vs low performers", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    name = "fig5_split_tau.png"
+    fig.savefig(out / name)
+    plt.close(fig)
+    return name, f"Fig. 5 from {protocol_line(ranks)}."
+
+
+def fig6(ranks, out: Path) -> Tuple[Optional[str], str]:
+    runs = [r for r in ranks if r.p["code"] == "simplex" and int(r.p["k"]) > 1 and (r.path / "predictions.csv").exists()]
+    if not runs:
+        return None, "Fig. 6 needs a K-shot run with simplex-net codes (code=simplex, K > 1)."
+    run = max(runs, key=lambda r: (int(r.p["k"]), r.metrics["n_archs"]))
+    with open(run.path / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))[:1000]
+    k = int(run.p["k"])
+    lam = np.array([[float(row[f"lam_{i}"]) for i in range(k)] for row in rows])
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=130)
+    bins = np.linspace(0, 1, 41)
+    for i in range(k):
+        ax.hist(lam[:, i], bins=bins, histtype="step", linewidth=1.6, label=f"lambda_{i}")
+    ax.set_xlabel("code value")
+    ax.set_ylabel("archs")
+    ax.set_title(f"Fig. 6: codes of {len(rows)} archs, K={k} ({run.path.name})", fontsize=10)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    name = "fig6_code_histogram.png"
+    fig.savefig(out / name)
+    plt.close(fig)
+    note = "" if len(rows) >= 1000 else f" The run scored {len(rows)} archs, fewer than the paper's 1,000."
+    return name, f"Fig. 6 from run {run.label}, the first {len(rows)} archs of its predictions.csv.{note}"
+
+
+def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
+    pts = group([r for r in ranks if r.method in (METHOD_ORDER[0], METHOD_ORDER[3])],
+                lambda r: (int(r.p["k"]), int(r.p["epochs"])))
+    epochs = sorted({e for _, e in pts})
+    if len(epochs) < 2:
+        return None, (f"Fig. 7 needs runs at two or more training budgets (epochs); the runs given all train "
+                      f"{epochs[0] if epochs else '?'} epochs. Add cells with `kshot-bench ablate --epochs E1 E2`.")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=130)
+    for k in sorted({k for k, _ in pts}):
+        es = [e for e in epochs if (k, e) in pts]
+        st = [mean_std([r.metrics["kendall_tau"] for r in pts[(k, e)]]) for e in es]
+        ax.errorbar(es, [s[0] for s in st], yerr=[s[1] for s in st], marker="o", capsize=3, label=f"K={k}")
+    ax.set_xlabel("supernet training epochs")
+    ax.set_ylabel("Kendall's tau")
+    ax.set_title("Fig. 7: ranking quality against K and training epochs", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    name = "fig7_tau_vs_k_epochs.png"
+    fig.savefig(out / name)
+    plt.close(fig)
+    return name, f"Fig. 7 from {protocol_line([r for rs in pts.values() for r in rs])}."
+
+
+def scatter_grid(ranks, out: Path) -> Tuple[Optional[str], str]:
+    runs = [r for r in ranks if (r.path / "predictions.csv").exists()]
+    if not runs:
+        return None, "Scatter plots need predictions.csv in the runs."
+    plt = _plt()
+    cols = min(4, len(runs))
+    rows_n = -(-len(runs) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(3.2 * cols, 2.8 * rows_n), dpi=110, squeeze=False)
+    for ax, r in zip(axes.ravel(), runs):
+        with open(r.path / "predictions.csv", newline="") as fh:
+            data = list(csv.DictReader(fh))
+        ax.scatter([float(d["truth"]) for d in data], [float(d["score"]) for d in data], s=4, alpha=0.5, edgecolors="none")
+        ax.set_title(f"{r.path.name}\ntau {fmt(r.metrics['kendall_tau'])}", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in axes.ravel()[len(runs):]:
+        ax.axis("off")
+    fig.supxlabel("true accuracy (%)", fontsize=8)
+    fig.supylabel("supernet accuracy (%)", fontsize=8)
+    fig.tight_layout()
+    name = "scatter_runs.png"
+    fig.savefig(out / name)
+    plt.close(fig)
+    return name, f"Predicted vs true for each run ({len(runs)} runs)."
+
+
+def search_table(searches: List[SearchRun]) -> List[str]:
+    if not searches:
+        return ["### Search (Table 3 shape)", "", "No search runs given (`kshot-bench search` writes result.json).", ""]
+    lines = ["### Search results (Table 3 shape): ground truth of the chosen arch", "",
+             "| dataset | algo | fitness | K | FLOPs limit (M) | ground truth (mean ± std) | optimum | archs scored | runs |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    by = group(searches, lambda s: (s.result["dataset"], s.result["algo"], s.result["fitness"],
+                                    s.result.get("protocol", {}).get("k", "–"), s.result.get("flops_limit_M")))
+    for (ds, algo, fit, k, lim), ss in sorted(by.items(), key=lambda kv: str(kv[0])):
+        lines.append(f"| {ds} | {algo} | {fit} | {k} | {lim if lim is not None else 'none'} | "
+                     f"{pm([s.result['truth'] for s in ss], digits=2)} | {ss[0].result['optimum']['truth']:.2f} | "
+                     f"{np.mean([s.result['n_evaluated'] for s in ss]):.0f} | {', '.join(s.path.name for s in ss)} |")
+    return lines + [""]
+
+
+# ----------------------------------------------------------------------------- the report
+def build_report(paths: Sequence[Path], out: Path) -> Path:
+    ranks, searches = discover(paths)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# kshot_bench report", "",
+             f"Built by `kshot-bench report` from {len(ranks)} rank runs and {len(searches)} search runs "
+             f"(read only; nothing was trained for this report).", ""]
+    if ranks:
+        lines += table4(ranks) + table_ablation(ranks, searches) + table1(ranks)
+    lines += search_table(searches)
+    figures = []
+    if ranks:
+        figures = [fig4(ranks, searches, out), fig5(ranks, out), fig6(ranks, out), fig7(ranks, out), scatter_grid(ranks, out)]
+    else:
+        figures = [(None, "Figures 4-7 need rank runs (metrics.json); none were given.")]
+    lines += ["## Figures", ""]
+    missing = []
+    for name, caption in figures:
+        if name:
+            lines += [f"![{name}]({name})", "", caption, ""]
+        else:
+            missing.append(caption)
+    if missing:
+        lines += ["### Not drawn", ""] + [f"- {m}" for m in missing] + [""]
+    lines += ["## Runs", "", "| run | dataset | method | K | seed | epochs | config | tau |", "|---|---|---|---|---|---|---|---|"]
+    for r in ranks:
+        lines.append(f"| {r.path} | {r.p['dataset']} | {r.method} | {r.p['k']} | {r.p['seed']} | {r.p['epochs']} | "
+                     f"{r.p['config_hash']} | {fmt(r.metrics['kendall_tau'])} |")
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

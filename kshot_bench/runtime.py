@@ -1,0 +1,31 @@
+"""Process-level settings that make the CPU paths fast.
+
+`tune_allocator`: glibc serves big allocations (a 64x16x32x32 float map is 4 MiB) with fresh
+mmap'd pages and returns them on free, so every new activation pays page faults and kernel
+zeroing; at scoring batch sizes that doubles the time of element-wise ops. Turning direct mmap off
+and keeping freed memory (no trimming) lets the heap recycle the same pages. Measured on this
+project's 2-core machine: scoring 266 -> 485-540 images/s (NB201 C=16 N=5, batch 512); training
+steps unchanged within noise. The cost: the process keeps its peak memory until it exits.
+Called by the CLI and the benchmarks; a no-op off glibc.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_done = False
+
+
+def tune_allocator() -> bool:
+    """Apply once per process; True when glibc accepted both settings."""
+    global _done
+    if _done:
+        return True
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**30) == 1
+    except (OSError, AttributeError):
+        return False
+    _done = ok
+    return ok
