@@ -16,7 +16,6 @@ The last line printed is the results as one JSON object (also written to benchma
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -27,6 +26,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import emit  # noqa: E402
 
 from kshot_bench.data import TensorLoader, load_dataset  # noqa: E402
 from kshot_bench.datasets import DATASETS  # noqa: E402
@@ -115,10 +116,7 @@ def main():
     print(f"fast path {med['fast']:.0f} img/s; torchvision 0 workers {med['torchvision_w0']:.0f}, 2 workers "
           f"{med['torchvision_w2']:.0f}; ratio vs the better torchvision setting {result['fast_vs_torchvision_best']:.1f}x "
           "(target >= 3)")
-    out = args.out or ROOT / "benchmarks" / "results" / f"loader_throughput{'-quick' if args.quick else ''}-cpu.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
+    emit(result, "loader_throughput", args.quick, "cpu", args.out)
 
 
 if __name__ == "__main__":

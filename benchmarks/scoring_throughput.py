@@ -1,9 +1,9 @@
 """Scoring throughput: images/s and archs/s of per-arch evaluation on a trained-size supernet.
 
 Protocol: NB201 C=16, N=5, CIFAR-size inputs, scoring batch 512, a fixed set of `--images`
-validation-sized random images (score_arch, the function `kshot-bench rank` uses: inference mode,
+random images (score_arch, the function `kshot-bench rank` uses: inference mode,
 BN with batch statistics, the arch's code), the same seeded arch list for every variant, median
-of `--rounds` rounds. Variants, each in a fresh process so the allocator setting applies per variant:
+of 5 rounds (each round runs every variant once, in turn). Variants, each in a fresh process so the allocator setting applies per variant:
   supernet_k1 / supernet_k4   the K-shot supernet (only live ops computed), allocator tuned (as the CLI runs)
   supernet_k1_untuned         the same without kshot_bench.runtime.tune_allocator
   standalone_all_edges        a stand-alone NB201 network computing every non-none edge (batch-stat BN),
@@ -26,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import emit  # noqa: E402
 REFERENCE_IMAGES_PER_S = 307.0
 
 CHILD = r"""
@@ -52,22 +54,18 @@ else:
     nets = {{a: NB201Network(a, prune=False).train() for a in archs}}
     run = lambda a: score_arch(lambda x, arch, code: nets[arch](x), a, None, batches)
 run(archs[0])
-times = []
-for r in range({rounds}):
-    t0 = time.perf_counter()
-    for a in archs:
-        run(a)
-    times.append(time.perf_counter() - t0)
-print(json.dumps({{"round_s": times}}))
+t0 = time.perf_counter()
+for a in archs:
+    run(a)
+print(json.dumps({{"round_s": [time.perf_counter() - t0]}}))
 """
 
 
-def run_variant(variant, k, tuned, images, n_archs, rounds):
-    code = CHILD.format(root=str(ROOT), tuned=tuned, n_archs=n_archs, images=images, variant=variant, k=k, rounds=rounds)
+def run_round(variant, k, tuned, images, n_archs) -> float:
+    """One round in a fresh process: seconds to score the arch list."""
+    code = CHILD.format(root=str(ROOT), tuned=tuned, n_archs=n_archs, images=images, variant=variant, k=k)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    times = json.loads(out.stdout.strip().splitlines()[-1])["round_s"]
-    med = statistics.median(times)
-    return {"round_s": times, "images_per_s": images * n_archs / med, "archs_per_s": n_archs / med}
+    return json.loads(out.stdout.strip().splitlines()[-1])["round_s"][0]
 
 
 def main():
@@ -79,14 +77,21 @@ def main():
     parser.add_argument("--images", type=int, default=1024, help="scoring images per arch (default 1024)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    n_archs, rounds = (6, 2) if args.quick else (16, 3)
+    n_archs, rounds = (6, 2) if args.quick else (12, 5)
     variants = [("supernet_k1", 1, True), ("supernet_k4", 4, True), ("supernet_k1_untuned", 1, False),
                 ("standalone_all_edges", 1, True)]
     started = time.time()
+    times = {name: [] for name, _, _ in variants}
+    for r in range(rounds):  # rounds outermost: drift on the machine hits every variant alike
+        for name, k, tuned in variants:
+            times[name].append(run_round(name, k, tuned, args.images, n_archs))
+        print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {args.images * n_archs / t[-1]:.0f} img/s"
+                                                     for n, t in times.items()), flush=True)
     results = {}
-    for name, k, tuned in variants:
-        results[name] = run_variant(name, k, tuned, args.images, n_archs, rounds)
-        print(f"  {name:<22} {results[name]['images_per_s']:8.0f} images/s  {results[name]['archs_per_s']:.3f} archs/s", flush=True)
+    for name, t in times.items():
+        med = statistics.median(t)
+        results[name] = {"round_s": t, "images_per_s": args.images * n_archs / med, "archs_per_s": n_archs / med}
+        print(f"  {name:<22} {results[name]['images_per_s']:8.0f} images/s  {results[name]['archs_per_s']:.3f} archs/s")
     best = results["supernet_k4"]
     per_arch = {n: args.images / r["images_per_s"] for n, r in results.items()}
     estimate = {}
@@ -96,7 +101,7 @@ def main():
     result = {
         "benchmark": "scoring_throughput",
         "protocol": f"NB201 C=16 N=5, batch 512, {args.images} images per arch, {n_archs} seeded archs, "
-                    f"median of {rounds} rounds, fresh process per variant",
+                    f"median of {rounds} rounds, a fresh process per variant and round, rounds interleaved",
         "machine": machine_info(torch.device("cpu")),
         "variants": results,
         "seconds_per_arch": per_arch,
@@ -113,10 +118,7 @@ def main():
     for images, e in estimate.items():
         print(f"ranking at {images.replace('_', ' ')} per arch (K=4): all 15,625 archs {e['all_15625_h']:.1f} h, "
               f"6,466 unique {e['unique_6466_h']:.1f} h")
-    out = args.out or ROOT / "benchmarks" / "results" / f"scoring_throughput{'-quick' if args.quick else ''}-cpu.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
+    emit(result, "scoring_throughput", args.quick, "cpu", args.out)
 
 
 if __name__ == "__main__":

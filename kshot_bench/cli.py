@@ -236,6 +236,13 @@ columns: params = parameter count, flops = multiply-adds of one image's forward 
 }
 
 
+def _common_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, help="output directory")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kshot-bench", description="K-shot NAS supernets and ranking benchmarks on NAS-Bench-201.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -270,10 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--archs", default=None, help="all | unique | N (default: the preset's)")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE")
     p.add_argument("--data-root", type=Path, default=None)
-    p.add_argument("--out", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--offline", action="store_true")
+    _common_flags(p)
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("report", help="tables and figures from run directories (never trains)",
@@ -297,10 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generations", type=int, default=20)
     p.add_argument("--parents", type=int, default=20)
     p.add_argument("--score-images", type=int, default=None, help="scoring images per arch (default: the checkpoint's)")
-    p.add_argument("--out", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--offline", action="store_true")
+    _common_flags(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("export-benchmark", help="write the compact NB201 table from an official benchmark file",

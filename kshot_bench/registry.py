@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Generic, Iterator, List, TypeVar
+from typing import Dict, Generic, Iterator, List, TypeVar
 
 from kshot_bench.errors import UserError
 

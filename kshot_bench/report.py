@@ -110,6 +110,11 @@ def discover(paths: Sequence[Path]) -> Tuple[List[RankRun], List[SearchRun]]:
 
 
 # ----------------------------------------------------------------------------- helpers
+def md(text: str) -> str:
+    """Escape pipes for a Markdown table cell (NB201 arch strings are full of them)."""
+    return str(text).replace("|", "\\|")
+
+
 def mean_std(values: Sequence[float]) -> Tuple[float, float, int]:
     v = np.array([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
     if len(v) == 0:
@@ -149,6 +154,13 @@ def _plt():
 
     sns.set_theme(style="whitegrid", context="paper")
     return plt
+
+
+def _save(plt, fig, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / name)
+    plt.close(fig)
+    return name
 
 
 # ----------------------------------------------------------------------------- tables
@@ -259,10 +271,7 @@ def fig4(ranks, searches, out: Path) -> Tuple[Optional[str], str]:
         ax2.set_xlabel("K")
         ax2.set_ylabel("ground truth of the searched arch (%)")
         ax2.set_title("searched accuracy against K", fontsize=10)
-    fig.tight_layout()
-    name = "fig4_tau_vs_k.png"
-    fig.savefig(out / name)
-    plt.close(fig)
+    name = _save(plt, fig, out, "fig4_tau_vs_k.png")
     return name, f"Fig. 4 ({budgets[-1]}-epoch runs) from {protocol_line(ranks)}."
 
 
@@ -282,10 +291,7 @@ def fig5(ranks, out: Path) -> Tuple[Optional[str], str]:
     ax.set_ylabel("split Kendall's tau")
     ax.set_title("Fig. 5: ranking of high vs low performers", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    name = "fig5_split_tau.png"
-    fig.savefig(out / name)
-    plt.close(fig)
+    name = _save(plt, fig, out, "fig5_split_tau.png")
     return name, f"Fig. 5 from {protocol_line(ranks)}."
 
 
@@ -307,10 +313,7 @@ def fig6(ranks, out: Path) -> Tuple[Optional[str], str]:
     ax.set_ylabel("archs")
     ax.set_title(f"Fig. 6: codes of {len(rows)} archs, K={k} ({run.path.name})", fontsize=10)
     ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    name = "fig6_code_histogram.png"
-    fig.savefig(out / name)
-    plt.close(fig)
+    name = _save(plt, fig, out, "fig6_code_histogram.png")
     note = "" if len(rows) >= 1000 else f" The run scored {len(rows)} archs, fewer than the paper's 1,000."
     return name, f"Fig. 6 from run {run.label}, the first {len(rows)} archs of its predictions.csv.{note}"
 
@@ -332,10 +335,7 @@ def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
     ax.set_ylabel("Kendall's tau")
     ax.set_title("Fig. 7: ranking quality against K and training epochs", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    name = "fig7_tau_vs_k_epochs.png"
-    fig.savefig(out / name)
-    plt.close(fig)
+    name = _save(plt, fig, out, "fig7_tau_vs_k_epochs.png")
     return name, f"Fig. 7 from {protocol_line([r for rs in pts.values() for r in rs])}."
 
 
@@ -357,10 +357,7 @@ def scatter_grid(ranks, out: Path) -> Tuple[Optional[str], str]:
         ax.axis("off")
     fig.supxlabel("true accuracy (%)", fontsize=8)
     fig.supylabel("supernet accuracy (%)", fontsize=8)
-    fig.tight_layout()
-    name = "scatter_runs.png"
-    fig.savefig(out / name)
-    plt.close(fig)
+    name = _save(plt, fig, out, "scatter_runs.png")
     return name, f"Predicted vs true for each run ({len(runs)} runs)."
 
 
@@ -380,6 +377,30 @@ def search_table(searches: List[SearchRun]) -> List[str]:
 
 
 # ----------------------------------------------------------------------------- the report
+RUN_FILES = ("metrics.json", "baselines.json", "config.json", "summary.md", "predictions.csv", "scatter.png",
+             "train/log.csv", "train/config.json", "result.json", "pareto.csv")
+
+
+def copy_run_files(roots: Sequence[Path], ranks, searches, dest: Path) -> Dict[Path, str]:
+    """Copy each run's small result files to dest/<run path relative to its root's parent>."""
+    import shutil
+
+    names = {}
+    for run in [r.path for r in ranks] + [s.path for s in searches]:
+        root = next((Path(x) for x in roots if Path(run).resolve().is_relative_to(Path(x).resolve())), Path(run))
+        rel = Path(run).resolve().relative_to(root.resolve().parent)
+        names[run] = str(rel)
+        for f in RUN_FILES:
+            src = Path(run) / f
+            if src.is_file():
+                target = dest / rel / f
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, target)
+        summary = Path(run).parent / "summary.json"  # a multi-seed search's aggregate
+        if summary.is_file() and (Path(run).parent / "seed-0").exists():
+            (dest / rel.parent).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(summary, dest / rel.parent / "summary.json")
+    return names
 def build_report(paths: Sequence[Path], out: Path) -> Path:
     ranks, searches = discover(paths)
     out = Path(out)
@@ -404,10 +425,20 @@ def build_report(paths: Sequence[Path], out: Path) -> Path:
             missing.append(caption)
     if missing:
         lines += ["### Not drawn", ""] + [f"- {m}" for m in missing] + [""]
-    lines += ["## Runs", "", "| run | dataset | method | K | seed | epochs | config | tau |", "|---|---|---|---|---|---|---|---|"]
-    for r in ranks:
-        lines.append(f"| {r.path} | {r.p['dataset']} | {r.method} | {r.p['k']} | {r.p['seed']} | {r.p['epochs']} | "
-                     f"{r.p['config_hash']} | {fmt(r.metrics['kendall_tau'])} |")
+    copies = copy_run_files(paths, ranks, searches, out / "runs")
+    lines += ["## Runs", "", "Each run's small result files are copied under `runs/` beside this report.", ""]
+    if ranks:
+        lines += ["| run | dataset | method | K | seed | epochs | config | tau |", "|---|---|---|---|---|---|---|---|"]
+        for r in ranks:
+            lines.append(f"| [{copies[r.path]}](runs/{copies[r.path]}) | {r.p['dataset']} | {r.method} | {r.p['k']} | "
+                         f"{r.p['seed']} | {r.p['epochs']} | {r.p['config_hash']} | {fmt(r.metrics['kendall_tau'])} |")
+        lines.append("")
+    if searches:
+        lines += ["| search run | algo | fitness | seed | chosen arch | ground truth | command |", "|---|---|---|---|---|---|---|"]
+        for sr in searches:
+            res = sr.result
+            lines.append(f"| [{copies[sr.path]}](runs/{copies[sr.path]}) | {res['algo']} | {res['fitness']} | {res['seed']} | "
+                         f"`{md(res.get('arch_str', '?'))}` | {res['truth']:.2f} | `{md(res.get('protocol', {}).get('command', ''))}` |")
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -21,7 +21,6 @@ apart from the supernet).
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 from dataclasses import dataclass, field

@@ -11,22 +11,15 @@ The package never reads ../shared at run time; this script is the only bridge.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from kshot_bench.benchmark import TRUTH_COLUMNS
 from kshot_bench.search_space.nb201 import OPS
 
-TRUTH_COLUMNS = [
-    "cifar10_test_200ep", "cifar100_xtest_200ep", "imagenet16_xtest_200ep",
-    "cifar100_oritest_200ep", "imagenet16_oritest_200ep",
-    "params_M_cifar10", "params_M_cifar100", "params_M_imagenet16",
-    "cifar10_test_12ep", "cifar10_val_12ep", "cifar100_test_12ep", "cifar100_val_12ep",
-    "imagenet_test_12ep", "imagenet_val_12ep",
-]
 PROXY_COLUMNS = [
     "naswot_cifar10", "synflow_cifar10", "logsynflow_cifar10", "nregions_cifar10",
     "naswot_cifar100", "synflow_cifar100", "logsynflow_cifar100", "nregions_cifar100",

@@ -1,5 +1,4 @@
 import itertools
-import json
 
 import numpy as np
 import pytest
@@ -97,6 +96,7 @@ def test_arch_sets():
     assert len(uniq) == 6466 and uniq[0] == 0
     a, _ = rank.arch_set("100", 1)
     assert len(set(a)) == 100 and a == rank.arch_set("100", 1)[0] != rank.arch_set("100", 2)[0]
+    assert rank.arch_set("250", 1)[0][:100] == a  # samples nest
     for bad in ("some", "0", "20000"):
         with pytest.raises(UserError, match="arch set"):
             rank.arch_set(bad, 0)

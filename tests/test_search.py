@@ -5,7 +5,6 @@ import pytest
 
 from kshot_bench import search
 from kshot_bench.errors import UserError
-from kshot_bench.search_space import nb201
 
 
 def test_fronts_on_a_known_set():
@@ -50,7 +49,7 @@ def test_oracle_search_respects_the_flops_limit_and_is_deterministic(tmp_path):
     assert all(float(r["flops_M"]) <= 60.0 for r in rows)
     assert a["flops_M"] <= 60.0 and a["optimum"]["flops_M"] <= 60.0
     assert len({r["index"] for r in rows}) == len(rows)  # the cache: no arch scored twice
-    c = search.run_search("nb201", "cifar10", "nsga2", "oracle", 4, tmp_path / "c", cfg, progress=False)
+    search.run_search("nb201", "cifar10", "nsga2", "oracle", 4, tmp_path / "c", cfg, progress=False)
     assert (tmp_path / "c" / "history.csv").read_text() != (tmp_path / "a" / "history.csv").read_text()
     pareto = list(csv.DictReader(open(tmp_path / "a" / "pareto.csv")))
     flops = [float(r["flops_M"]) for r in pareto]
