@@ -20,6 +20,7 @@ setup(
         "tqdm>=4.60",
         "pillow>=9.0",
         "nas-bench-201>=2.1",
+        "nats_bench>=1.7",
         "pymoo>=0.6",
     ],
     extras_require={"test": ["pytest>=7"]},
