@@ -295,15 +295,43 @@ def fig5(ranks, out: Path) -> Tuple[Optional[str], str]:
     return name, f"Fig. 5 from {protocol_line(ranks)}."
 
 
+FIG6_ARCHS = 1000
+
+
+def run_codes(run: RankRun, n: int = FIG6_ARCHS) -> Tuple[np.ndarray, str]:
+    """Codes of `n` archs for Fig. 6: the run's own simplex-net (train/supernet.pt, evaluated, never
+    trained) on a seeded sample of n archs; without that file, the codes of the archs it scored."""
+    ckpt = run.path / "train" / "supernet.pt"
+    if ckpt.exists():
+        import torch
+
+        from kshot_bench.config import from_dict
+        from kshot_bench.rank import arch_set
+        from kshot_bench.search_space import nb201
+        from kshot_bench.train import build_code_source, load_checkpoint
+
+        state = load_checkpoint(ckpt, torch.device("cpu"))
+        codes = build_code_source(from_dict(state["config"]))
+        codes.load_state_dict(state["codes"])
+        idx, desc = arch_set(str(n), int(run.p["seed"]))
+        with torch.no_grad():
+            lam = codes.eval()([nb201.from_index(i) for i in idx]).numpy()
+        return lam, f"the simplex-net of run {run.label} (train/supernet.pt) on {desc}"
+    with open(run.path / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))[:n]
+    k = int(run.p["k"])
+    lam = np.array([[float(row[f"lam_{i}"]) for i in range(k)] for row in rows])
+    note = "" if len(rows) >= n else f" The run scored {len(rows)} archs, fewer than the paper's {n:,}, and has no train/supernet.pt to code more."
+    return lam, f"run {run.label}, the first {len(rows)} archs of its predictions.csv.{note}"
+
+
 def fig6(ranks, out: Path) -> Tuple[Optional[str], str]:
     runs = [r for r in ranks if r.p["code"] == "simplex" and int(r.p["k"]) > 1 and (r.path / "predictions.csv").exists()]
     if not runs:
         return None, "Fig. 6 needs a K-shot run with simplex-net codes (code=simplex, K > 1)."
-    run = max(runs, key=lambda r: (int(r.p["k"]), r.metrics["n_archs"]))
-    with open(run.path / "predictions.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))[:1000]
-    k = int(run.p["k"])
-    lam = np.array([[float(row[f"lam_{i}"]) for i in range(k)] for row in rows])
+    run = max(runs, key=lambda r: (int(r.p["k"]), (r.path / "train" / "supernet.pt").exists(), r.metrics["n_archs"]))
+    lam, source = run_codes(run)
+    k = lam.shape[1]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=130)
     bins = np.linspace(0, 1, 41)
@@ -311,11 +339,10 @@ def fig6(ranks, out: Path) -> Tuple[Optional[str], str]:
         ax.hist(lam[:, i], bins=bins, histtype="step", linewidth=1.6, label=f"lambda_{i}")
     ax.set_xlabel("code value")
     ax.set_ylabel("archs")
-    ax.set_title(f"Fig. 6: codes of {len(rows)} archs, K={k} ({run.path.name})", fontsize=10)
+    ax.set_title(f"Fig. 6: codes of {len(lam):,} archs, K={k} ({run.label})", fontsize=10)
     ax.legend(fontsize=8, ncol=2)
     name = _save(plt, fig, out, "fig6_code_histogram.png")
-    note = "" if len(rows) >= 1000 else f" The run scored {len(rows)} archs, fewer than the paper's 1,000."
-    return name, f"Fig. 6 from run {run.label}, the first {len(rows)} archs of its predictions.csv.{note}"
+    return name, f"Fig. 6 from {source}."
 
 
 def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:

@@ -75,6 +75,21 @@ def test_report_builds_every_table_and_figure(grid, tmp_path):
     assert "0.405 ± 0.006 (n=4)" in text  # one-shot tau over 2 seeds x 2 budgets: 0.40, 0.41, 0.40, 0.41
 
 
+def test_fig6_codes_come_from_the_runs_simplex_net(grid, tmp_path):
+    import torch
+
+    from kshot_bench.config import from_preset
+    from kshot_bench.train import build_code_source
+
+    cfg = from_preset("smoke", k=4, code="simplex", seed=1)
+    codes = build_code_source(cfg)
+    run = grid / "ablation" / "k4-simplex-e10-s1"
+    torch.save({"config": cfg.to_dict(), "codes": codes.state_dict()}, run / "train" / "supernet.pt")
+    text = build_report([grid / "ablation"], tmp_path / "report").read_text()
+    assert "Fig. 6 from the simplex-net of run k4-simplex-e10-s1" in text
+    assert "on a seeded uniform sample of 1,000 archs (seed 1)" in text
+
+
 def test_missing_inputs_are_said(tmp_path):
     root = tmp_path / "one"
     fake_rank_run(root, 1, "uniform", 0, with_log=False)
