@@ -2,9 +2,10 @@
 
 Protocol (NB201 C=16, N=5, batch 64, CIFAR-size inputs, SGD nesterov as in training):
   * timing, all in one process: one supernet per K (and, per path, a stand-alone NB201 network of
-    that path) built up front; the same seeded list of paths is stepped through by every variant,
-    round-robin over `--rounds` rounds so drift on the machine hits all variants alike; the median
-    round gives images/s. A step is zero_grad + forward + backward + SGD step on a fixed batch.
+    that path) built up front; every seeded path is stepped by every variant back to back (a paired
+    design: drift on the machine, +-15% between minutes on this VM, hits all variants alike), over
+    several rounds. Ratios are medians of the per-step paired ratios; images/s is the batch over the
+    mean step time. A step is zero_grad + forward + backward + SGD step on a fixed batch.
     Codes: uniform 1/K (the merge costs the same for any code).
   * simplex-net step (m = 16 paths, b/m images each, supernet frozen) timed for K = 4 and K = 8,
     reported relative to the supernet step.
@@ -17,7 +18,7 @@ Ratios are taken against K = 1 from the same run. Targets (issue 2): K = 8 at mo
 memory; supernet step at least 0.95x the stand-alone network's images/s; K = 1 at least 1.3 x 175
 images/s (a widely used NB201 reference supernet on this machine's 2 cores).
 
-  python benchmarks/k_overhead.py            # full: K in {1,2,4,8,12}, 3 rounds
+  python benchmarks/k_overhead.py            # full: K in {1,2,4,8,12}, 4 rounds x 16 paths
   python benchmarks/k_overhead.py --quick    # K in {1,8}, under 60 s
 The last line printed is the results as one JSON object; `--out` also writes it (default
 benchmarks/results/k_overhead[-quick]-<device>.json).
@@ -127,24 +128,34 @@ def time_variants(ks, rounds, steps, device, with_simplex):
             v.step(x, y, arch)
     for name, (v, codes, opt) in simplex.items():
         simplex_step(v, codes, opt, x, y, paths(16, 1))
+    # paired design: every path is stepped by every variant back to back, so drift on the machine (a noisy
+    # VM here: +-15% between rounds) hits all variants alike; ratios are medians of the per-step ratios
     times = {name: [] for name in list(variants) + list(simplex)}
     for r in range(rounds):
-        for name, v in variants.items():
-            sync(device)
-            t0 = time.perf_counter()
-            for arch in archs:
+        for arch in archs:
+            for name, v in variants.items():
+                sync(device)
+                t0 = time.perf_counter()
                 v.step(x, y, arch)
-            sync(device)
-            times[name].append((time.perf_counter() - t0) / len(archs))
-        for name, (v, codes, opt) in simplex.items():
-            sync(device)
-            t0 = time.perf_counter()
-            for i in range(max(1, steps // 4)):
-                simplex_step(v, codes, opt, x, y, paths(16, 100 + r * 50 + i))
-            sync(device)
-            times[name].append((time.perf_counter() - t0) / max(1, steps // 4))
-        print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {1e3 * t[-1]:.0f} ms" for n, t in times.items()), flush=True)
+                sync(device)
+                times[name].append(time.perf_counter() - t0)
+        for i in range(max(1, steps // 4)):
+            simplex_paths = paths(16, 100 + r * 50 + i)
+            for name, (v, codes, opt) in simplex.items():
+                sync(device)
+                t0 = time.perf_counter()
+                simplex_step(v, codes, opt, x, y, simplex_paths)
+                sync(device)
+                times[name].append(time.perf_counter() - t0)
+        n = len(archs)
+        print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{name} {1e3 * statistics.mean(t[-n:]):.0f} ms"
+                                                     for name, t in times.items()), flush=True)
     return times
+
+
+def paired_ratio(a, b) -> float:
+    """Median over paired steps of a[i] / b[i]."""
+    return statistics.median(x / y for x, y in zip(a, b))
 
 
 MEMORY_CHILD = r"""
@@ -197,11 +208,11 @@ def main():
     device = pick_device(args.device)
     tune_allocator()  # as the CLI runs (timing only: the memory children keep glibc's defaults, see measure_memory)
     ks = [1, 8] if args.quick else [1, 2, 4, 8, 12]
-    rounds, steps = (2, 6) if args.quick else (3, 16)
+    rounds, steps = (2, 6) if args.quick else (4, 16)
     started = time.time()
     print(f"k_overhead: K {ks}, {rounds} rounds x {steps} paths, batch {BATCH}, NB201 C=16 N=5, {device}", flush=True)
     times = time_variants(ks, rounds, steps, device, with_simplex=not args.quick)
-    step_s = {name: statistics.median(t) for name, t in times.items()}
+    step_s = {name: statistics.mean(t) for name, t in times.items()}  # over the same paths for every variant
     ips = {name: BATCH / t for name, t in step_s.items() if not name.startswith("simplex")}
     memory = {f"k{k}": measure_memory(k, min(steps, 8), device) for k in ks}
     base = step_s["k1"]
@@ -209,21 +220,22 @@ def main():
         "benchmark": "k_overhead",
         "mode": "quick" if args.quick else "full",
         "protocol": f"NB201 C=16 N=5, batch {BATCH}, 32x32 inputs, SGD nesterov; {rounds} rounds x {steps} seeded paths, "
-                    "median round; memory: fresh process per K, peak RSS (CPU) or max allocated (GPU)",
+                    "each path stepped by every variant back to back, ratios = median of paired per-step ratios; memory: fresh process per K, peak RSS (CPU) or max allocated (GPU)",
         "machine": machine_info(device),
         "step_ms": {n: 1e3 * t for n, t in step_s.items()},
         "images_per_s": ips,
-        "time_ratio": {f"k{k}": step_s[f"k{k}"] / base for k in ks},
+        "time_ratio": {f"k{k}": paired_ratio(times[f"k{k}"], times["k1"]) for k in ks},
+        "time_ratio_of_means": {f"k{k}": step_s[f"k{k}"] / base for k in ks},
         "memory_mb": memory,
         "mem_ratio": {f"k{k}": memory[f"k{k}"]["train_mb"] / memory["k1"]["train_mb"] for k in ks},
         "mem_ratio_total_rss": {f"k{k}": memory[f"k{k}"]["peak_mb"] / memory["k1"]["peak_mb"] for k in ks},
-        "supernet_vs_standalone": ips["k1"] / ips["standalone"],
+        "supernet_vs_standalone": paired_ratio(times["standalone"], times["k1"]),
         "k1_vs_reference_175": ips["k1"] / REFERENCE_IMAGES_PER_S,
         "raw_step_s": times,
     }
     for k in (4, 8):
         if f"simplex_k{k}" in step_s:
-            result[f"simplex_step_vs_supernet_step_k{k}"] = step_s[f"simplex_k{k}"] / step_s[f"k{k}"]
+            result[f"simplex_step_vs_supernet_step_k{k}"] = step_s[f"simplex_k{k}"] / step_s[f"k{k}"]  # not paired
     result["time_ratio_k8"] = result["time_ratio"]["k8"]
     result["mem_ratio_k8"] = result["mem_ratio"]["k8"]
     result["wall_s"] = time.time() - started
@@ -234,7 +246,7 @@ def main():
             continue
         mem = memory.get(name)
         print(f"{name:<12}{1e3 * step_s[name]:>10.1f}{ips[name]:>10.1f}"
-              f"{step_s[name] / base:>9.3f}" + (f"{mem['train_mb']:>10.0f}{mem['train_mb'] / memory['k1']['train_mb']:>8.3f}" if mem else ""))
+              f"{result['time_ratio'].get(name, float('nan')):>9.3f}" + (f"{mem['train_mb']:>10.0f}{mem['train_mb'] / memory['k1']['train_mb']:>8.3f}" if mem else ""))
     print(f"supernet K=1 vs stand-alone: {result['supernet_vs_standalone']:.3f}x images/s (target >= 0.95)")
     print(f"K=1 vs reference 175 img/s: {result['k1_vs_reference_175']:.2f}x (target >= 1.3)")
     print(f"K=8: time {result['time_ratio_k8']:.3f}x, memory {result['mem_ratio_k8']:.3f}x (targets <= 1.05)")
