@@ -160,8 +160,13 @@ def cmd_search(args) -> int:
     results = []
     for seed in seeds:
         run_out = out / f"seed-{seed}" if len(seeds) > 1 else out
-        r = run_search(args.space, dataset, args.algo, args.fitness, seed, run_out, cfg, fitness, protocol,
-                       progress=not args.quiet)
+        try:
+            r = run_search(args.space, dataset, args.algo, args.fitness, seed, run_out, cfg, fitness, protocol,
+                           progress=not args.quiet)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; the scores so far are saved in {run_out}. Run the same command again to continue.",
+                  file=sys.stderr)
+            return 130
         results.append(r)
         print(f"seed {seed}: {r['arch_str']}  fitness {r['fitness_value']:.2f}  FLOPs {r['flops_M']:.1f} M  "
               f"ground truth {r['truth']:.2f} (optimum {r['optimum']['truth']:.2f}), {r['n_evaluated']} archs scored")

@@ -17,10 +17,15 @@ Random search evaluates the same number of distinct archs, drawn uniformly withi
 Fitness sources: `supernet` (a trained checkpoint, each arch scored with its own code pi(a) on the
 rank protocol's scoring images) and `oracle` (the embedded NB201 ground truth: checks the search
 apart from the supernet).
+
+Nothing is lost on interruption: every score is appended to `OUT/scores.partial.csv` as it is made;
+the same command run again replays the saved scores (the search is seeded, so it takes the same
+path) and scores only the rest. The file goes once `history.csv` and `result.json` are written.
 """
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -98,23 +103,70 @@ class Record:
 
 
 class Evaluator:
-    """Scores each arch once; `records` keeps them in evaluation order."""
+    """Scores each arch once; `records` keeps them in evaluation order.
+
+    With a `journal` file every score is appended (and flushed) as it is made; a new Evaluator on
+    the same journal replays those scores instead of recomputing them, so an interrupted search run
+    again with the same command takes the same path and only scores what it had not reached.
+    `key` names what the scores depend on (fitness source, checkpoint, scoring images); a journal
+    written under another key is refused.
+    """
 
     def __init__(self, fitness: Callable[[Sequence[Arch]], List[Tuple[float, List[float]]]],
-                 flops: Callable[[Arch], float]):
-        self._fitness, self._flops = fitness, flops
+                 flops: Callable[[Arch], float], journal: Optional[Path] = None, key: str = "",
+                 arch_str: Callable[[Arch], str] = str):
+        self._fitness, self._flops, self._str = fitness, flops, arch_str
         self.cache: Dict[Arch, Record] = {}
         self.records: List[Record] = []
-        self.calls = 0
+        self.calls = 0      # fitness evaluations made by this Evaluator
+        self.replayed = 0   # scores taken from the journal
+        self._saved: Dict[str, Tuple[float, List[float]]] = {}
+        self._journal = Path(journal) if journal else None
+        if self._journal is not None:
+            self._saved = self._read_journal(key)
+            if not self._journal.exists():
+                with open(self._journal, "w", newline="") as fh:
+                    csv.writer(fh).writerow(["#key", key])
+
+    def _read_journal(self, key: str) -> Dict[str, Tuple[float, List[float]]]:
+        if not self._journal.exists():
+            return {}
+        with open(self._journal, newline="") as fh:
+            rows = list(csv.reader(fh))
+        if not rows or rows[0][:2] != ["#key", key]:
+            raise UserError(f"{self._journal} holds partial scores of a different search "
+                            f"({rows[0][1] if rows and len(rows[0]) > 1 else 'unreadable'}; this one: {key})",
+                            fix="use a new --out directory, or delete that file to start over")
+        saved = {}
+        for row in rows[1:]:
+            if len(row) >= 2:  # a row cut short by the interruption is scored again
+                try:
+                    saved[row[0]] = (float(row[1]), [float(v) for v in row[2:]])
+                except ValueError:
+                    continue
+        return saved
 
     def evaluate(self, archs: Sequence[Arch], generation: int) -> List[Record]:
         new = [a for a in dict.fromkeys(archs) if a not in self.cache]
-        if new:
-            self.calls += len(new)
-            for arch, (fit, code) in zip(new, self._fitness(new)):
+        fh = open(self._journal, "a", newline="") if self._journal is not None and new else None
+        try:
+            for arch in new:
+                name = self._str(arch)
+                if name in self._saved:
+                    fit, code = self._saved[name]
+                    self.replayed += 1
+                else:
+                    fit, code = self._fitness([arch])[0]
+                    self.calls += 1
+                    if fh is not None:
+                        csv.writer(fh).writerow([name, repr(float(fit))] + [repr(float(v)) for v in code])
+                        fh.flush()
                 rec = Record(arch, float(fit), float(self._flops(arch)), generation, list(code))
                 self.cache[arch] = rec
                 self.records.append(rec)
+        finally:
+            if fh is not None:
+                fh.close()
         return [self.cache[a] for a in archs]
 
 
@@ -263,6 +315,9 @@ def _write_json(path: Path, data) -> None:
     write_json(path, data)
 
 
+JOURNAL = "scores.partial.csv"
+
+
 def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed: int, out: Path,
                cfg: SearchConfig, fitness=None, protocol: Optional[Dict] = None, truth_name: Optional[str] = None,
                progress: bool = True) -> Dict:
@@ -290,7 +345,13 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
         if fitness_kind != "oracle":
             raise UserError(f"fitness {fitness_kind!r} needs a trained supernet", fix="pass --checkpoint supernet.pt")
         fitness = oracle_fitness(dataset, truth_name)
-    evaluator = Evaluator(fitness, flops)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    key_fields = {f: (protocol or {}).get(f) for f in ("checkpoint", "config_hash", "score_set")}
+    key = json.dumps({"fitness": fitness_kind, "dataset": dataset, "truth": truth_name, **key_fields}, sort_keys=True)
+    evaluator = Evaluator(fitness, flops, out / JOURNAL, key, space.to_str)
+    if evaluator._saved and progress:
+        print(f"resuming: {len(evaluator._saved)} scores saved in {out / JOURNAL} are reused")
     bar = tqdm(total=cfg.budget, desc=f"{algo} seed {seed}", unit="arch", disable=not progress, mininterval=1.0)
 
     def report(_, n):
@@ -303,8 +364,6 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
     chosen = best(records)
     feasible = all_flops <= (cfg.flops_limit if cfg.flops_limit is not None else np.inf)
     opt_index = int(np.flatnonzero(feasible)[np.argmax(truth[feasible])])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     _write_records(out / "history.csv", records, space, truth)
     _write_records(out / "pareto.csv", pareto_front(records), space, truth)
     idx = space.to_index(chosen.arch)
@@ -317,9 +376,10 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
         "optimum": {"index": opt_index, "arch_str": space.to_str(space.from_index(opt_index)),
                     "truth": float(truth[opt_index]), "flops_M": float(all_flops[opt_index])},
         "regret": float(truth[opt_index] - truth[idx]),
-        "wall_s": wall, "protocol": protocol or {},
+        "wall_s": wall, "scores_reused_from_interrupted_run": evaluator.replayed, "protocol": protocol or {},
     }
     _write_json(out / "result.json", result)
+    (out / JOURNAL).unlink()  # everything is in history.csv now
     return result
 
 

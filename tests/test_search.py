@@ -73,6 +73,41 @@ def test_cache_scores_each_arch_once():
     assert calls == archs and ev.calls == 2 and len(ev.records) == 2
 
 
+def test_interrupted_search_resumes_on_the_same_path(tmp_path):
+    from kshot_bench.errors import UserError
+
+    cfg = search.SearchConfig(population=10, generations=4)
+    oracle = search.oracle_fitness("cifar10")
+    calls = []
+
+    def fitness(archs, stop_after=None):
+        if stop_after is not None and len(calls) >= stop_after:
+            raise KeyboardInterrupt
+        calls.extend(archs)
+        return oracle(archs)
+
+    whole = search.run_search("nb201", "cifar10", "nsga2", "oracle", 3, tmp_path / "whole", cfg, fitness, progress=False)
+    n = len(calls)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        search.run_search("nb201", "cifar10", "nsga2", "oracle", 3, tmp_path / "cut", cfg,
+                          lambda a: fitness(a, stop_after=23), progress=False)
+    assert not (tmp_path / "cut" / "result.json").exists() and (tmp_path / "cut" / search.JOURNAL).exists()
+    calls.clear()
+    again = search.run_search("nb201", "cifar10", "nsga2", "oracle", 3, tmp_path / "cut", cfg, fitness, progress=False)
+    assert len(calls) == n - 23 and again["scores_reused_from_interrupted_run"] == 23
+    assert (tmp_path / "cut" / "history.csv").read_text() == (tmp_path / "whole" / "history.csv").read_text()
+    assert again["arch_str"] == whole["arch_str"] and not (tmp_path / "cut" / search.JOURNAL).exists()
+    # partial scores of another search are refused
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        search.run_search("nb201", "cifar10", "nsga2", "oracle", 3, tmp_path / "other", cfg,
+                          lambda a: fitness(a, stop_after=2), progress=False)
+    with pytest.raises(UserError, match="partial scores of a different search"):
+        search.run_search("nb201", "cifar10", "nsga2", "oracle", 3, tmp_path / "other", cfg, fitness,
+                          protocol={"checkpoint": "b.pt"}, progress=False)
+
+
 def test_random_search_uses_the_budget(tmp_path):
     cfg = search.SearchConfig(population=10, generations=3)
     r = search.run_search("nb201", "cifar10", "random", "oracle", 0, tmp_path, cfg, progress=False)
