@@ -30,6 +30,7 @@ from kshot_bench.errors import UserError
 from kshot_bench.rank import fmt
 
 METHOD_ORDER = ["one-shot (K=1)", "fixed K-shot (1/K)", "random K-shot", "K-shot + simplex-net"]
+METHOD_COLORS = dict(zip(METHOD_ORDER, ["black", "tab:blue", "tab:orange", "tab:green"]))  # the same in every figure
 REQUIRED = ("kendall_tau", "spearman", "split_tau", "n_archs", "protocol")
 REQUIRED_PROTOCOL = ("dataset", "k", "code", "config_hash", "seed", "epochs", "arch_set", "score_set", "truth")
 
@@ -164,45 +165,55 @@ def _save(plt, fig, out: Path, name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- tables
+def _baseline_rows(runs: List[RankRun]) -> List[str]:
+    """One row per baseline; each distinct arch set counts once (runs that share it share the values)."""
+    rows = []
+    for b in sorted({b for r in runs for b in r.baselines}):
+        per_set = {r.p.get("arch_set", r.label): r.baselines[b] for r in runs if b in r.baselines}
+        desc = next(iter(per_set.values())).get("description", b)
+        rows.append(f"| baseline: {desc} | – | – | {pm([v['kendall_tau'] for v in per_set.values()])} | "
+                    f"{pm([v['spearman'] for v in per_set.values()])} | the runs' arch sets ({len(per_set)}) |")
+    return rows
+
+
 def table4(ranks: List[RankRun]) -> List[str]:
     lines = []
     for dataset, runs in group(ranks, lambda r: r.p["dataset"]).items():
         lines += [f"### Table 4 shape: Kendall's tau on {dataset}", "",
-                  "| method | K | Kendall tau | Spearman | runs |", "|---|---|---|---|---|"]
-        by = group(runs, lambda r: (METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else 9, int(r.p["k"]), r.method))
-        for (_, k, method), rs in sorted(by.items()):
-            lines.append(f"| {method} | {k} | {pm([r.metrics['kendall_tau'] for r in rs])} | "
+                  "| method | K | epochs | Kendall tau | Spearman | runs |", "|---|---|---|---|---|---|"]
+        by = group(runs, lambda r: (METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else 9, int(r.p["k"]),
+                                    -int(r.p["epochs"]), r.method))
+        for (_, k, neg_epochs, method), rs in sorted(by.items()):
+            lines.append(f"| {method} | {k} | {-neg_epochs} | {pm([r.metrics['kendall_tau'] for r in rs])} | "
                          f"{pm([r.metrics['spearman'] for r in rs])} | {', '.join(r.label for r in rs)} |")
-        names = sorted({b for r in runs for b in r.baselines})
-        for b in names:
-            vals = [r.baselines[b]["kendall_tau"] for r in runs if b in r.baselines]
-            desc = next(r.baselines[b].get("description", b) for r in runs if b in r.baselines)
-            lines.append(f"| baseline: {desc} | – | {pm(vals)} | "
-                         f"{pm([r.baselines[b]['spearman'] for r in runs if b in r.baselines])} | same arch sets |")
-        lines += ["", f"Protocol: {protocol_line(runs)}.", ""]
+        lines += _baseline_rows(runs)
+        lines += ["", "Mean ± std over the runs of each row (seeds); rows with different training budgets are kept "
+                  "apart. A baseline's spread is over the distinct arch sets of the runs.", "",
+                  f"Protocol: {protocol_line(runs)}.", ""]
     return lines
 
 
 def table_ablation(ranks: List[RankRun], searches: List[SearchRun]) -> List[str]:
     lines = ["### Tables 5/6 shape: ablation of the K-shot parts (ranking quality on NB201)", "",
-             "| # | K-shot | simplex-net | codes | K | Kendall tau | split tau (n=100) | searched ground truth | runs |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    searched = group([s for s in searches if s.result["fitness"] == "supernet"],
-                     lambda s: (int(s.result.get("protocol", {}).get("k", 0)), s.result.get("protocol", {}).get("code")))
+             "| # | K-shot | simplex-net | codes | K | epochs | Kendall tau | split tau (n=100) | searched ground truth | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    supernet_searches = [s for s in searches if s.result["fitness"] == "supernet"]
     n = 0
     for method in METHOD_ORDER:
         rs_all = [r for r in ranks if r.method == method]
-        for k, rs in sorted(group(rs_all, lambda r: int(r.p["k"])).items()):
+        for (k, neg_epochs), rs in sorted(group(rs_all, lambda r: (int(r.p["k"]), -int(r.p["epochs"]))).items()):
             n += 1
             code = rs[0].p["code"] if k > 1 else "[1]"
             split = [r.metrics["split_tau"].get("100") for r in rs]
-            srch = searched.get((k, rs[0].p["code"]), [])
+            hashes = {r.p["config_hash"] for r in rs}
+            srch = [s for s in supernet_searches if s.result.get("protocol", {}).get("config_hash") in hashes]
             lines.append(f"| {n} | {'✓' if k > 1 else ''} | {'✓' if method == METHOD_ORDER[3] else ''} | {code} | {k} | "
-                         f"{pm([r.metrics['kendall_tau'] for r in rs])} | {pm(split)} | "
+                         f"{-neg_epochs} | {pm([r.metrics['kendall_tau'] for r in rs])} | {pm(split)} | "
                          f"{pm([s.result['truth'] for s in srch], digits=2) if srch else 'no search run'} | "
                          f"{', '.join(r.label for r in rs)} |")
     missing = [m for m in METHOD_ORDER if not any(r.method == m for r in ranks)]
-    lines += [""] + ([f"Not covered by the runs given: {', '.join(missing)}.", ""] if missing else [])
+    lines += ["", "Searched ground truth: NSGA-II runs whose checkpoint has the config of a run in the row.", ""]
+    lines += [f"Not covered by the runs given: {', '.join(missing)}.", ""] if missing else []
     return lines
 
 
@@ -253,7 +264,7 @@ def fig4(ranks, searches, out: Path) -> Tuple[Optional[str], str]:
         st = [mean_std([r.metrics["kendall_tau"] for r in rs if int(r.p["k"]) == k]) for k in ks]
         shift = 2 ** ((j - 2) * 0.04)  # small horizontal offsets keep overlapping methods visible
         ax.errorbar([k * shift for k in ks], [x[0] for x in st], yerr=[x[1] for x in st], marker="o", capsize=3,
-                    label=method)
+                    label=method, color=METHOD_COLORS.get(method))
     ax.set_xscale("log", base=2)
     ax.set_xticks(all_k, [str(k) for k in all_k])
     ax.set_xlabel("K (K=1: one-shot)")
@@ -265,7 +276,10 @@ def fig4(ranks, searches, out: Path) -> Tuple[Optional[str], str]:
         sr = group([s for s in searches if s.result["fitness"] == "supernet"], lambda s: int(s.result.get("protocol", {}).get("k", 0)))
         ks = sorted(sr)
         st = [mean_std([s.result["truth"] for s in sr[k]]) for k in ks]
-        ax2.errorbar(ks, [x[0] for x in st], yerr=[x[1] for x in st], marker="s", capsize=3)
+        ax2.errorbar(ks, [x[0] for x in st], yerr=[x[1] for x in st], marker="s", ms=7, capsize=3,
+                     linestyle="-" if min(x[2] for x in st) > 1 else "none")  # no trend line through single runs
+        for k, (m, _, n) in zip(ks, st):
+            ax2.annotate(f"n={n}", (k, m), textcoords="offset points", xytext=(8, -4), fontsize=8)
         ax2.set_xscale("log", base=2)
         ax2.set_xticks(ks, [str(k) for k in ks])
         ax2.set_xlabel("K")
@@ -276,23 +290,30 @@ def fig4(ranks, searches, out: Path) -> Tuple[Optional[str], str]:
 
 
 def fig5(ranks, out: Path) -> Tuple[Optional[str], str]:
+    budgets = sorted({int(r.p["epochs"]) for r in ranks})
+    ranks = [r for r in ranks if int(r.p["epochs"]) == budgets[-1]]  # one training budget: the largest
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=130)
-    for method, rs in group(ranks, lambda r: r.method).items():
+    fig, ax = plt.subplots(figsize=(7.5, 4), dpi=130)
+    by = group(ranks, lambda r: r.method)
+    for method in sorted(by, key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 9):
+        rs = by[method]
         ns = sorted({int(n) for r in rs for n in r.metrics["split_tau"]})
         st = [mean_std([r.metrics["split_tau"].get(str(n)) for r in rs]) for n in ns]
-        ax.errorbar(ns, [s[0] for s in st], yerr=[s[1] for s in st], marker="o", capsize=3, label=method)
-    base = [r.baselines["params"] for r in ranks if "params" in r.baselines]
+        ax.errorbar(ns, [s[0] for s in st], yerr=[s[1] for s in st], marker="o", capsize=3, label=method,
+                    color=METHOD_COLORS.get(method))
+    base = {r.p["arch_set"]: r.baselines["params"] for r in ranks if "params" in r.baselines}
     if base:
-        ns = sorted({int(n) for b in base for n in b["split_tau"]})
-        ax.plot(ns, [mean_std([b["split_tau"].get(str(n)) for b in base])[0] for n in ns], "k--", label="parameter count")
+        ns = sorted({int(n) for b in base.values() for n in b["split_tau"]})
+        ax.plot(ns, [mean_std([b["split_tau"].get(str(n)) for b in base.values()])[0] for n in ns], "k--",
+                label="parameter count (baseline)")
+    ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("n_high (size of the true top group)")
-    ax.set_ylabel("split Kendall's tau")
-    ax.set_title("Fig. 5: ranking of high vs low performers", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.set_ylabel("split Kendall's tau (mean ± std over seeds)")
+    ax.set_title(f"Fig. 5: ranking of high vs low performers ({budgets[-1]} epochs)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     name = _save(plt, fig, out, "fig5_split_tau.png")
-    return name, f"Fig. 5 from {protocol_line(ranks)}."
+    return name, f"Fig. 5 ({budgets[-1]}-epoch runs) from {protocol_line(ranks)}."
 
 
 FIG6_ARCHS = 1000
@@ -329,7 +350,8 @@ def fig6(ranks, out: Path) -> Tuple[Optional[str], str]:
     runs = [r for r in ranks if r.p["code"] == "simplex" and int(r.p["k"]) > 1 and (r.path / "predictions.csv").exists()]
     if not runs:
         return None, "Fig. 6 needs a K-shot run with simplex-net codes (code=simplex, K > 1)."
-    run = max(runs, key=lambda r: (int(r.p["k"]), (r.path / "train" / "supernet.pt").exists(), r.metrics["n_archs"]))
+    run = max(runs, key=lambda r: (int(r.p["k"]), int(r.p["epochs"]), (r.path / "train" / "supernet.pt").exists(),
+                                   r.metrics["n_archs"], -int(r.p["seed"])))
     lam, source = run_codes(run)
     k = lam.shape[1]
     plt = _plt()
@@ -354,12 +376,18 @@ def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
                       f"{epochs[0] if epochs else '?'} epochs. Add cells with `kshot-bench ablate --epochs E1 E2`.")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=130)
-    for k in sorted({k for k, _ in pts}):
+    ks = sorted({k for k, _ in pts})
+    span = epochs[-1] - epochs[0]
+    for j, k in enumerate(ks):
         es = [e for e in epochs if (k, e) in pts]
         st = [mean_std([r.metrics["kendall_tau"] for r in pts[(k, e)]]) for e in es]
-        ax.errorbar(es, [s[0] for s in st], yerr=[s[1] for s in st], marker="o", capsize=3, label=f"K={k}")
+        shift = (j - (len(ks) - 1) / 2) * 0.012 * span  # small offsets keep overlapping points visible
+        method = METHOD_ORDER[0] if k == 1 else METHOD_ORDER[3]
+        ax.errorbar([e + shift for e in es], [s[0] for s in st], yerr=[s[1] for s in st], marker="o", capsize=3,
+                    label=f"K={k} ({method})", color=None if len(ks) > 2 else METHOD_COLORS[method])
+    ax.set_xticks(epochs, [str(e) for e in epochs])
     ax.set_xlabel("supernet training epochs")
-    ax.set_ylabel("Kendall's tau")
+    ax.set_ylabel("Kendall's tau (mean ± std over seeds)")
     ax.set_title("Fig. 7: ranking quality against K and training epochs", fontsize=10)
     ax.legend(fontsize=8)
     name = _save(plt, fig, out, "fig7_tau_vs_k_epochs.png")

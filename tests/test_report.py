@@ -72,7 +72,10 @@ def test_report_builds_every_table_and_figure(grid, tmp_path):
         assert (out / fig).stat().st_size > 5000 and f"]({fig})" in text
     assert "Not drawn" not in text
     assert "h4si010" in text  # config hashes are named
-    assert "0.405 ± 0.006 (n=4)" in text  # one-shot tau over 2 seeds x 2 budgets: 0.40, 0.41, 0.40, 0.41
+    # budgets are kept apart: one-shot tau over 2 seeds (0.40, 0.41) at 10 and at 5 epochs
+    assert "| one-shot (K=1) | 1 | 10 | 0.405 ± 0.007 (n=2) |" in text
+    assert "| one-shot (K=1) | 1 | 5 | 0.405 ± 0.007 (n=2) |" in text
+    assert "| baseline: parameter count (NB201) | – | – | 0.550 ± 0.000 (n=1) |" in text  # one arch set, counted once
 
 
 def test_fig6_codes_come_from_the_runs_simplex_net(grid, tmp_path):
