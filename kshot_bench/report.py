@@ -416,24 +416,40 @@ def scatter_grid(ranks, out: Path) -> Tuple[Optional[str], str]:
     return name, f"Predicted vs true for each run ({len(runs)} runs)."
 
 
+def _percentile(searches: Sequence[SearchRun]) -> str:
+    """Share of all archs (of the truth column) with lower ground truth than the chosen arch, mean over runs."""
+    from kshot_bench.benchmark import truth_column
+    from kshot_bench.datasets import DATASETS
+
+    vals = []
+    for s in searches:
+        truth = truth_column(s.result.get("truth_column") or DATASETS.get(s.result["dataset"]).truth_default)
+        truth = truth[np.isfinite(truth)]
+        vals.append(100.0 * float(np.mean(truth < s.result["truth"])))
+    return f"{np.mean(vals):.1f}"
+
+
 def search_table(searches: List[SearchRun]) -> List[str]:
     if not searches:
         return ["### Search (Table 3 shape)", "", "No search runs given (`kshot-bench search` writes result.json).", ""]
     lines = ["### Search results (Table 3 shape): ground truth of the chosen arch", "",
-             "| dataset | algo | fitness | K | FLOPs limit (M) | ground truth (mean ± std) | optimum | archs scored | runs |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| dataset | algo | fitness | K | FLOPs limit (M) | ground truth (mean ± std) | percentile among all archs "
+             "| optimum | archs scored | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     by = group(searches, lambda s: (s.result["dataset"], s.result["algo"], s.result["fitness"],
                                     s.result.get("protocol", {}).get("k", "–"), s.result.get("flops_limit_M")))
     for (ds, algo, fit, k, lim), ss in sorted(by.items(), key=lambda kv: str(kv[0])):
         lines.append(f"| {ds} | {algo} | {fit} | {k} | {lim if lim is not None else 'none'} | "
-                     f"{pm([s.result['truth'] for s in ss], digits=2)} | {ss[0].result['optimum']['truth']:.2f} | "
+                     f"{pm([s.result['truth'] for s in ss], digits=2)} | {_percentile(ss)} | "
+                     f"{ss[0].result['optimum']['truth']:.2f} | "
                      f"{np.mean([s.result['n_evaluated'] for s in ss]):.0f} | {', '.join(s.path.name for s in ss)} |")
-    return lines + [""]
+    return lines + ["", "Percentile: the share of all NB201 archs whose ground truth is below the chosen arch's "
+                        "(50 = a typical random arch).", ""]
 
 
 # ----------------------------------------------------------------------------- the report
 RUN_FILES = ("metrics.json", "baselines.json", "config.json", "summary.md", "predictions.csv", "scatter.png",
-             "train/log.csv", "train/config.json", "result.json", "pareto.csv")
+             "train/log.csv", "train/config.json", "result.json", "pareto.csv", "history.csv")
 
 
 def copy_run_files(roots: Sequence[Path], ranks, searches, dest: Path) -> Dict[Path, str]:
