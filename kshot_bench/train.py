@@ -28,6 +28,7 @@ import os
 import platform
 import resource
 import time
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -102,6 +103,10 @@ def machine_info(device: torch.device) -> Dict[str, str]:
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, progress: bool = True):
         self.cfg, self.run_dir, self.device, self.progress = cfg, Path(run_dir), device, progress
+        if cfg.k > 1 and cfg.kshot_init == "identical" and cfg.code == "simplex":
+            warnings.warn("kshot_init=identical: equal copies get equal gradients and stay equal, so the "
+                          "simplex-net gets no gradient and the run is a one-shot supernet with K-times smaller "
+                          "steps (docs/design.md); use kshot_init=independent for K-shot training", stacklevel=2)
         self.space = SPACES.get(cfg.space)
         self.info = DATASETS.get(cfg.dataset)
         torch.manual_seed(cfg.seed)

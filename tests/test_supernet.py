@@ -196,6 +196,19 @@ def test_code_gradient_reaches_simplex_net():
     assert codes.net.arch_branch[-1].weight.grad.abs().sum() > 0
 
 
+def test_identical_init_starves_the_simplex_net():
+    """Equal copies: the loss does not depend on the code, so the simplex-net gets no gradient
+    (the trap documented in docs/design.md and warned about by Trainer)."""
+    torch.manual_seed(0)
+    net = KShotNB201(4, C=4, N=1, init="identical")
+    codes = make_code_source("simplex", 4, s.encode, 30)
+    arch = s.from_index(1)
+    out = net(torch.randn(4, 3, 32, 32), arch, codes([arch])[0])
+    F.cross_entropy(out, torch.tensor([0, 1, 2, 3])).backward()
+    grad = codes.net.arch_branch[-1].weight.grad
+    assert grad is None or grad.abs().max() < 1e-6
+
+
 @pytest.mark.parametrize("mode", CODE_MODES.names())
 @pytest.mark.parametrize("k", [1, 2, 5])
 @pytest.mark.parametrize("affine", [False, True])

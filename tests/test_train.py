@@ -42,6 +42,11 @@ def test_training_writes_log_and_weights(tmp_path, splits):
     assert not torch.allclose(codes, torch.full_like(codes, 0.25))
 
 
+def test_identical_init_with_simplex_codes_warns(tmp_path, splits):
+    with pytest.warns(UserWarning, match="simplex-net gets no gradient"):
+        Trainer(smoke(kshot_init="identical"), tmp_path, splits, torch.device("cpu"), progress=False)
+
+
 @pytest.mark.parametrize("code, k", [("simplex", 3), ("random", 2), ("uniform", 2), ("simplex", 1)])
 def test_resume_mid_epoch_is_exact(tmp_path, splits, code, k):
     cfg = smoke(code=code, k=k)
