@@ -24,6 +24,10 @@ def _run_options(p: argparse.ArgumentParser, preset_default: str = "cpu") -> Non
     p.add_argument("--seed", type=int, default=None, help="run seed (default 0)")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
                    help="override one config field, e.g. --set epochs=3 (repeatable)")
+    _process_flags(p)
+
+
+def _process_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
@@ -243,9 +247,7 @@ columns: params = parameter count, flops = multiply-adds of one image's forward 
 
 def _common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output directory")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
+    _process_flags(p)
 
 
 def build_parser() -> argparse.ArgumentParser:

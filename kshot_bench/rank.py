@@ -367,7 +367,7 @@ def load_supernet(path: Path, device, expect: Dict[str, object]):
     """Supernet + code source + config from a train checkpoint; `expect` holds fields the user set
     explicitly (dataset, k, code), which must match the checkpoint."""
     from kshot_bench.config import from_dict
-    from kshot_bench.train import build_code_source, build_supernet, load_checkpoint
+    from kshot_bench.train import build_supernet, code_source_from, load_checkpoint
 
     state = load_checkpoint(path, device)
     if "config" not in state or "model" not in state:
@@ -380,8 +380,7 @@ def load_supernet(path: Path, device, expect: Dict[str, object]):
                         fix="drop those flags to use the checkpoint's own settings, or pass a matching checkpoint")
     model = build_supernet(cfg).to(device)
     model.load_state_dict(state["model"])
-    codes = build_code_source(cfg).to(device)
-    codes.load_state_dict(state["codes"])
+    codes = code_source_from(state, device)
     finished = "epochs" in state
     return cfg, model, codes, finished, state
 

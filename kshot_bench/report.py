@@ -326,14 +326,11 @@ def run_codes(run: RankRun, n: int = FIG6_ARCHS) -> Tuple[np.ndarray, str]:
     if ckpt.exists():
         import torch
 
-        from kshot_bench.config import from_dict
         from kshot_bench.rank import arch_set
         from kshot_bench.search_space import nb201
-        from kshot_bench.train import build_code_source, load_checkpoint
+        from kshot_bench.train import code_source_from, load_checkpoint
 
-        state = load_checkpoint(ckpt, torch.device("cpu"))
-        codes = build_code_source(from_dict(state["config"]))
-        codes.load_state_dict(state["codes"])
+        codes = code_source_from(load_checkpoint(ckpt, torch.device("cpu")))
         idx, desc = arch_set(str(n), int(run.p["seed"]))
         with torch.no_grad():
             lam = codes.eval()([nb201.from_index(i) for i in idx]).numpy()
@@ -472,6 +469,8 @@ def copy_run_files(roots: Sequence[Path], ranks, searches, dest: Path) -> Dict[P
             (dest / rel.parent).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(summary, dest / rel.parent / "summary.json")
     return names
+
+
 def build_report(paths: Sequence[Path], out: Path) -> Path:
     ranks, searches = discover(paths)
     out = Path(out)

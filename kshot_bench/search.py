@@ -115,11 +115,11 @@ class Evaluator:
     def __init__(self, fitness: Callable[[Sequence[Arch]], List[Tuple[float, List[float]]]],
                  flops: Callable[[Arch], float], journal: Optional[Path] = None, key: str = "",
                  arch_str: Callable[[Arch], str] = str):
-        self._fitness, self._flops, self._str = fitness, flops, arch_str
+        self._fitness, self.flops, self._str = fitness, flops, arch_str
         self.cache: Dict[Arch, Record] = {}
         self.records: List[Record] = []
         self.calls = 0      # fitness evaluations made by this Evaluator
-        self.replayed = 0   # scores taken from the journal
+        self.replayed = 0   # scores taken from the journal so far
         self._saved: Dict[str, Tuple[float, List[float]]] = {}
         self._journal = Path(journal) if journal else None
         if self._journal is not None:
@@ -127,6 +127,11 @@ class Evaluator:
             if not self._journal.exists():
                 with open(self._journal, "w", newline="") as fh:
                     csv.writer(fh).writerow(["#key", key])
+
+    @property
+    def saved(self) -> int:
+        """Scores waiting in the journal from an interrupted run."""
+        return len(self._saved)
 
     def _read_journal(self, key: str) -> Dict[str, Tuple[float, List[float]]]:
         if not self._journal.exists():
@@ -161,7 +166,7 @@ class Evaluator:
                     if fh is not None:
                         csv.writer(fh).writerow([name, repr(float(fit))] + [repr(float(v)) for v in code])
                         fh.flush()
-                rec = Record(arch, float(fit), float(self._flops(arch)), generation, list(code))
+                rec = Record(arch, float(fit), float(self.flops(arch)), generation, list(code))
                 self.cache[arch] = rec
                 self.records.append(rec)
         finally:
@@ -196,7 +201,7 @@ def _draw_feasible(space, rng, ok: Callable[[Arch], bool], tries: int) -> Arch:
 
 def nsga2(space, evaluator: Evaluator, cfg: SearchConfig, rng: np.random.Generator, progress=None) -> List[Record]:
     def feasible(a):
-        return cfg.flops_limit is None or evaluator._flops(a) <= cfg.flops_limit
+        return cfg.flops_limit is None or evaluator.flops(a) <= cfg.flops_limit
 
     def new_and_feasible(a):
         return a not in evaluator.cache and feasible(a)
@@ -236,7 +241,7 @@ def random_search(space, evaluator: Evaluator, cfg: SearchConfig, rng: np.random
     for _ in range(budget):
         try:
             arch = _draw_feasible(space, rng, lambda a: a not in seen and (cfg.flops_limit is None or
-                                                                          evaluator._flops(a) <= cfg.flops_limit),
+                                                                          evaluator.flops(a) <= cfg.flops_limit),
                                   cfg.max_tries * 10)
         except UserError:
             break  # fewer feasible archs than the budget: all of them are in
@@ -334,10 +339,12 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
     truth_name = truth_name or info.truth_default
     truth = truth_column(truth_name)
 
-    def flops(arch):
-        return space.cost(arch, info.num_classes, info.input_size)[1] / 1e6
+    # every arch's FLOPs once (all_archs() is in index order); the search looks them up
+    all_flops = np.array([space.cost(a, info.num_classes, info.input_size)[1] / 1e6 for a in space.all_archs()])
 
-    all_flops = np.array([flops(a) for a in space.all_archs()])
+    def flops(arch):
+        return float(all_flops[space.to_index(arch)])
+
     if cfg.flops_limit is not None and all_flops.min() > cfg.flops_limit:
         raise UserError(f"no {space_name} arch meets a FLOPs limit of {cfg.flops_limit:g} M on {dataset} "
                         f"(the smallest needs {all_flops.min():.2f} M)", fix="raise --flops-limit")
@@ -350,8 +357,8 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
     key_fields = {f: (protocol or {}).get(f) for f in ("checkpoint", "config_hash", "score_set")}
     key = json.dumps({"fitness": fitness_kind, "dataset": dataset, "truth": truth_name, **key_fields}, sort_keys=True)
     evaluator = Evaluator(fitness, flops, out / JOURNAL, key, space.to_str)
-    if evaluator._saved and progress:
-        print(f"resuming: {len(evaluator._saved)} scores saved in {out / JOURNAL} are reused")
+    if evaluator.saved and progress:
+        print(f"resuming: {evaluator.saved} scores saved in {out / JOURNAL} are reused")
     bar = tqdm(total=cfg.budget, desc=f"{algo} seed {seed}", unit="arch", disable=not progress, mininterval=1.0)
 
     def report(_, n):

@@ -75,6 +75,13 @@ def build_code_source(cfg: RunConfig) -> CodeSource:
                             cfg.simplex_hidden)
 
 
+def code_source_from(state: Dict, device: torch.device = torch.device("cpu")) -> CodeSource:
+    """The trained code source (simplex-net, or a fixed mode) held in a checkpoint's state."""
+    codes = build_code_source(from_dict(state["config"])).to(device)
+    codes.load_state_dict(state["codes"])
+    return codes
+
+
 def step_rng(seed: int, stream: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream, step])
 
