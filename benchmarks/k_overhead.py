@@ -4,19 +4,29 @@ Protocol (NB201 C=16, N=5, batch 64, CIFAR-size inputs, SGD nesterov as in train
   * timing, all in one process: one supernet per K (and, per path, a stand-alone NB201 network of
     that path) built up front; every seeded path is stepped by every variant back to back (a paired
     design: drift on the machine, +-15% between minutes on this VM, hits all variants alike), over
-    several rounds. Ratios are medians of the per-step paired ratios; images/s is the batch over the
-    mean step time. A step is zero_grad + forward + backward + SGD step on a fixed batch.
+    several rounds. A step is zero_grad + forward + backward + SGD step on a fixed batch.
+    Ratios are of total time over the same paired steps, i.e. of images/s over the uniform path
+    distribution that training samples (a heavy all-conv path weighs what it costs). The medians
+    of the per-step paired ratios, which weigh every path alike, are reported beside them.
     Codes: uniform 1/K (the merge costs the same for any code).
   * simplex-net step (m = 16 paths, b/m images each, supernet frozen) timed for K = 4 and K = 8,
     reported relative to the supernet step.
   * memory: one fresh process per K builds the supernet, steps once through an all-1x1 and an
     all-3x3 path (so every weight has its momentum buffer: the steady state of a long run), then
-    the same paths; peak RSS minus the RSS just before the supernet is built (weights, optimizer
-    state, gradients, activations), and the total peak RSS. glibc runs with a fixed 64 KiB mmap
+    the all-3x3 path again (the largest activation footprint) and a few sampled paths; peak RSS
+    minus the RSS just before the supernet is built (weights, optimizer state, gradients,
+    activations), and the total peak RSS. glibc runs with a fixed 64 KiB mmap
     threshold there, so freed tensors leave the RSS. On a GPU: torch.cuda.max_memory_allocated.
+    The full run repeats K = 1 and K = 8 at batch 128 and 256 (the copies add a fixed state, the
+    activations grow with the batch), and reports the floor any exact implementation has: K - 1
+    extra copies of the weights and of their SGD momentum.
+  * reference: the widely used NB201 supernet design (benchmarks/reference_nb201.py: every edge of the
+    path computed, `none` as a multiply by zero, a ReLU per op, NCHW), stepped in the same paired loop,
+    so the K = 1 speed-up over it is a ratio from one run on the same paths and batch.
 Ratios are taken against K = 1 from the same run. Targets (issue 2): K = 8 at most 1.05x time and
-memory; supernet step at least 0.95x the stand-alone network's images/s; K = 1 at least 1.3 x 175
-images/s (a widely used NB201 reference supernet on this machine's 2 cores).
+memory; supernet step at least 0.95x the stand-alone network's images/s; K = 1 at least 1.3x the
+reference design (the issue quotes 175 images/s for it on this machine's 2 cores; the absolute
+figure is printed too, but it moves with the paths sampled and with the VM's drift).
 
   python benchmarks/k_overhead.py            # full: K in {1,2,4,8,12}, 4 rounds x 16 paths
   python benchmarks/k_overhead.py --quick    # K in {1,8}, under 60 s
@@ -57,10 +67,10 @@ def paths(n: int, seed: int = 0):
     return [space.sample(rng) for _ in range(n)]
 
 
-def make_batch(device, seed=0):
+def make_batch(device, seed=0, batch=BATCH):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(BATCH, 3, 32, 32, generator=g).contiguous(memory_format=torch.channels_last).to(device)
-    y = torch.randint(0, 10, (BATCH,), generator=g).to(device)
+    x = torch.randn(batch, 3, 32, 32, generator=g).contiguous(memory_format=torch.channels_last).to(device)
+    y = torch.randint(0, 10, (batch,), generator=g).to(device)
     return x, y
 
 
@@ -71,6 +81,21 @@ def sgd(params):
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class ReferenceVariant:
+    """The reference-design NB201 supernet (benchmarks/reference_nb201.py), K = 1 by construction."""
+
+    def __init__(self, device):
+        from benchmarks.reference_nb201 import ReferenceNB201Supernet
+
+        self.net = ReferenceNB201Supernet().to(device).train()
+        self.opt = sgd(self.net.parameters())
+
+    def step(self, x, y, arch):
+        self.opt.zero_grad(set_to_none=True)
+        F.cross_entropy(self.net(x, arch), y).backward()
+        self.opt.step()
 
 
 class SupernetVariant:
@@ -116,6 +141,7 @@ def time_variants(ks, rounds, steps, device, with_simplex):
     x, y = make_batch(device)
     variants = {f"k{k}": SupernetVariant(k, device) for k in ks}
     variants["standalone"] = StandaloneVariant(archs, device)
+    variants["reference"] = ReferenceVariant(device)
     simplex = {}
     if with_simplex:
         for k in (4, 8):
@@ -129,7 +155,7 @@ def time_variants(ks, rounds, steps, device, with_simplex):
     for name, (v, codes, opt) in simplex.items():
         simplex_step(v, codes, opt, x, y, paths(16, 1))
     # paired design: every path is stepped by every variant back to back, so drift on the machine (a noisy
-    # VM here: +-15% between rounds) hits all variants alike; ratios are medians of the per-step ratios
+    # VM here: +-15% between rounds) hits all variants alike
     times = {name: [] for name in list(variants) + list(simplex)}
     for r in range(rounds):
         for arch in archs:
@@ -153,6 +179,11 @@ def time_variants(ks, rounds, steps, device, with_simplex):
     return times
 
 
+def total_ratio(a, b) -> float:
+    """Total time of a over total time of b, on the same paired steps: b's images/s over a's."""
+    return sum(a) / sum(b)
+
+
 def paired_ratio(a, b) -> float:
     """Median over paired steps of a[i] / b[i]."""
     return statistics.median(x / y for x, y in zip(a, b))
@@ -163,7 +194,7 @@ import sys, json, torch
 sys.path.insert(0, {root!r})
 from benchmarks.k_overhead import SupernetVariant, make_batch, paths, rss_mb
 device = torch.device({device!r})
-x, y = make_batch(device)
+x, y = make_batch(device, batch={batch})
 archs = paths({steps})
 if device.type == "cuda":
     torch.cuda.reset_peak_memory_stats(device)
@@ -172,8 +203,9 @@ else:
     open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS (VmHWM) to the current RSS
     base = rss_mb("VmRSS")
 v = SupernetVariant({k}, device)
-# steady state: first touch every weight once (all-conv paths), so every momentum buffer exists
-for arch in [(2,) * 6, (3,) * 6] + archs:
+# steady state: first touch every weight once (all-conv paths), so every momentum buffer exists; then the
+# all-3x3 path again, the largest activation footprint, now on top of the whole optimizer state
+for arch in [(2,) * 6, (3,) * 6, (3,) * 6] + archs:
     v.step(x, y, arch)
 peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss_mb("VmHWM")
 print(json.dumps({{"base_mb": base, "peak_mb": peak}}))
@@ -188,8 +220,8 @@ def rss_mb(field: str) -> float:
         return int(re.search(field + r":\s+(\d+)", fh.read()).group(1)) / 1024
 
 
-def measure_memory(k, steps, device):
-    code = MEMORY_CHILD.format(root=str(ROOT), device=str(device), steps=steps, k=k)
+def measure_memory(k, steps, device, batch=BATCH):
+    code = MEMORY_CHILD.format(root=str(ROOT), device=str(device), steps=steps, k=k, batch=batch)
     # a fixed mmap threshold makes glibc hand every tensor of 64 KiB or more straight back to the OS on free,
     # so the peak RSS follows the live tensors instead of the allocator's cached free space
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
@@ -214,22 +246,40 @@ def main():
     times = time_variants(ks, rounds, steps, device, with_simplex=not args.quick)
     step_s = {name: statistics.mean(t) for name, t in times.items()}  # over the same paths for every variant
     ips = {name: BATCH / t for name, t in step_s.items() if not name.startswith("simplex")}
-    memory = {f"k{k}": measure_memory(k, min(steps, 8), device) for k in ks}
-    base = step_s["k1"]
+    memory = {f"k{k}": measure_memory(k, 2 if args.quick else 8, device) for k in ks}
+    # where the paper's +5% can hold: the K copies add a fixed state (weights + SGD momentum), the
+    # activations grow with the batch; the paper's Table 1 is MobileNetV2 on ImageNet at 128 images/GPU
+    sweep = {}
+    if not args.quick:
+        for batch in (128, 256):
+            m1, m8 = (measure_memory(k, 4, device, batch) for k in (1, 8))
+            sweep[str(batch)] = {"k1_train_mb": m1["train_mb"], "k8_train_mb": m8["train_mb"],
+                                 "mem_ratio_k8": m8["train_mb"] / m1["train_mb"]}
+    per_copy_mb = sum(p.numel() for p in KShotNB201(1).parameters()) * 4 / 2**20
     result = {
         "benchmark": "k_overhead",
         "mode": "quick" if args.quick else "full",
         "protocol": f"NB201 C=16 N=5, batch {BATCH}, 32x32 inputs, SGD nesterov; {rounds} rounds x {steps} seeded paths, "
-                    "each path stepped by every variant back to back, ratios = median of paired per-step ratios; memory: fresh process per K, peak RSS (CPU) or max allocated (GPU)",
+                    "each path stepped by every variant back to back, ratios = total time over the same paired steps (images/s ratios), paired per-step medians beside them; memory: fresh process per K, peak RSS (CPU) or max allocated (GPU)",
         "machine": machine_info(device),
         "step_ms": {n: 1e3 * t for n, t in step_s.items()},
         "images_per_s": ips,
-        "time_ratio": {f"k{k}": paired_ratio(times[f"k{k}"], times["k1"]) for k in ks},
-        "time_ratio_of_means": {f"k{k}": step_s[f"k{k}"] / base for k in ks},
+        "time_ratio": {f"k{k}": total_ratio(times[f"k{k}"], times["k1"]) for k in ks},
+        "time_ratio_paired_median": {f"k{k}": paired_ratio(times[f"k{k}"], times["k1"]) for k in ks},
         "memory_mb": memory,
         "mem_ratio": {f"k{k}": memory[f"k{k}"]["train_mb"] / memory["k1"]["train_mb"] for k in ks},
         "mem_ratio_total_rss": {f"k{k}": memory[f"k{k}"]["peak_mb"] / memory["k1"]["peak_mb"] for k in ks},
-        "supernet_vs_standalone": paired_ratio(times["standalone"], times["k1"]),
+        # the K-shot algorithm's own state: each of the K copies has its weights and its SGD momentum;
+        # what K > 1 must add over K = 1 whatever the implementation, in MB and as a ratio floor at batch 64
+        "weights_mb_per_copy": per_copy_mb,
+        "state_floor_mb": {f"k{k}": 2 * (k - 1) * per_copy_mb for k in ks},
+        "mem_ratio_floor": {f"k{k}": 1 + 2 * (k - 1) * per_copy_mb / memory["k1"]["train_mb"] for k in ks},
+        "mem_ratio_by_batch": {str(BATCH): {"k1_train_mb": memory["k1"]["train_mb"], "k8_train_mb": memory["k8"]["train_mb"],
+                                            "mem_ratio_k8": memory["k8"]["train_mb"] / memory["k1"]["train_mb"]}, **sweep},
+        "supernet_vs_standalone": total_ratio(times["standalone"], times["k1"]),
+        "supernet_vs_standalone_paired_median": paired_ratio(times["standalone"], times["k1"]),
+        "k1_vs_reference": total_ratio(times["reference"], times["k1"]),
+        "k1_vs_reference_paired_median": paired_ratio(times["reference"], times["k1"]),
         "k1_vs_reference_175": ips["k1"] / REFERENCE_IMAGES_PER_S,
         "raw_step_s": times,
     }
@@ -247,9 +297,15 @@ def main():
         mem = memory.get(name)
         print(f"{name:<12}{1e3 * step_s[name]:>10.1f}{ips[name]:>10.1f}"
               f"{result['time_ratio'].get(name, float('nan')):>9.3f}" + (f"{mem['train_mb']:>10.0f}{mem['train_mb'] / memory['k1']['train_mb']:>8.3f}" if mem else ""))
-    print(f"supernet K=1 vs stand-alone: {result['supernet_vs_standalone']:.3f}x images/s (target >= 0.95)")
-    print(f"K=1 vs reference 175 img/s: {result['k1_vs_reference_175']:.2f}x (target >= 1.3)")
-    print(f"K=8: time {result['time_ratio_k8']:.3f}x, memory {result['mem_ratio_k8']:.3f}x (targets <= 1.05)")
+    print(f"supernet K=1 vs stand-alone: {result['supernet_vs_standalone']:.3f}x images/s (target >= 0.95; "
+          f"per-step median {result['supernet_vs_standalone_paired_median']:.3f}x)")
+    print(f"K=1 vs the reference-design supernet, same run and paths: {result['k1_vs_reference']:.2f}x images/s "
+          f"(target >= 1.3; per-step median {result['k1_vs_reference_paired_median']:.2f}x); "
+          f"vs the issue's 175 img/s: {result['k1_vs_reference_175']:.2f}x")
+    print(f"K=8: time {result['time_ratio_k8']:.3f}x (per-step median {result['time_ratio_paired_median']['k8']:.3f}x), memory {result['mem_ratio_k8']:.3f}x (targets <= 1.05); "
+          f"floor from the 7 extra copies' weights + momentum alone: {result['mem_ratio_floor']['k8']:.3f}x")
+    for batch, m in result["mem_ratio_by_batch"].items():
+        print(f"  batch {batch:>4}: K=1 {m['k1_train_mb']:.0f} MB, K=8 {m['k8_train_mb']:.0f} MB, ratio {m['mem_ratio_k8']:.3f}")
     emit(result, "k_overhead", args.quick, device.type, args.out)
 
 

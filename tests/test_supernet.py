@@ -308,3 +308,22 @@ def test_cost_matches_the_real_network(classes, size):
         assert params == sum(p.numel() for p in net.parameters())
         assert flops == _hook_flops(net, size)
     assert len(seen) == 28
+
+
+@pytest.mark.parametrize("arch", ARCHS[:4] + ARCHS[-3:], ids=lambda a: str(s.to_code(a)))
+def test_benchmark_reference_supernet_computes_the_same_function(arch):
+    """benchmarks/k_overhead.py times K=1 against a reference-design supernet (every edge computed,
+    NCHW, module ops): it must be the same network, or the speed ratio would mean nothing."""
+    from benchmarks.reference_nb201 import ReferenceNB201Supernet
+
+    torch.manual_seed(0)
+    kshot, ref = KShotNB201(1, C=4, N=2), ReferenceNB201Supernet(C=4, N=2).train()
+    ref.load_from_kshot(kshot)
+    x = torch.randn(8, 3, 32, 32)
+    y = torch.randint(0, 10, (8,))
+    out_k, out_r = kshot(x, arch, None), ref(x, arch)
+    torch.testing.assert_close(out_k, out_r, rtol=1e-4, atol=1e-5)
+    F.cross_entropy(out_k, y).backward()
+    F.cross_entropy(out_r, y).backward()
+    g_ref = ref.classifier.weight.grad
+    torch.testing.assert_close(kshot.fc_w.grad[0], g_ref, rtol=1e-3, atol=1e-5 * float(g_ref.abs().max()))
