@@ -21,8 +21,9 @@ Protocol (NB201 C=16, N=5, batch 64, CIFAR-size inputs, SGD nesterov as in train
     activations grow with the batch), and reports the floor any exact implementation has: K - 1
     extra copies of the weights and of their SGD momentum.
   * reference: the widely used NB201 supernet design (benchmarks/reference_nb201.py: every edge of the
-    path computed, `none` as a multiply by zero, a ReLU per op, NCHW), stepped in the same paired loop,
-    so the K = 1 speed-up over it is a ratio from one run on the same paths and batch.
+    path computed, `none` as a multiply by zero, a ReLU per op), stepped in the same paired loop on
+    the same channels_last batch (its convs keep that layout), so the K = 1 speed-up over it is a
+    ratio from one run on the same paths and batch, with no memory-layout gain in it.
 Ratios are taken against K = 1 from the same run. Targets (issue 2): K = 8 at most 1.05x time and
 memory; supernet step at least 0.95x the stand-alone network's images/s; K = 1 at least 1.3x the
 reference design (the issue quotes 175 images/s for it on this machine's 2 cores; the absolute
@@ -83,8 +84,25 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-class ReferenceVariant:
-    """The reference-design NB201 supernet (benchmarks/reference_nb201.py), K = 1 by construction."""
+class _Variant:
+    """One training step (zero_grad, forward, backward, SGD step) of a network on a given path."""
+
+    def logits(self, x, arch):
+        raise NotImplementedError
+
+    def optimizer(self, arch):
+        return self.opt
+
+    def step(self, x, y, arch):
+        opt = self.optimizer(arch)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(self.logits(x, arch), y).backward()
+        opt.step()
+
+
+class ReferenceVariant(_Variant):
+    """The reference-design NB201 supernet (benchmarks/reference_nb201.py), K = 1 by construction.
+    It gets the same channels_last batch as the others, and its convs keep that layout."""
 
     def __init__(self, device):
         from benchmarks.reference_nb201 import ReferenceNB201Supernet
@@ -92,37 +110,33 @@ class ReferenceVariant:
         self.net = ReferenceNB201Supernet().to(device).train()
         self.opt = sgd(self.net.parameters())
 
-    def step(self, x, y, arch):
-        self.opt.zero_grad(set_to_none=True)
-        F.cross_entropy(self.net(x, arch), y).backward()
-        self.opt.step()
+    def logits(self, x, arch):
+        return self.net(x, arch)
 
 
-class SupernetVariant:
+class SupernetVariant(_Variant):
     def __init__(self, k, device):
         self.k, self.device = k, device
         self.net = KShotNB201(k).to(device)
         self.opt = sgd(self.net.parameters())
         self.code = torch.full((k,), 1.0 / k, device=device)
 
-    def step(self, x, y, arch):
-        self.opt.zero_grad(set_to_none=True)
-        F.cross_entropy(self.net(x, arch, self.code), y).backward()
-        self.opt.step()
+    def logits(self, x, arch):
+        return self.net(x, arch, self.code)
 
 
-class StandaloneVariant:
+class StandaloneVariant(_Variant):
     """A stand-alone NB201 network per path, built before timing (the supernet's speed limit)."""
 
     def __init__(self, archs, device):
         self.nets = {a: NB201Network(a).to(device).to(memory_format=torch.channels_last) for a in archs}
         self.opts = {a: sgd(n.parameters()) for a, n in self.nets.items()}
 
-    def step(self, x, y, arch):
-        opt = self.opts[arch]
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(self.nets[arch](x), y).backward()
-        opt.step()
+    def optimizer(self, arch):
+        return self.opts[arch]
+
+    def logits(self, x, arch):
+        return self.nets[arch](x)
 
 
 def simplex_step(variant: SupernetVariant, codes, opt, x, y, archs, m=16):

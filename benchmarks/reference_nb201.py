@@ -8,8 +8,10 @@ What makes it the reference design (and what `kshot_bench.supernet.nb201.KShotNB
     `none` included (a multiply by zero), and edges that cannot reach the cell output are computed too;
   * every ReLU-Conv-BN op applies its own ReLU to its input (ours: one ReLU per source node);
   * 3x3 average pooling through `nn.AvgPool2d(count_include_pad=False)` (ours: a depthwise conv);
-  * BN without affine, with running statistics tracked, as in the reference search cells;
-  * default (NCHW) memory format (ours: channels_last, faster under oneDNN on the CPU).
+  * BN without affine, with running statistics tracked, as in the reference search cells.
+Memory layout is not one of the differences: benchmarks/k_overhead.py feeds it the same
+channels_last batch as our supernet, and its convs keep that layout, so the measured speed-up holds
+no layout gain.
 The skeleton is the NB201 one: stem conv3x3 + BN, 3 stages of N cells with a ResNet basic block
 between them, BN-ReLU, global average pool, linear classifier. In training mode it computes the same
 function as `KShotNB201(1)` with the same weights (tests/test_benchmark.py checks it).

@@ -313,7 +313,7 @@ def test_cost_matches_the_real_network(classes, size):
 @pytest.mark.parametrize("arch", ARCHS[:4] + ARCHS[-3:], ids=lambda a: str(s.to_code(a)))
 def test_benchmark_reference_supernet_computes_the_same_function(arch):
     """benchmarks/k_overhead.py times K=1 against a reference-design supernet (every edge computed,
-    NCHW, module ops): it must be the same network, or the speed ratio would mean nothing."""
+    module ops): it must be the same network, or the speed ratio would mean nothing."""
     from benchmarks.reference_nb201 import ReferenceNB201Supernet
 
     torch.manual_seed(0)
