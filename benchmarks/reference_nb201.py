@@ -14,7 +14,7 @@ channels_last batch as our supernet, and its convs keep that layout, so the meas
 no layout gain.
 The skeleton is the NB201 one: stem conv3x3 + BN, 3 stages of N cells with a ResNet basic block
 between them, BN-ReLU, global average pool, linear classifier. In training mode it computes the same
-function as `KShotNB201(1)` with the same weights (tests/test_benchmark.py checks it).
+function as `KShotNB201(1)` with the same weights (tests/test_supernet.py checks it).
 """
 from __future__ import annotations
 

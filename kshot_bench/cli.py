@@ -16,11 +16,15 @@ from kshot_bench.errors import UserError
 DATASET_CHOICES = ("cifar10", "cifar100", "ImageNet16-120")
 
 
-def _run_options(p: argparse.ArgumentParser, preset_default: str = "cpu") -> None:
+PRESET_HELP = ("nb201 | cpu | demo | smoke (default: cpu with --data-root; demo, sized for the embedded CIFAR-10 "
+               "sample, without)")
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES, help="default cifar10")
     p.add_argument("--k", type=int, default=None, help="number of weight copies K (default 4; 1 = one-shot)")
     p.add_argument("--code", default=None, help="code mode: simplex | uniform | random (default simplex)")
-    p.add_argument("--preset", default=preset_default, help=f"nb201 | cpu | smoke (default {preset_default})")
+    p.add_argument("--preset", default=None, help=PRESET_HELP)
     p.add_argument("--seed", type=int, default=None, help="run seed (default 0)")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
                    help="override one config field, e.g. --set epochs=3 (repeatable)")
@@ -33,9 +37,26 @@ def _process_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true", help="never try to download a missing dataset")
 
 
+def _default_preset(args) -> None:
+    """No --preset: `demo` on the embedded sample (no --data-root, nothing to load), else `cpu`."""
+    if args.preset is None:
+        embedded = args.data_root is None and getattr(args, "checkpoint", None) is None
+        args.preset = "demo" if embedded else "cpu"
+
+
+def _say_data(args, dataset: str) -> None:
+    """Tell the user, first thing, when the run uses the embedded sample rather than their data."""
+    if args.data_root is None and dataset == "cifar10":
+        from kshot_bench.data import FULL_DATA_HINT
+
+        print("data: the embedded CIFAR-10 sample shipped with the package (5,000 training / 1,000 scoring "
+              f"images; preset {args.preset}); {FULL_DATA_HINT}")
+
+
 def _config(args, **extra):
     from kshot_bench.config import from_preset, override, parse_sets
 
+    _default_preset(args)
     cfg = from_preset(args.preset, dataset=args.dataset, k=args.k, code=args.code, seed=args.seed, **extra)
     return override(cfg, parse_sets(args.sets))
 
@@ -53,6 +74,7 @@ def cmd_train(args) -> int:
         print(f"{out} is already finished ({FINAL} exists); nothing to do")
         return 0
     device = pick_device(args.device)
+    _say_data(args, cfg.dataset)
     splits = load_dataset(cfg.dataset, args.data_root, download=not args.offline)
     trainer = Trainer(cfg, out, splits, device, progress=not args.quiet)
     resumed = trainer.resume() if args.resume else False
@@ -86,6 +108,7 @@ def cmd_rank(args) -> int:
     out = Path(args.out or f"runs/rank-{cfg.dataset}-k{cfg.k}-{cfg.code}-{args.preset}-s{cfg.seed}")
     command = "kshot-bench " + shlex.join(args.argv)
     print(f"rank: {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} archs={cfg.archs} -> {out}")
+    _say_data(args, cfg.dataset)
     try:
         metrics, baselines = rank_job(cfg, out, args.data_root, device, args.checkpoint, args.truth,
                                       expect=explicit if args.checkpoint else None, progress=not args.quiet,
@@ -109,10 +132,12 @@ def cmd_ablate(args) -> int:
         CODE_MODES.get(code)
     if any(k < 1 for k in args.k):
         raise UserError(f"every K must be >= 1, got {args.k}", fix="e.g. --k 1 2 4 8")
+    _default_preset(args)
     base = override(from_preset(args.preset, dataset=args.dataset, archs=args.archs), parse_sets(args.sets))
     grid = cells(args.k, args.codes or ABLATION_CODES, args.seeds, args.epochs or [None])
     out = Path(args.out or f"runs/ablation-{args.dataset}-{args.preset}")
     print(f"ablate: {len(grid)} cells ({args.dataset}, preset {args.preset}) -> {out}")
+    _say_data(args, args.dataset)
     try:
         run_ablation(base, grid, out, args.data_root, pick_device(args.device), args.preset, progress=not args.quiet,
                      download=not args.offline)
@@ -183,7 +208,7 @@ def cmd_search(args) -> int:
 
 # ----------------------------------------------------------------------------- export-benchmark
 def cmd_export(args) -> int:
-    from kshot_bench.benchmark import export_official
+    from kshot_bench.ground_truth import export_official
 
     filled = export_official(Path(args.source), Path(args.out), progress=not args.quiet)
     print(f"wrote {args.out}: " + ", ".join(f"{c} {n:,}" for c, n in filled.items()))
@@ -217,6 +242,7 @@ EXAMPLES = {
   kshot-bench train ... --out runs/k4 --resume          # continue an interrupted run
   kshot-bench train ... --preset smoke --set epochs=3    # override single config fields""",
     "rank": """examples:
+  kshot-bench rank --dataset cifar10 --k 4                                               # demo on the embedded sample
   kshot-bench rank --dataset cifar10 --k 4 --preset cpu --data-root ~/data/cifar10      # train, then rank
   kshot-bench rank --k 1 --preset cpu --data-root ~/data/cifar10 --out runs/oneshot       # the one-shot baseline
   kshot-bench rank --checkpoint runs/k4/supernet.pt --archs unique --data-root ~/data/cifar10
@@ -257,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a K-shot supernet and simplex-net", epilog=EXAMPLES["train"], formatter_class=fmt)
     _run_options(p)
-    p.add_argument("--data-root", type=Path, required=True, help="dataset directory")
+    p.add_argument("--data-root", type=Path, default=None, help="dataset directory (default: the embedded CIFAR-10 sample)")
     p.add_argument("--out", required=True, help="run directory (config, log, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.set_defaults(func=cmd_train)
@@ -266,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EXAMPLES["rank"], formatter_class=fmt)
     _run_options(p)
     p.set_defaults(dataset=None)
-    p.add_argument("--data-root", type=Path, default=None, help="dataset directory (scoring images; training unless --checkpoint)")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="dataset directory (scoring images; training unless --checkpoint); default: the embedded "
+                        "CIFAR-10 sample")
     p.add_argument("--checkpoint", type=Path, default=None, help="score this trained supernet (supernet.pt) instead of training")
     p.add_argument("--archs", default=None, help="all | unique | N: a seeded sample of N archs (default: the preset's)")
     p.add_argument("--truth", default=None, help="ground-truth column (default: the dataset's, e.g. cifar10_test_200ep)")
@@ -276,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ablate", help="run the ablation grid (one-shot, fixed, random, simplex K-shot) as rank runs",
                        epilog=EXAMPLES["ablate"], formatter_class=fmt)
     p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES)
-    p.add_argument("--preset", default="cpu", help="nb201 | cpu | smoke (default cpu)")
+    p.add_argument("--preset", default=None, help=PRESET_HELP)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--codes", nargs="+", default=None, help="code modes for K > 1 (default: uniform random simplex)")

@@ -12,6 +12,10 @@ Presets:
          over the 25,000-image NB201 train half, a simplex-net step every 4 supernet steps, 250
          sampled archs scored on 1,000 validation images each (scores on 500 images were too noisy:
          docs/design.md). Sized by wall time; its tau is not comparable with paper-scale numbers.
+  demo   the default when no --data-root is given: the embedded CIFAR-10 sample (5,000 training and
+         1,000 scoring images shipped with the package), the cpu skeleton (C=16, N=1), 3 epochs
+         (1 warm-up), 50 sampled archs scored on all 1,000 sample images. About a minute on 2 cores; it
+         shows the whole job and its table, not a ranking anyone should cite.
   smoke  a few seconds, for tests: C=4, N=1, 2 epochs over 256 images.
 """
 from __future__ import annotations
@@ -152,6 +156,8 @@ PRESETS: Registry[Dict[str, Any]] = Registry("preset")
 PRESETS.register("nb201", {})
 PRESETS.register("cpu", dict(channels=16, cells=1, epochs=12, warmup_epochs=3, simplex_interval=4,
                              archs="250", score_images=1000, score_batch=500, checkpoint_every=100))
+PRESETS.register("demo", dict(channels=16, cells=1, epochs=3, warmup_epochs=1, simplex_interval=4,
+                              archs="50", score_images=0, score_batch=500, checkpoint_every=50))
 PRESETS.register("smoke", dict(channels=4, cells=1, epochs=2, warmup_epochs=1, batch_size=32, train_subset=256,
                                simplex_paths=4, simplex_interval=2, archs="12", score_images=64,
                                score_batch=64, checkpoint_every=4))

@@ -47,19 +47,19 @@ class Splits:
     score_x: Tensor
     score_y: Tensor
     source: str  # a sentence for results files: which files and which split
+    embedded: bool = False  # the small sample shipped with the package, not a user's data
 
     def to(self, device: torch.device) -> "Splits":
         return Splits(self.train_x.to(device), self.train_y.to(device), self.score_x.to(device),
-                      self.score_y.to(device), self.source)
+                      self.score_y.to(device), self.source, self.embedded)
 
 
 # ----------------------------------------------------------------------------- package split files
 def official_split(name: str) -> np.ndarray:
     """Index array of an official NB201 split, e.g. `cifar10_train`, `cifar100_xvalid`."""
-    from kshot_bench.benchmark import _package_file
+    from kshot_bench.resources import package_npz
 
-    with _package_file("nb201_splits.npz").open("rb") as fh, np.load(fh) as npz:
-        return npz[name]
+    return package_npz("nb201_splits.npz")[name]
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
@@ -258,13 +258,54 @@ def load_imagenet16_120(root: Path, download: bool = True) -> Splits:
                   f"xvalid ({len(xvalid)})")
 
 
+# ----------------------------------------------------------------------------- embedded CIFAR-10 sample
+SAMPLE_FILE = "cifar10_sample.npz"
+FULL_DATA_HINT = ("for the full data pass --data-root DIR: the official CIFAR-10 python batches "
+                  "(cifar-10-batches-py/, downloaded there when online) or an image folder (train/<class>/*.jpg, "
+                  "test/<class>/*.jpg)")
+
+
+def _decode_jpegs(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    out = np.empty((len(offsets) - 1, 3, 32, 32), dtype=np.uint8)
+    raw = data.tobytes()
+    for i in range(len(out)):
+        with Image.open(io.BytesIO(raw[offsets[i]:offsets[i + 1]])) as im:
+            out[i] = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+    return out
+
+
+def load_cifar10_sample() -> Splits:
+    """The small real CIFAR-10 sample shipped with the package (scripts/build_cifar10_sample.py):
+    5,000 training images from the NB201-style train half of the CIFAR-10 training images and 1,000
+    scoring images from the valid half, class-balanced, stored as the original JPEG bytes."""
+    from kshot_bench.resources import package_file, read_npz
+
+    arrays = read_npz(package_file(SAMPLE_FILE))  # decoded once per call: it is not kept in memory
+    t = torch.from_numpy
+    train_x = _decode_jpegs(arrays["train_jpeg"], arrays["train_offsets"])
+    score_x = _decode_jpegs(arrays["valid_jpeg"], arrays["valid_offsets"])
+    source = (f"embedded CIFAR-10 sample (package data {SAMPLE_FILE}): {len(train_x):,} training images from the "
+              f"train half and {len(score_x):,} scoring images from the valid half of a seeded class-stratified "
+              f"split of the CIFAR-10 training images, class-balanced")
+    return Splits(t(train_x), t(arrays["train_labels"].copy()), t(score_x), t(arrays["valid_labels"].copy()), source,
+                  embedded=True)
+
+
 LOADERS = {"cifar10": load_cifar10, "cifar100": load_cifar100, "ImageNet16-120": load_imagenet16_120}
 
 
 def load_dataset(name: str, root: Optional[Path], download: bool = True) -> Splits:
+    """The dataset under `root`; with no root, the embedded CIFAR-10 sample (cifar10 only)."""
     DATASETS.get(name)
     if root is None:
-        raise UserError(f"dataset {name!r} needs --data-root", fix="pass --data-root DIR with the dataset's files")
+        if name == "cifar10":
+            return load_cifar10_sample()
+        raise UserError(f"dataset {name!r} needs --data-root (the embedded sample is CIFAR-10 only)",
+                        fix="pass --data-root DIR with the dataset's files")
     root = Path(root).expanduser()
     if not root.exists():
         raise UserError(f"data directory {root} does not exist", fix="pass --data-root DIR pointing at the dataset's files")

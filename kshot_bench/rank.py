@@ -140,7 +140,7 @@ def arch_set(spec: str, seed: int) -> Tuple[List[int], str]:
 # ----------------------------------------------------------------------------- baselines
 def baseline_scores(dataset: str, indices: Sequence[int], seed: int) -> Dict[str, Tuple[np.ndarray, str]]:
     """Ranking baselines on the same archs: name -> (scores, description)."""
-    from kshot_bench.benchmark import load_proxy_arrays, truth_column
+    from kshot_bench.ground_truth import load_proxy_arrays, truth_column
     from kshot_bench.datasets import DATASETS
 
     info = DATASETS.get(dataset)
@@ -370,8 +370,6 @@ def load_supernet(path: Path, device, expect: Dict[str, object]):
     from kshot_bench.train import build_supernet, code_source_from, load_checkpoint
 
     state = load_checkpoint(path, device)
-    if "config" not in state or "model" not in state:
-        raise UserError(f"{path} is not a kshot-bench checkpoint", fix="pass the supernet.pt of a train run")
     cfg = from_dict(state["config"])
     wrong = [f"{k}: checkpoint {getattr(cfg, k)!r}, asked {v!r}" for k, v in expect.items()
              if v is not None and getattr(cfg, k) != v]
@@ -389,7 +387,7 @@ def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opti
              truth_name: Optional[str] = None, expect: Optional[Dict] = None, progress: bool = True,
              command: str = "", preset: str = "", download: bool = True) -> Tuple[Dict, Dict]:
     """Train (or load) a supernet, score the arch set, write predictions, metrics, baselines, summary."""
-    from kshot_bench.benchmark import truth_column
+    from kshot_bench.ground_truth import truth_column
     from kshot_bench.data import load_dataset
     from kshot_bench.datasets import DATASETS
     from kshot_bench.train import Trainer, machine_info, write_config

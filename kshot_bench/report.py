@@ -415,7 +415,7 @@ def scatter_grid(ranks, out: Path) -> Tuple[Optional[str], str]:
 
 def _percentile(searches: Sequence[SearchRun]) -> str:
     """Share of all archs (of the truth column) with lower ground truth than the chosen arch, mean over runs."""
-    from kshot_bench.benchmark import truth_column
+    from kshot_bench.ground_truth import truth_column
     from kshot_bench.datasets import DATASETS
 
     vals = []

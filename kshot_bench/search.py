@@ -273,7 +273,7 @@ def best(records: Sequence[Record]) -> Record:
 
 # ----------------------------------------------------------------------------- fitness sources
 def oracle_fitness(dataset: str, truth_name: Optional[str] = None):
-    from kshot_bench.benchmark import truth_column
+    from kshot_bench.ground_truth import truth_column
     from kshot_bench.datasets import DATASETS
     from kshot_bench.search_space import nb201
 
@@ -329,7 +329,7 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
     """One search run: history.csv (every scored arch), pareto.csv, result.json."""
     from tqdm import tqdm
 
-    from kshot_bench.benchmark import truth_column
+    from kshot_bench.ground_truth import truth_column
     from kshot_bench.datasets import DATASETS
     from kshot_bench.search_space import SPACES
 

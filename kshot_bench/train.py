@@ -320,10 +320,16 @@ def load_checkpoint(path: Path, device: torch.device) -> Dict:
         raise UserError(f"checkpoint {path} does not exist", fix="pass the supernet.pt or checkpoint.pt of a finished train run")
     try:
         # our own files: tensors, dicts and numbers only, so the safe loader suffices
-        return torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:
-        raise UserError(f"cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0][:200]}",
-                        fix="pass a supernet.pt or checkpoint.pt written by kshot-bench train") from None
+        raise UserError(f"{path} is not a kshot-bench checkpoint (torch cannot read it: "
+                        f"{str(err).splitlines()[0][:160] if str(err) else type(err).__name__})",
+                        fix="pass the supernet.pt or checkpoint.pt that `kshot-bench train` or `rank` wrote") from None
+    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+        raise UserError(f"{path} is not a kshot-bench checkpoint (it is a torch file without the config and weights "
+                        "that kshot-bench writes)", fix="pass the supernet.pt or checkpoint.pt that `kshot-bench train` "
+                        "or `rank` wrote")
+    return state
 
 
 # fields that may differ between a checkpoint and the run that loads it: they do not change the weights

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kshot_bench.benchmark import TRUTH_COLUMNS
+from kshot_bench.ground_truth import TRUTH_COLUMNS
 from kshot_bench.search_space.nb201 import OPS
 
 PROXY_COLUMNS = [

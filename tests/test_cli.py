@@ -150,3 +150,34 @@ def test_rank_other_datasets_end_to_end(tmp_path, truth_csv, dataset, writer, tr
     b = json.loads((out / "baselines.json").read_text())
     assert b["params"]["description"].startswith("parameter count")
     assert "xvalid" in m["protocol"]["score_set"]
+
+
+def test_rank_without_data_root_uses_the_embedded_sample(capsys, tmp_path):
+    import json
+
+    code, out, _ = run(capsys, "rank", "--dataset", "cifar10", "--k", "2", "--preset", "smoke", "--quiet",
+                       "--out", str(tmp_path / "r"))
+    assert code == 0
+    first = out.splitlines()[:2]
+    assert first[1].startswith("data: the embedded CIFAR-10 sample") and "--data-root DIR" in first[1]
+    protocol = json.loads((tmp_path / "r" / "metrics.json").read_text())["protocol"]
+    assert protocol["data"].startswith("embedded CIFAR-10 sample")
+    assert "Kendall" in (tmp_path / "r" / "summary.md").read_text()
+
+
+def test_default_preset_is_demo_on_the_sample_and_cpu_with_data():
+    from kshot_bench.cli import _default_preset, build_parser
+
+    for argv, preset in ((["rank"], "demo"), (["rank", "--data-root", "d"], "cpu"), (["rank", "--checkpoint", "c"], "cpu"),
+                         (["train", "--out", "o"], "demo"), (["rank", "--preset", "smoke"], "smoke")):
+        args = build_parser().parse_args(argv)
+        _default_preset(args)
+        assert args.preset == preset, argv
+
+
+def test_rank_on_a_file_that_is_not_a_checkpoint(capsys, tmp_path):
+    bad = tmp_path / "notes.pt"
+    bad.write_text("hello")
+    code, _, err = run(capsys, "rank", "--checkpoint", str(bad), "--quiet", "--out", str(tmp_path / "r"))
+    assert code == 2 and "notes.pt is not a kshot-bench checkpoint" in err and "fix:" in err
+    assert "Traceback" not in err

@@ -171,3 +171,54 @@ def test_imagenet_folder_local_split_and_loader(tmp_path):
         imagenet_parts(root, local_val_size=100)
     with pytest.raises(UserError, match="no ImageNet train/"):
         imagenet_parts(tmp_path / "imagenet" / "train")
+
+
+# ----------------------------------------------------------------------------- embedded sample
+def test_embedded_sample_is_real_balanced_and_small():
+    from kshot_bench.resources import package_file
+
+    splits = load_dataset("cifar10", None)
+    assert splits.embedded and "embedded CIFAR-10 sample" in splits.source
+    assert splits.train_x.shape == (5000, 3, 32, 32) and splits.score_x.shape == (1000, 3, 32, 32)
+    assert torch.equal(torch.bincount(splits.train_y), torch.full((10,), 500))
+    assert torch.equal(torch.bincount(splits.score_y), torch.full((10,), 100))
+    # real photos: every image varies, and no scoring image repeats a training image
+    assert (splits.train_x.float().flatten(1).std(1) > 5).all()
+    train_keys = {bytes(x.numpy().tobytes()) for x in splits.train_x}
+    assert not any(bytes(x.numpy().tobytes()) in train_keys for x in splits.score_x)
+    folder = package_file("cifar10_sample.npz").parent
+    total = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    assert total < 5 * 2**20, f"package data is {total / 2**20:.2f} MiB"
+
+
+def test_embedded_sample_comes_from_the_folder_split(shared_data):
+    """The sample's pixels are the tarball's JPEGs, training images from the image-folder loader's
+    train half and scoring images from its valid half."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    from kshot_bench.resources import package_npz
+
+    npz = package_npz("cifar10_sample.npz")
+    splits = load_dataset("cifar10", None)
+    with tarfile.open(shared_data / "cifar10_images.tar.gz") as tf:
+        names = sorted(m.name for m in tf.getmembers() if m.isfile() and m.name.startswith("train/"))
+        classes = sorted({n.split("/")[1] for n in names})
+        labels = np.array([classes.index(n.split("/")[1]) for n in names])
+        train_half, valid_half = stratified_half(labels)
+        position = {n: i for i, n in enumerate(names)}
+        for part, half, images in (("train", train_half, splits.train_x), ("valid", valid_half, splits.score_x)):
+            files = npz[f"{part}_files"]
+            assert np.isin([position[f] for f in files], half).all()
+            for j in (0, len(files) // 2, len(files) - 1):
+                with Image.open(io.BytesIO(tf.extractfile(str(files[j])).read())) as im:
+                    pixels = torch.as_tensor(np.array(im.convert("RGB"))).permute(2, 0, 1)
+                assert torch.equal(images[j], pixels)
+
+
+@pytest.mark.parametrize("name", ["cifar100", "ImageNet16-120"])
+def test_no_data_root_is_cifar10_only(name):
+    with pytest.raises(UserError, match="needs --data-root .*CIFAR-10 only"):
+        load_dataset(name, None)

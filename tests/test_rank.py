@@ -104,7 +104,7 @@ def test_arch_sets():
 
 def test_baselines_reproduce_the_reference_taus():
     """The data README lists tau over all 15,625 archs for parameter count and proxies on CIFAR-10."""
-    from kshot_bench.benchmark import truth_column
+    from kshot_bench.ground_truth import truth_column
 
     idx = list(range(15625))
     truth = truth_column("cifar10_test_200ep")

@@ -83,8 +83,12 @@ def test_checkpoint_from_another_config_is_refused(tmp_path, splits):
 def test_unreadable_checkpoint(tmp_path):
     bad = tmp_path / "x.pt"
     bad.write_text("not a checkpoint")
-    with pytest.raises(UserError, match="cannot read checkpoint"):
+    with pytest.raises(UserError, match="x.pt is not a kshot-bench checkpoint"):
         load_checkpoint(bad, torch.device("cpu"))
+    other = tmp_path / "weights.pt"
+    torch.save({"weight": torch.zeros(2)}, other)  # a torch file, but not ours
+    with pytest.raises(UserError, match="weights.pt is not a kshot-bench checkpoint"):
+        load_checkpoint(other, torch.device("cpu"))
     with pytest.raises(UserError, match="does not exist"):
         load_checkpoint(tmp_path / "none.pt", torch.device("cpu"))
 

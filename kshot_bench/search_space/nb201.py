@@ -108,9 +108,9 @@ def from_code(code: int) -> Arch:
 
 @functools.lru_cache(maxsize=1)
 def _index_tables() -> Tuple[np.ndarray, np.ndarray]:
-    from kshot_bench.benchmark import load_truth_arrays
+    from kshot_bench.resources import package_npz
 
-    code_of_index = load_truth_arrays()["arch_code"].astype(np.int64)
+    code_of_index = package_npz("nb201_truth.npz")["arch_code"].astype(np.int64)
     index_of_code = np.empty_like(code_of_index)
     index_of_code[code_of_index] = np.arange(len(code_of_index))
     return code_of_index, index_of_code

@@ -20,13 +20,14 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from importlib import resources
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from kshot_bench.errors import UserError
+from kshot_bench.resources import package_npz, read_npz
+from kshot_bench.search_space import nb201
 
 TRUTH_COLUMNS = [
     "cifar10_test_200ep", "cifar100_xtest_200ep", "imagenet16_xtest_200ep",
@@ -35,35 +36,23 @@ TRUTH_COLUMNS = [
     "cifar10_test_12ep", "cifar10_val_12ep", "cifar100_test_12ep", "cifar100_val_12ep",
     "imagenet_test_12ep", "imagenet_val_12ep",
 ]
+TRUTH_FILE = "nb201_truth.npz"
 NB201_DOWNLOAD = ("NAS-Bench-201-v1_1-096897.pth (or v1_0-e61699.pth) from the NAS-Bench-201 project "
                   "(github.com/D-X-Y/NAS-Bench-201), or NATS-tss-v1_0-3ffb9.pickle.pbz2 / NATS-tss-v1_0-3ffb9-simple/ "
                   "from NATS-Bench (github.com/D-X-Y/NATS-Bench)")
-
-
-def _package_file(name: str):
-    return resources.files("kshot_bench").joinpath("package_data", name)
-
-
-def _read_npz(source) -> Dict[str, np.ndarray]:
-    """`source`: a Path or a package resource (both have .open)."""
-    with source.open("rb") as fh, np.load(fh) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    for a in arrays.values():
-        a.setflags(write=False)
-    return arrays
 
 
 @functools.lru_cache(maxsize=None)
 def load_truth_arrays(path: Optional[str] = None) -> Dict[str, np.ndarray]:
     """All columns of the NB201 table (the embedded one, or an exported file), in official index order."""
     if path is None:
-        return _read_npz(_package_file("nb201_truth.npz"))
+        return package_npz(TRUTH_FILE)
     p = Path(path)
     if not p.is_file():
         raise UserError(f"benchmark table {p} does not exist",
                         fix="pass a table written by `kshot-bench export-benchmark`, or leave --benchmark out to use the embedded one")
     try:
-        arrays = _read_npz(p)
+        arrays = read_npz(p)
     except Exception as err:
         raise UserError(f"cannot read benchmark table {p}: {err}", fix="write it with `kshot-bench export-benchmark`") from None
     if "arch_code" not in arrays or len(arrays["arch_code"]) != 15625:
@@ -78,7 +67,7 @@ def load_truth_arrays(path: Optional[str] = None) -> Dict[str, np.ndarray]:
 @functools.lru_cache(maxsize=1)
 def load_proxy_arrays() -> Dict[str, np.ndarray]:
     """Zero-cost proxy scores (naswot, synflow, logsynflow, nregions per dataset), official index order."""
-    return _read_npz(_package_file("nb201_proxies.npz"))
+    return package_npz("nb201_proxies.npz")
 
 
 def truth_columns(path: Optional[str] = None) -> List[str]:
@@ -166,8 +155,6 @@ def export_official(src: Path, out: Path, progress: bool = True) -> Dict[str, in
     Archs or columns the file does not hold are NaN. Returns how many values each column got.
     """
     from tqdm import tqdm
-
-    from kshot_bench.search_space import nb201
 
     api = open_official(Path(src))
     codes = load_truth_arrays(None)["arch_code"]

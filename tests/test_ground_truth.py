@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from kshot_bench.benchmark import (TRUTH_COLUMNS, export_official, load_proxy_arrays, load_truth_arrays,
+from kshot_bench.ground_truth import (TRUTH_COLUMNS, export_official, load_proxy_arrays, load_truth_arrays,
                                    truth_column)
 from kshot_bench.errors import UserError
 from kshot_bench.search_space import nb201
