@@ -24,7 +24,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, fields
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Tuple
 
 from kshot_bench.errors import UserError
 from kshot_bench.registry import Registry
@@ -60,12 +60,14 @@ class RunConfig:
     simplex_lr: float = 1e-3    # Adam
     simplex_paths: int = 16     # m paths per simplex-net step, b/m images each
     simplex_interval: int = 1   # supernet steps per simplex-net step after warm-up
+    simplex_batched: bool = True  # the m paths in one pass (supernet/groups.py); false: one after another
     # scoring (rank)
     archs: str = "all"          # all | unique | N (a seeded sample of N archs)
     score_images: int = 0       # 0 = the whole scoring part
     score_batch: int = 512
     # bookkeeping
     checkpoint_every: int = 200  # steps between checkpoints (plus one at every epoch end)
+    snapshot_epochs: str = ""    # e.g. "25,50,100": keep the weights + simplex-net after these epochs
 
     def __post_init__(self):
         check(self)
@@ -105,8 +107,25 @@ def check(cfg: RunConfig) -> None:
     if cfg.simplex_paths > cfg.batch_size:
         raise UserError(f"simplex_paths={cfg.simplex_paths} exceeds batch_size={cfg.batch_size}",
                         fix="each of the m paths needs at least one image: lower simplex_paths or raise batch_size")
+    parse_snapshot_epochs(cfg)
     if cfg.archs not in ("all", "unique") and not (cfg.archs.isdigit() and int(cfg.archs) > 0):
         raise UserError(f"unknown arch set {cfg.archs!r}", fix="use --archs all, --archs unique or --archs N (a seeded sample of N)")
+
+
+def parse_snapshot_epochs(cfg: RunConfig) -> Tuple[int, ...]:
+    """The epochs after which `train` keeps a snapshot, parsed from the comma-separated field."""
+    text = cfg.snapshot_epochs.replace(" ", "")
+    if not text:
+        return ()
+    try:
+        epochs = tuple(sorted({int(v) for v in text.split(",")}))
+    except ValueError:
+        raise UserError(f"snapshot_epochs={cfg.snapshot_epochs!r} is not a list of epochs",
+                        fix="write --set snapshot_epochs=25,50,100 (comma-separated epoch numbers)") from None
+    if epochs[0] < 1 or epochs[-1] > cfg.epochs:
+        raise UserError(f"snapshot_epochs {list(epochs)} must lie in 1..epochs ({cfg.epochs})",
+                        fix="drop the epochs beyond the run's length, or raise epochs")
+    return epochs
 
 
 def _coerce(name: str, kind: type, value: Any) -> Any:

@@ -370,6 +370,8 @@ def load_supernet(path: Path, device, expect: Dict[str, object]):
     from kshot_bench.train import build_supernet, code_source_from, load_checkpoint
 
     state = load_checkpoint(path, device)
+    if "model" not in state:
+        raise UserError(f"{path} holds no supernet weights", fix="pass the supernet.pt of a train run")
     cfg = from_dict(state["config"])
     wrong = [f"{k}: checkpoint {getattr(cfg, k)!r}, asked {v!r}" for k, v in expect.items()
              if v is not None and getattr(cfg, k) != v]

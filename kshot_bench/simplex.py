@@ -137,9 +137,21 @@ def make_code_source(mode: str, k: int, encode, arch_dim: int, hidden: int = 64)
 
 
 def code_stats(codes: Tensor) -> Dict[str, float]:
-    """Summary of a batch of codes: mean entropy relative to log K, mean max weight."""
-    k = codes.shape[-1]
+    """How the codes of a set of archs are spread (written to the training log every epoch).
+
+    code_entropy    mean entropy of a code relative to log K (1 = uniform, 0 = one-hot)
+    code_max        mean largest weight of a code (1/K = uniform, 1 = one copy only)
+    code_spread     mean total-variation distance between the codes of two archs, over all pairs
+                    (0 = every arch gets the same code; 1 = disjoint one-hot codes)
+    code_top_share  share of archs whose largest weight sits on the most common copy (1 = every arch
+                    leans on the same copy, the collapse the paper's Fig. 6 does not show)
+    """
+    n, k = codes.shape
     if k == 1:
-        return {"code_entropy": 0.0, "code_max": 1.0}
-    ent = -(codes.clamp_min(1e-12).log() * codes).sum(-1) / torch.log(torch.tensor(float(k)))
-    return {"code_entropy": float(ent.mean()), "code_max": float(codes.max(-1).values.mean())}
+        return {"code_entropy": 0.0, "code_max": 1.0, "code_spread": 0.0, "code_top_share": 1.0}
+    codes = codes.detach().double()
+    ent = -(codes.clamp_min(1e-12).log() * codes).sum(-1) / torch.log(torch.tensor(float(k), dtype=torch.float64))
+    spread = 0.5 * torch.cdist(codes, codes, p=1).sum() / max(1, n * (n - 1))
+    top = torch.bincount(codes.argmax(-1), minlength=k).max() / n
+    return {"code_entropy": float(ent.mean()), "code_max": float(codes.max(-1).values.mean()),
+            "code_spread": float(spread), "code_top_share": float(top)}

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kshot_bench.config import RunConfig, from_dict
+from kshot_bench.config import RunConfig, from_dict, parse_snapshot_epochs
 from kshot_bench.data import Splits, TensorLoader, stratified_half
 from kshot_bench.datasets import DATASETS
 from kshot_bench.errors import UserError
@@ -47,7 +47,9 @@ CHECKPOINT = "checkpoint.pt"
 FINAL = "supernet.pt"
 LOG = "log.csv"
 LOG_FIELDS = ["epoch", "phase", "lr", "train_loss", "train_acc", "simplex_loss", "code_entropy", "code_max",
-              "images", "time_s", "images_per_s", "peak_mem_mb"]
+              "code_spread", "code_top_share", "images", "time_s", "images_per_s", "peak_mem_mb"]
+SNAPSHOTS = "snapshots"
+PROBE_ARCHS, PROBE_SEED = 256, 12345  # the fixed archs whose codes the log summarises each epoch
 SUBSET_SEED = 0  # the training subset is part of the protocol, equal for every run seed
 STREAM_PATH, STREAM_SIMPLEX = 1, 2
 
@@ -150,7 +152,18 @@ class Trainer:
 
     def _fresh_meters(self) -> Dict[str, float]:
         return {"loss": 0.0, "correct": 0.0, "images": 0.0, "steps": 0.0, "simplex_loss": 0.0, "simplex_steps": 0.0,
-                "entropy": 0.0, "code_max": 0.0, "time": 0.0}
+                "time": 0.0}
+
+    def probe_code_stats(self) -> Dict[str, float]:
+        """Code statistics (simplex.code_stats) of the codes in use on a fixed seeded set of archs:
+        1/K during warm-up, the code source's codes after it."""
+        k = self.cfg.k
+        if self.epoch < self.cfg.warmup_epochs:
+            return code_stats(torch.full((PROBE_ARCHS, k), 1.0 / k))
+        rng = np.random.default_rng(PROBE_SEED)
+        archs = [self.space.sample(rng) for _ in range(PROBE_ARCHS)]
+        with torch.no_grad():
+            return code_stats(self.codes(archs).cpu())
 
     # ------------------------------------------------------------------ steps
     def supernet_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> None:
@@ -172,36 +185,50 @@ class Trainer:
         m["correct"] += float((logits.argmax(1) == y).sum())
         m["images"] += len(y)
         m["steps"] += 1
-        stats = code_stats(code[None])
-        m["entropy"] += stats["code_entropy"]
-        m["code_max"] += stats["code_max"]
 
     def simplex_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> None:
+        """m paths on m groups of b/m images, the mean of the groups' losses into sigma only."""
         rng = step_rng(self.cfg.seed, STREAM_SIMPLEX, step)
         m = self.cfg.simplex_paths
         archs = [self.space.sample(rng, self.cfg.unique_sampling) for _ in range(m)]
-        params = list(self.codes.parameters())
         self.simplex_opt.zero_grad(set_to_none=True)
-        total = 0.0
-        for arch, xj, yj in zip(archs, x.tensor_split(m), y.tensor_split(m)):
-            # one group at a time: back-propagating each group at once keeps memory at one batch
-            loss = F.cross_entropy(self.model(xj, arch, self.codes([arch])[0]), yj) / m
-            loss.backward(inputs=params)
-            total += float(loss.detach())
+        if self.cfg.simplex_batched and len(y) % m == 0:
+            total = self.simplex_loss_batched(x, y, archs)
+        else:  # the reference; also the fallback when the batch does not split into equal groups
+            total = self.simplex_loss_sequential(x, y, archs)
         self.simplex_opt.step()
         self.meters["simplex_loss"] += total
         self.meters["simplex_steps"] += 1
 
+    def simplex_loss_batched(self, x: torch.Tensor, y: torch.Tensor, archs) -> float:
+        """All m groups in one pass (`forward_groups`): equal groups, so the mean over every image is
+        the mean of the groups' mean losses. Gradients flow into the simplex-net's parameters only."""
+        loss = F.cross_entropy(self.model.forward_groups(x, archs, self.codes(archs)), y)
+        loss.backward(inputs=list(self.codes.parameters()))
+        return float(loss.detach())
+
+    def simplex_loss_sequential(self, x: torch.Tensor, y: torch.Tensor, archs) -> float:
+        """One group after another (memory: one group's activations at a time)."""
+        m, total = len(archs), 0.0
+        params = list(self.codes.parameters())
+        for arch, xj, yj in zip(archs, x.tensor_split(m), y.tensor_split(m)):
+            loss = F.cross_entropy(self.model(xj, arch, self.codes([arch])[0]), yj) / m
+            loss.backward(inputs=params)
+            total += float(loss.detach())
+        return total
+
     # ------------------------------------------------------------------ loop
-    def fit(self, stop_at_step: Optional[int] = None) -> Dict[str, float]:
-        """Train to the end (or to global step `stop_at_step`, for tests: raises KeyboardInterrupt there)."""
+    def fit(self, stop_at_step: Optional[int] = None, until_epoch: Optional[int] = None) -> Dict[str, float]:
+        """Train to the end, or to the end of epoch `until_epoch` (a checkpoint, no supernet.pt: a later
+        call continues). `stop_at_step` (tests) raises KeyboardInterrupt at that global step."""
         from tqdm import tqdm
 
         self.model.train()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        last = self.cfg.epochs if until_epoch is None else min(until_epoch, self.cfg.epochs)
         t0 = time.perf_counter()
         try:
-            while self.epoch < self.cfg.epochs:
+            while self.epoch < last:
                 bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, disable=not self.progress,
                            desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="step", leave=False)
                 t0 = time.perf_counter()
@@ -230,7 +257,8 @@ class Trainer:
             self.meters["time"] += time.perf_counter() - t0
             self.save_checkpoint()
             raise
-        self.save_final()
+        if self.epoch == self.cfg.epochs:
+            self.save_final()
         return self.read_log()[-1] if self.read_log() else {}
 
     def _end_epoch(self) -> None:
@@ -242,8 +270,7 @@ class Trainer:
             "train_loss": m["loss"] / max(1, m["images"]),
             "train_acc": 100.0 * m["correct"] / max(1, m["images"]),
             "simplex_loss": m["simplex_loss"] / m["simplex_steps"] if m["simplex_steps"] else "",
-            "code_entropy": m["entropy"] / max(1, m["steps"]),
-            "code_max": m["code_max"] / max(1, m["steps"]),
+            **self.probe_code_stats(),
             "images": int(m["images"]),
             "time_s": m["time"],
             "images_per_s": m["images"] / m["time"] if m["time"] else 0.0,
@@ -259,6 +286,8 @@ class Trainer:
         self.epoch += 1
         self.step_in_epoch = 0
         self.meters = self._fresh_meters()
+        if self.epoch in parse_snapshot_epochs(self.cfg):
+            self.save_snapshot()
         self.save_checkpoint()
 
     def read_log(self) -> List[Dict[str, str]]:
@@ -286,10 +315,20 @@ class Trainer:
     def save_checkpoint(self) -> None:
         atomic_save(self.state(), self.run_dir / CHECKPOINT)
 
+    def weights(self) -> Dict:
+        """What scoring needs: config, supernet weights, code source, epochs trained."""
+        return {"config": self.cfg.to_dict(), "model": self.model.state_dict(), "codes": self.codes.state_dict(),
+                "epochs": self.epoch, "data": self.source, "machine": machine_info(self.device)}
+
     def save_final(self) -> None:
-        atomic_save({"config": self.cfg.to_dict(), "model": self.model.state_dict(), "codes": self.codes.state_dict(),
-                     "epochs": self.epoch, "data": self.source, "machine": machine_info(self.device)},
-                    self.run_dir / FINAL)
+        atomic_save(self.weights(), self.run_dir / FINAL)
+
+    def save_snapshot(self) -> Path:
+        """`snapshots/epoch-EEE.pt`: the weights after epoch E, scored like a final supernet.pt."""
+        path = self.run_dir / SNAPSHOTS / snapshot_name(self.epoch)
+        path.parent.mkdir(exist_ok=True)
+        atomic_save(self.weights(), path)
+        return path
 
     def resume(self) -> bool:
         """Load `checkpoint.pt` from the run directory; False when there is none."""
@@ -314,6 +353,15 @@ class Trainer:
         return True
 
 
+def snapshot_name(epoch: int) -> str:
+    return f"epoch-{epoch:04d}.pt"
+
+
+def list_snapshots(run_dir: Path) -> List[Path]:
+    """The snapshots of a train run, in epoch order."""
+    return sorted((Path(run_dir) / SNAPSHOTS).glob("epoch-*.pt"))
+
+
 def load_checkpoint(path: Path, device: torch.device) -> Dict:
     path = Path(path)
     if not path.is_file():
@@ -325,7 +373,7 @@ def load_checkpoint(path: Path, device: torch.device) -> Dict:
         raise UserError(f"{path} is not a kshot-bench checkpoint (torch cannot read it: "
                         f"{str(err).splitlines()[0][:160] if str(err) else type(err).__name__})",
                         fix="pass the supernet.pt or checkpoint.pt that `kshot-bench train` or `rank` wrote") from None
-    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+    if not isinstance(state, dict) or "config" not in state or not ({"model", "codes"} & set(state)):
         raise UserError(f"{path} is not a kshot-bench checkpoint (it is a torch file without the config and weights "
                         "that kshot-bench writes)", fix="pass the supernet.pt or checkpoint.pt that `kshot-bench train` "
                         "or `rank` wrote")

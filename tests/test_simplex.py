@@ -75,7 +75,17 @@ def test_channel_regulariser_hand_computed():
 def test_code_stats():
     st = code_stats(torch.full((5, 4), 0.25))
     assert abs(st["code_entropy"] - 1.0) < 1e-6 and st["code_max"] == 0.25
-    assert code_stats(torch.ones(3, 1)) == {"code_entropy": 0.0, "code_max": 1.0}
+    assert st["code_spread"] == 0.0 and st["code_top_share"] == 1.0  # equal codes: every argmax is copy 0
+    assert code_stats(torch.ones(3, 1))["code_max"] == 1.0
+    # two archs on disjoint copies, one on a third: spread = mean TV over the 6 ordered pairs = 1
+    onehot = torch.eye(4)[[0, 1, 2]]
+    st = code_stats(onehot)
+    assert st["code_entropy"] == pytest.approx(0.0) and st["code_max"] == 1.0
+    assert st["code_spread"] == pytest.approx(1.0) and st["code_top_share"] == pytest.approx(1 / 3)
+    # hand-checked: codes (.5,.5) and (1,0): TV distance 0.5, both lean on copy 0 (argmax ties go to 0)
+    st = code_stats(torch.tensor([[0.5, 0.5], [1.0, 0.0]]))
+    assert st["code_spread"] == pytest.approx(0.5) and st["code_top_share"] == 1.0
+    assert st["code_entropy"] == pytest.approx(0.5) and st["code_max"] == pytest.approx(0.75)
 
 
 def test_unknown_code_mode():

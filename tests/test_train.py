@@ -47,9 +47,11 @@ def test_identical_init_with_simplex_codes_warns(tmp_path, splits):
         Trainer(smoke(kshot_init="identical"), tmp_path, splits, torch.device("cpu"), progress=False)
 
 
-@pytest.mark.parametrize("code, k", [("simplex", 3), ("random", 2), ("uniform", 2), ("simplex", 1)])
-def test_resume_mid_epoch_is_exact(tmp_path, splits, code, k):
-    cfg = smoke(code=code, k=k)
+@pytest.mark.parametrize("code, k, changes", [("simplex", 3, {}), ("random", 2, {}), ("uniform", 2, {}), ("simplex", 1, {}),
+                                              ("simplex", 2, {"simplex_batched": False}),
+                                              ("simplex", 2, {"simplex_paths": 3})])  # uneven groups: sequential
+def test_resume_mid_epoch_is_exact(tmp_path, splits, code, k, changes):
+    cfg = smoke(code=code, k=k, **changes)
     straight = Trainer(cfg, tmp_path / "straight", splits, torch.device("cpu"), progress=False)
     straight.fit()
 
@@ -96,3 +98,40 @@ def test_unreadable_checkpoint(tmp_path):
 def test_too_few_images_for_a_batch(splits, tmp_path):
     with pytest.raises(UserError, match="fewer than one batch"):
         Trainer(smoke(batch_size=64, train_subset=40), tmp_path, splits, torch.device("cpu"), progress=False)
+
+
+def test_snapshots_and_training_in_parts_are_exact(tmp_path, splits):
+    from kshot_bench.train import list_snapshots
+
+    cfg = smoke(epochs=3, snapshot_epochs="1,3")
+    straight = Trainer(cfg, tmp_path / "straight", splits, torch.device("cpu"), progress=False)
+    straight.fit()
+    assert [p.name for p in list_snapshots(tmp_path / "straight")] == ["epoch-0001.pt", "epoch-0003.pt"]
+
+    parts = Trainer(cfg, tmp_path / "parts", splits, torch.device("cpu"), progress=False)
+    parts.fit(until_epoch=1)
+    assert not (tmp_path / "parts" / FINAL).exists() and parts.epoch == 1
+    with pytest.raises(KeyboardInterrupt):
+        again = Trainer(cfg, tmp_path / "parts", splits, torch.device("cpu"), progress=False)
+        again.resume()
+        again.fit(stop_at_step=8)  # interrupted inside epoch 2
+    last = Trainer(cfg, tmp_path / "parts", splits, torch.device("cpu"), progress=False)
+    assert last.resume()
+    last.fit()
+    for name in ("epoch-0001.pt", "epoch-0003.pt"):
+        a = load_checkpoint(tmp_path / "straight" / "snapshots" / name, torch.device("cpu"))
+        b = load_checkpoint(tmp_path / "parts" / "snapshots" / name, torch.device("cpu"))
+        assert a["epochs"] == b["epochs"] == int(name[6:10])
+        for key in ("model", "codes"):
+            for (n, u), (_, v) in zip(a[key].items(), b[key].items()):
+                assert torch.equal(u, v), (name, n)
+    log = rows(tmp_path / "parts")
+    assert [r["train_loss"] for r in log] == [r["train_loss"] for r in rows(tmp_path / "straight")]
+    assert {"code_spread", "code_top_share"} <= set(log[0]) and float(log[0]["code_spread"]) == 0.0
+
+
+@pytest.mark.parametrize("value, words", [("0,2", "must lie in 1..epochs"), ("2,9", "must lie in 1..epochs"),
+                                          ("two", "not a list of epochs")])
+def test_bad_snapshot_epochs(value, words):
+    with pytest.raises(UserError, match=words):
+        smoke(epochs=3, snapshot_epochs=value)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kshot_bench.search_space import nb201 as space
+from kshot_bench.supernet.groups import GroupStack
 from kshot_bench.supernet.kshot import conv_weight, kshot_parameter, merge
 from kshot_bench.supernet.ops import avg_pool3x3, batch_norm, conv2d
 
@@ -207,3 +208,76 @@ class KShotNB201(nn.Module):
         a = self._norm(conv2d(F.relu(x), merge(red.conv_a, code), stride=2), red.bn_a, code)
         b = self._norm(conv2d(F.relu(a), merge(red.conv_b, code)), red.bn_b, code)
         return conv2d(F.avg_pool2d(x, 2, 2), merge(red.down, code)) + b
+
+    # ------------------------------------------------------------------ m paths in one pass
+    def forward_groups(self, x: Tensor, archs: Sequence[Sequence[int]], codes: Tensor) -> Tensor:
+        """m paths at once (the simplex-net step; supernet/groups.py): `x` holds m equal groups of
+        images (group j = rows j*g .. (j+1)*g), group j runs `archs[j]` with code `codes[j]`.
+        Returns the logits `[m*g, classes]` in the same row order; equal, to float rounding, to
+        `forward(x_j, archs[j], codes[j])` of each group on its own."""
+        m = len(archs)
+        if x.shape[0] % m:
+            raise ValueError(f"{x.shape[0]} images do not split into {m} equal groups")
+        if codes.shape != (m, self.k):
+            raise ValueError(f"codes must have shape ({m}, {self.k}), got {tuple(codes.shape)}")
+        gs = GroupStack(codes)
+        plan = _group_plan(archs, not self.bn_affine, x.device)
+        h = self._gnorm(gs, gs.conv(gs.stack(x), self.stem), self.stem_bn)
+        cell_id = 0
+        for s in range(3):
+            if s > 0:
+                red = self.reductions[s - 1]
+                a = self._gnorm(gs, gs.conv(F.relu(h), red.conv_a, stride=2), red.bn_a)
+                b = self._gnorm(gs, gs.conv(F.relu(a), red.conv_b), red.bn_b)
+                h = gs.conv(F.avg_pool2d(h, 2, 2), red.down) + b
+            for _ in range(self.N):
+                h = self._cell_groups(gs, h, cell_id, plan)
+                cell_id += 1
+        feat = F.relu(self._gnorm(gs, h, self.last_bn)).mean((2, 3))
+        return gs.linear(feat, self.fc_w, self.fc_b)
+
+    @staticmethod
+    def _gnorm(gs: GroupStack, t: Tensor, bn: Optional[nn.ParameterList], idx: Optional[Tensor] = None) -> Tensor:
+        return gs.batch_norm(t, idx=idx) if bn is None else gs.batch_norm(t, bn[0], bn[1], idx)
+
+    def _cell_groups(self, gs: GroupStack, x: Tensor, cell_id: int, plan) -> Tensor:
+        """`run_cell` for m groups: each edge op runs once, on the groups whose live path holds it.
+        Nodes are held as channel blocks `[g, H, W, m, C]` (GroupStack.accumulate); a node is read
+        (one gather for all its out-edges) only after every edge into it has been added."""
+        weights, bns = self._cell_w[cell_id], self._cell_bn[cell_id]
+        nodes: List[Optional[Tensor]] = [gs.blocks(x, gs.m), None, None, None]
+        owned = [False] * space.NUM_NODES
+        for source, uses in plan:
+            if nodes[source] is None:  # only with affine BN, where zero is not a fixed point of the ops
+                nodes[source] = torch.zeros_like(nodes[0])
+            parts = gs.gather(nodes[source], [idx for _, _, _, idx in uses])
+            relu_all = None
+            for (e, target, op, idx), part in zip(uses, parts):
+                if op == space.POOL:
+                    part = avg_pool3x3(part)
+                elif op != space.SKIP:
+                    if idx is None:  # one ReLU of the whole node serves every all-groups conv
+                        relu_all = F.relu(part) if relu_all is None else relu_all
+                        part = relu_all
+                    else:
+                        part = F.relu(part)
+                    part = self._gnorm(gs, gs.conv(part, weights[e][op], idx), bns[e][op], idx)
+                nodes[target], owned[target] = gs.accumulate(nodes[target], owned[target], idx, part)
+        out = nodes[space.NUM_NODES - 1]
+        return torch.zeros_like(x) if out is None else gs.image(out)
+
+
+def _group_plan(archs: Sequence[Sequence[int]], zero_is_fixed_point: bool, device) -> list:
+    """The m paths' cell as work per source node, in node order: [(source, [(edge, target, op, group
+    ids or None = all groups)])] over the groups whose live path (`live_edges`) runs that op on that
+    edge. Edges into a node all come from lower nodes, so a node is complete when it is read.
+    Equal for every cell of the network."""
+    uses: dict = {}
+    for j, arch in enumerate(archs):
+        for e, target, source, op in space.live_edges(tuple(arch), zero_is_fixed_point):
+            uses.setdefault((source, e, target, op), []).append(j)
+    plan: dict = {}
+    for (source, e, target, op), js in sorted(uses.items()):
+        idx = None if len(js) == len(archs) else torch.tensor(js, device=device)
+        plan.setdefault(source, []).append((e, target, op, idx))
+    return sorted(plan.items())
