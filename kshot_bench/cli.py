@@ -16,7 +16,7 @@ from kshot_bench.errors import UserError
 DATASET_CHOICES = ("cifar10", "cifar100", "ImageNet16-120")
 
 
-PRESET_HELP = ("nb201 | cpu | demo | smoke (default: cpu with --data-root; demo, sized for the embedded CIFAR-10 "
+PRESET_HELP = ("nb201 | long | cpu | demo | smoke (default: cpu with --data-root; demo, sized for the embedded CIFAR-10 "
                "sample, without)")
 
 
@@ -82,14 +82,21 @@ def cmd_train(args) -> int:
     print(f"train: {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} (config {cfg.hash()}) -> {out}"
           + (f", resumed at epoch {trainer.epoch + 1} step {trainer.step_in_epoch}" if resumed else ""))
     print(f"data: {splits.source}")
+    if args.until_epoch is not None and args.until_epoch < 1:
+        raise UserError(f"--until-epoch must be >= 1, got {args.until_epoch}", fix=f"pick an epoch in 1..{cfg.epochs}")
     try:
-        last = trainer.fit()
+        last = trainer.fit(until_epoch=args.until_epoch)
     except KeyboardInterrupt:
         print(f"\ninterrupted at epoch {trainer.epoch + 1}, step {trainer.step_in_epoch}; checkpoint saved in {out}.\n"
               f"resume with the same command plus --resume", file=sys.stderr)
         return 130
-    print(f"done: {cfg.epochs} epochs; last epoch train_loss {float(last['train_loss']):.4f} "
-          f"train_acc {float(last['train_acc']):.2f}%  ({out / FINAL})")
+    summary = (f"last epoch train_loss {float(last['train_loss']):.4f} train_acc {float(last['train_acc']):.2f}%"
+               if last else "no epoch logged yet")
+    if trainer.epoch < cfg.epochs:
+        print(f"stopped after epoch {trainer.epoch} of {cfg.epochs} (--until-epoch); {summary}. "
+              f"Continue with the same command plus --resume")
+        return 0
+    print(f"done: {cfg.epochs} epochs; {summary}  ({out / FINAL})")
     return 0
 
 
@@ -107,6 +114,8 @@ def cmd_rank(args) -> int:
     device = pick_device(args.device)
     out = Path(args.out or f"runs/rank-{cfg.dataset}-k{cfg.k}-{cfg.code}-{args.preset}-s{cfg.seed}")
     command = "kshot-bench " + shlex.join(args.argv)
+    if args.checkpoint is not None and args.checkpoint.is_dir():
+        return _rank_snapshots(args, cfg, device, command, explicit)
     print(f"rank: {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} archs={cfg.archs} -> {out}")
     _say_data(args, cfg.dataset)
     try:
@@ -118,6 +127,25 @@ def cmd_rank(args) -> int:
         return 130
     print_table(metrics, baselines)
     print(f"results: {out}/summary.md, metrics.json, baselines.json, predictions.csv, scatter.png")
+    return 0
+
+
+def _rank_snapshots(args, cfg, device, command: str, explicit) -> int:
+    from kshot_bench.rank import rank_snapshots
+
+    out = Path(args.out or f"runs/curve-{Path(args.checkpoint).name}")
+    print(f"rank: every snapshot of the train run {args.checkpoint} (archs={cfg.archs}, {cfg.score_images or 'all'} "
+          f"scoring images) -> {out}")
+    _say_data(args, cfg.dataset)
+    try:
+        path = rank_snapshots(cfg, args.checkpoint, out, args.data_root, device, args.truth, explicit,
+                              progress=not args.quiet, command=command, preset=args.preset, download=not args.offline)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished snapshots are kept in {out}. Run the same command again to continue.",
+              file=sys.stderr)
+        return 130
+    print(path.read_text().rstrip())
+    print(f"results: {path} and one rank run per snapshot in {out}/epoch-*/")
     return 0
 
 
@@ -240,12 +268,14 @@ EXAMPLES = {
     "train": """examples:
   kshot-bench train --dataset cifar10 --k 4 --code simplex --preset cpu --data-root ~/data/cifar10 --out runs/k4
   kshot-bench train ... --out runs/k4 --resume          # continue an interrupted run
-  kshot-bench train ... --preset smoke --set epochs=3    # override single config fields""",
+  kshot-bench train ... --preset smoke --set epochs=3    # override single config fields
+  kshot-bench train ... --preset long --set snapshot_epochs=10,25,50,100 --until-epoch 25   # in parts, with snapshots""",
     "rank": """examples:
   kshot-bench rank --dataset cifar10 --k 4                                               # demo on the embedded sample
   kshot-bench rank --dataset cifar10 --k 4 --preset cpu --data-root ~/data/cifar10      # train, then rank
   kshot-bench rank --k 1 --preset cpu --data-root ~/data/cifar10 --out runs/oneshot       # the one-shot baseline
   kshot-bench rank --checkpoint runs/k4/supernet.pt --archs unique --data-root ~/data/cifar10
+  kshot-bench rank --checkpoint runs/k4 --preset long --data-root ~/data/cifar10    # every snapshot of a run
   kshot-bench rank ... --truth cifar10_test_12ep                                         # another ground truth
 Re-running an interrupted rank command continues its training and scoring where they stopped.""",
     "search": """examples:
@@ -286,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, default=None, help="dataset directory (default: the embedded CIFAR-10 sample)")
     p.add_argument("--out", required=True, help="run directory (config, log, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--until-epoch", type=int, default=None, metavar="E",
+                   help="stop after epoch E (checkpoint kept); a later --resume continues, exactly as one run")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("rank", help="train (or load) a supernet, rank NB201 archs against the ground truth",
@@ -295,7 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, default=None,
                    help="dataset directory (scoring images; training unless --checkpoint); default: the embedded "
                         "CIFAR-10 sample")
-    p.add_argument("--checkpoint", type=Path, default=None, help="score this trained supernet (supernet.pt) instead of training")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="score this trained supernet (supernet.pt or a snapshot) instead of training; a train run "
+                        "directory: score every snapshot in it (the tau-vs-epochs curve, OUT/curve.csv)")
     p.add_argument("--archs", default=None, help="all | unique | N: a seeded sample of N archs (default: the preset's)")
     p.add_argument("--truth", default=None, help="ground-truth column (default: the dataset's, e.g. cifar10_test_200ep)")
     p.add_argument("--out", default=None, help="output directory (default runs/rank-<dataset>-k<K>-<code>-<preset>-s<seed>)")

@@ -12,6 +12,11 @@ Presets:
          over the 25,000-image NB201 train half, a simplex-net step every 4 supernet steps, 250
          sampled archs scored on 1,000 validation images each (scores on 500 images were too noisy:
          docs/design.md). Sized by wall time; its tau is not comparable with paper-scale numbers.
+  long   ranking evidence on the real NB201 skeleton (C=16, N=5; issue 13): the nb201 recipe over 100
+         epochs (5 warm-up) with snapshots after epochs 10, 25, 50, 75 and 100, so one run gives the
+         tau-vs-epochs curve; a simplex-net step every 4 supernet steps (the batched step costs about
+         2.2 supernet steps on a 2-core CPU, so this keeps the K-shot phase near 1.5x one-shot per
+         iteration; docs/design.md); 500 sampled archs scored on 2,000 validation images each.
   demo   the default when no --data-root is given: the embedded CIFAR-10 sample (5,000 training and
          1,000 scoring images shipped with the package), the cpu skeleton (C=16, N=1), 3 epochs
          (1 warm-up), 50 sampled archs scored on all 1,000 sample images. About a minute on 2 cores; it
@@ -175,6 +180,8 @@ PRESETS: Registry[Dict[str, Any]] = Registry("preset")
 PRESETS.register("nb201", {})
 PRESETS.register("cpu", dict(channels=16, cells=1, epochs=12, warmup_epochs=3, simplex_interval=4,
                              archs="250", score_images=1000, score_batch=500, checkpoint_every=100))
+PRESETS.register("long", dict(epochs=100, warmup_epochs=5, simplex_interval=4, snapshot_epochs="10,25,50,75,100",
+                              archs="500", score_images=2000, score_batch=500, checkpoint_every=100))
 PRESETS.register("demo", dict(channels=16, cells=1, epochs=3, warmup_epochs=1, simplex_interval=4,
                               archs="50", score_images=0, score_batch=500, checkpoint_every=50))
 PRESETS.register("smoke", dict(channels=4, cells=1, epochs=2, warmup_epochs=1, batch_size=32, train_subset=256,

@@ -454,6 +454,61 @@ def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opti
     return metrics, baselines
 
 
+# ----------------------------------------------------------------------------- snapshots of one run
+CURVE_FIELDS = ["epoch", "kendall_tau", "spearman", "split_tau_10", "split_tau_50", "split_tau_100", "regret",
+                "n_archs", "n_score_images", "checkpoint"]
+
+
+def snapshot_files(run_dir: Path) -> List[Tuple[int, Path]]:
+    """(epoch, file) of every snapshot of a train run (`snapshots/epoch-EEEE.pt`), plus its final
+    `supernet.pt` when no snapshot holds that epoch."""
+    from kshot_bench.train import FINAL, list_snapshots
+
+    run_dir = Path(run_dir)
+    found = [(int(p.stem.split("-")[1]), p) for p in list_snapshots(run_dir)]
+    final = run_dir / FINAL
+    if final.is_file():
+        cfg = json.loads((run_dir / "config.json").read_text())["config"] if (run_dir / "config.json").is_file() else {}
+        epochs = int(cfg.get("epochs", -1))
+        if epochs not in {e for e, _ in found}:
+            found.append((epochs, final))
+    if not found:
+        raise UserError(f"{run_dir} holds no snapshots (snapshots/epoch-*.pt) and no supernet.pt",
+                        fix="train with --set snapshot_epochs=10,25,50 (or --preset long), or pass one checkpoint file")
+    return sorted(found)
+
+
+def rank_snapshots(cfg, run_dir: Path, out: Path, data_root, device, truth_name=None, expect=None, progress=True,
+                   command: str = "", preset: str = "", download: bool = True, log=print) -> Path:
+    """Score every snapshot of one train run (the tau-vs-epochs curve of one run: paper Fig. 7 on
+    NB201): one rank run per snapshot in OUT/epoch-EEEE/, then OUT/curve.csv. Snapshots scored on
+    an earlier call (their metrics.json exists) are not scored again, so the command can follow a
+    run that is still training."""
+    out = Path(out)
+    rows = []
+    for epoch, path in snapshot_files(run_dir):
+        sub = out / f"epoch-{epoch:04d}"
+        if (sub / "metrics.json").is_file():
+            metrics = json.loads((sub / "metrics.json").read_text())
+            log(f"epoch {epoch}: scored earlier (tau {fmt(metrics['kendall_tau'])})")
+        else:
+            log(f"epoch {epoch}: scoring {path}")
+            metrics, _ = rank_job(cfg, sub, data_root, device, path, truth_name, expect, progress, command, preset,
+                                  download)
+            log(f"epoch {epoch}: tau {fmt(metrics['kendall_tau'])}")
+        split = metrics["split_tau"]
+        rows.append([epoch, metrics["kendall_tau"], metrics["spearman"], split.get("10"), split.get("50"),
+                     split.get("100"), metrics["regret"], metrics["n_archs"], metrics["protocol"]["n_score_images"],
+                     str(path)])
+    path = out / "curve.csv"
+    with open(path.with_suffix(".tmp"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CURVE_FIELDS)
+        w.writerows([["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in r] for r in rows])
+    os.replace(path.with_suffix(".tmp"), path)
+    return path
+
+
 def print_table(metrics: Dict, baselines: Dict) -> None:
     p = metrics["protocol"]
     rows = [(f"supernet K={p['k']} {p['code_label']}", metrics)] + sorted(baselines.items(), key=lambda r: -r[1]["kendall_tau"])

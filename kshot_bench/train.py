@@ -109,6 +109,26 @@ def machine_info(device: torch.device) -> Dict[str, str]:
     return info
 
 
+def simplex_loss_batched(model, codes: CodeSource, x: torch.Tensor, y: torch.Tensor, archs) -> float:
+    """Back-propagate the simplex-net loss of m paths on m equal groups of the batch, all in one pass
+    (`forward_groups`): the mean over every image is the mean of the groups' mean losses. Gradients
+    reach the code source's parameters only (the supernet is frozen). Returns the loss."""
+    loss = F.cross_entropy(model.forward_groups(x, archs, codes(archs)), y)
+    loss.backward(inputs=list(codes.parameters()))
+    return float(loss.detach())
+
+
+def simplex_loss_sequential(model, codes: CodeSource, x: torch.Tensor, y: torch.Tensor, archs) -> float:
+    """The same, one group after another (the reference; memory: one group's activations at a time)."""
+    m, total = len(archs), 0.0
+    params = list(codes.parameters())
+    for arch, xj, yj in zip(archs, x.tensor_split(m), y.tensor_split(m)):
+        loss = F.cross_entropy(model(xj, arch, codes([arch])[0]), yj) / m
+        loss.backward(inputs=params)
+        total += float(loss.detach())
+    return total
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, progress: bool = True):
         self.cfg, self.run_dir, self.device, self.progress = cfg, Path(run_dir), device, progress
@@ -201,21 +221,10 @@ class Trainer:
         self.meters["simplex_steps"] += 1
 
     def simplex_loss_batched(self, x: torch.Tensor, y: torch.Tensor, archs) -> float:
-        """All m groups in one pass (`forward_groups`): equal groups, so the mean over every image is
-        the mean of the groups' mean losses. Gradients flow into the simplex-net's parameters only."""
-        loss = F.cross_entropy(self.model.forward_groups(x, archs, self.codes(archs)), y)
-        loss.backward(inputs=list(self.codes.parameters()))
-        return float(loss.detach())
+        return simplex_loss_batched(self.model, self.codes, x, y, archs)
 
     def simplex_loss_sequential(self, x: torch.Tensor, y: torch.Tensor, archs) -> float:
-        """One group after another (memory: one group's activations at a time)."""
-        m, total = len(archs), 0.0
-        params = list(self.codes.parameters())
-        for arch, xj, yj in zip(archs, x.tensor_split(m), y.tensor_split(m)):
-            loss = F.cross_entropy(self.model(xj, arch, self.codes([arch])[0]), yj) / m
-            loss.backward(inputs=params)
-            total += float(loss.detach())
-        return total
+        return simplex_loss_sequential(self.model, self.codes, x, y, archs)
 
     # ------------------------------------------------------------------ loop
     def fit(self, stop_at_step: Optional[int] = None, until_epoch: Optional[int] = None) -> Dict[str, float]:

@@ -181,3 +181,31 @@ def test_rank_on_a_file_that_is_not_a_checkpoint(capsys, tmp_path):
     code, _, err = run(capsys, "rank", "--checkpoint", str(bad), "--quiet", "--out", str(tmp_path / "r"))
     assert code == 2 and "notes.pt is not a kshot-bench checkpoint" in err and "fix:" in err
     assert "Traceback" not in err
+
+
+def test_train_in_parts_then_rank_every_snapshot(capsys, tmp_path, tiny_cifar_folder):
+    run_dir, out = tmp_path / "run", tmp_path / "curve"
+    base = ["train", "--preset", "smoke", "--k", "2", "--quiet", "--data-root", str(tiny_cifar_folder),
+            "--out", str(run_dir), "--set", "epochs=3", "--set", "snapshot_epochs=1,2"]
+    code, out1, _ = run(capsys, *base, "--until-epoch", "1")
+    assert code == 0 and "stopped after epoch 1 of 3" in out1
+    code, out2, _ = run(capsys, *base, "--resume")
+    assert code == 0 and "done: 3 epochs" in out2
+    rank = ["rank", "--checkpoint", str(run_dir), "--preset", "smoke", "--quiet", "--data-root", str(tiny_cifar_folder),
+            "--out", str(out)]
+    code, text, _ = run(capsys, *rank)
+    assert code == 0
+    with open(out / "curve.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]  # two snapshots + the final supernet.pt
+    assert rows[2]["checkpoint"].endswith("supernet.pt")
+    for r in rows:
+        assert (out / f"epoch-{int(r['epoch']):04d}" / "metrics.json").is_file()
+    code, again, _ = run(capsys, *rank)
+    assert code == 0 and again.count("scored earlier") == 3
+
+
+def test_rank_of_a_run_without_snapshots_says_how_to_get_them(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "rank", "--checkpoint", str(tmp_path / "empty"), "--quiet")
+    assert code == 2 and "holds no snapshots" in err and "snapshot_epochs" in err
