@@ -108,7 +108,7 @@ def cmd_rank(args) -> int:
     explicit = {"dataset": args.dataset, "k": args.k, "code": args.code}
     if args.checkpoint is None:
         args.dataset = args.dataset or "cifar10"
-    cfg = _config(args, archs=args.archs)
+    cfg = _config(args, archs=args.archs, score_images=args.score_images, score_by=args.score)
     if args.checkpoint is not None and args.seed is None:
         cfg = cfg.replace(seed=0)
     device = pick_device(args.device)
@@ -332,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "directory: score every snapshot in it (the tau-vs-epochs curve, OUT/curve.csv)")
     p.add_argument("--archs", default=None, help="all | unique | N: a seeded sample of N archs (default: the preset's)")
     p.add_argument("--truth", default=None, help="ground-truth column (default: the dataset's, e.g. cifar10_test_200ep)")
+    p.add_argument("--score", default=None, choices=("acc", "loss"),
+                   help="rank by top-1 accuracy (default) or by mean cross-entropy; both are computed and reported")
+    p.add_argument("--score-images", type=int, default=None, metavar="N",
+                   help="scoring images per arch (default: the preset's; 0 = the whole scoring part)")
     p.add_argument("--out", default=None, help="output directory (default runs/rank-<dataset>-k<K>-<code>-<preset>-s<seed>)")
     p.set_defaults(func=cmd_rank)
 

@@ -70,6 +70,7 @@ class RunConfig:
     archs: str = "all"          # all | unique | N (a seeded sample of N archs)
     score_images: int = 0       # 0 = the whole scoring part
     score_batch: int = 512
+    score_by: str = "acc"       # acc: top-1 accuracy | loss: mean cross-entropy, negated (both are always computed)
     # bookkeeping
     checkpoint_every: int = 200  # steps between checkpoints (plus one at every epoch end)
     snapshot_epochs: str = ""    # e.g. "25,50,100": keep the weights + simplex-net after these epochs
@@ -113,6 +114,9 @@ def check(cfg: RunConfig) -> None:
         raise UserError(f"simplex_paths={cfg.simplex_paths} exceeds batch_size={cfg.batch_size}",
                         fix="each of the m paths needs at least one image: lower simplex_paths or raise batch_size")
     parse_snapshot_epochs(cfg)
+    if cfg.score_by not in ("acc", "loss"):
+        raise UserError(f"unknown score {cfg.score_by!r}", fix="use --score acc (top-1 accuracy) or --score loss "
+                                                               "(mean cross-entropy, lower ranks higher)")
     if cfg.archs not in ("all", "unique") and not (cfg.archs.isdigit() and int(cfg.archs) > 0):
         raise UserError(f"unknown arch set {cfg.archs!r}", fix="use --archs all, --archs unique or --archs N (a seeded sample of N)")
 

@@ -105,6 +105,45 @@ def all_metrics(scores: Sequence[float], truth: Sequence[float]) -> Dict:
     }
 
 
+SCORE_KINDS = {
+    "acc": "top-1 accuracy (%) on the scoring images",
+    "loss": "mean cross-entropy on the scoring images, negated (lower loss ranks higher)",
+}
+
+
+def score_values(rows: Dict[int, dict], indices: Sequence[int], kind: str) -> np.ndarray:
+    """The scores an arch set is ranked by: accuracy, or the negated mean cross-entropy."""
+    if kind == "acc":
+        return np.array([rows[i]["score"] for i in indices], dtype=np.float64)
+    return -np.array([rows[i]["val_loss"] for i in indices], dtype=np.float64)
+
+
+def ranking_metrics(scores: Sequence[float], truth: Sequence[float], null: bool = True) -> Dict:
+    """`all_metrics` plus their uncertainty (stats.py): bootstrap 95% intervals of Kendall's tau,
+    Spearman and every split tau, and (with `null`) the permutation null band of tau and its p-value."""
+    from functools import partial
+
+    from kshot_bench import stats
+
+    m = all_metrics(scores, truth)
+    m["ci95"] = {"kendall_tau": stats.tau_bootstrap_ci(scores, truth),
+                 "split_tau": {k: stats.bootstrap_ci(partial(_split_at, n_high=int(k)), scores, truth)
+                               for k in CI_SPLIT_NS if k in m["split_tau"]}}
+    if null:
+        m["null"] = stats.tau_null_band(scores, truth)
+    m["uncertainty"] = (f"95% percentile intervals over {stats.N_BOOT} bootstrap resamples of the archs (seed "
+                        f"{stats.STATS_SEED})" + ("; null band: tau-b of scores independent of the truth, Kendall's "
+                                                  "tie-corrected variance (normal approximation)" if null else ""))
+    return m
+
+
+CI_SPLIT_NS = ("10", "50", "100", "1000")
+
+
+def _split_at(scores, truth, n_high: int) -> float:
+    return split_tau(scores, truth, n_high) if 0 < n_high < len(scores) else float("nan")
+
+
 def aggregate(runs: List[Dict]) -> Dict:
     """Mean and sample std (ddof=1; 0 for one run) of every metric over runs, nested keys kept."""
     out: Dict = {}
@@ -280,13 +319,39 @@ def fmt(v: Optional[float], digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
 
 
+def with_ci(value: Optional[float], ci: Optional[Sequence[float]], digits: int = 3) -> str:
+    """`0.123 [0.081, 0.164]`: a value and its 95% interval, when there is one."""
+    if ci is None or value is None or any(v is None for v in ci):
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} [{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
+
+
+def significance_lines(m: Dict) -> List[str]:
+    """Plain sentences on whether a tau is told apart from chance, and the other scoring beside it."""
+    lines = []
+    null = m.get("null")
+    if null and null.get("band_lo") is not None and np.isfinite(null["band_lo"]):
+        inside = null["band_lo"] <= m["kendall_tau"] <= null["band_hi"]
+        lines.append(f"- Scores that carry no information about the truth give tau in [{fmt(null['band_lo'])}, "
+                     f"{fmt(null['band_hi'])}] on these archs (95%); p-value of the supernet's tau "
+                     f"{null['p_value']:.2g}. " + ("The supernet's tau lies inside that band: it is not told apart "
+                                                       "from chance." if inside else "The supernet's tau lies outside it."))
+    other = m.get("other_score")
+    if other:
+        lines.append(f"- Scored by {other['score']} instead: tau {with_ci(other['kendall_tau'], other.get('ci95', {}).get('kendall_tau'))}.")
+    if m.get("uncertainty"):
+        lines.append(f"- Intervals: {m['uncertainty']}.")
+    return lines
+
+
 def summary_table(rows: List[Tuple[str, Dict]], split_keys: Iterable[str]) -> List[str]:
     split_keys = list(split_keys)
     head = ["method", "Kendall tau", "Spearman"] + [f"split tau n={k}" for k in split_keys] + ["P@10", "regret"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in rows:
-        cells = [name, fmt(m["kendall_tau"]), fmt(m["spearman"])]
-        cells += [fmt(m["split_tau"].get(k)) for k in split_keys]
+        ci = m.get("ci95", {})
+        cells = [name, with_ci(m["kendall_tau"], ci.get("kendall_tau")), fmt(m["spearman"])]
+        cells += [with_ci(m["split_tau"].get(k), ci.get("split_tau", {}).get(k)) for k in split_keys]
         cells += [fmt(m["precision_at_k"].get("10"), 2), fmt(m["regret"], 2)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -310,13 +375,17 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
         "",
         *summary_table(rows, split_keys),
         "",
+        "Brackets: 95% bootstrap intervals (resampling the archs).",
+        "",
+        *significance_lines(metrics),
+        "",
         "## Protocol",
         f"- run: `{p['command']}`",
         f"- config hash `{p['config_hash']}`, preset `{p['preset']}`, seed {p['seed']}; network C={p['channels']}, N={p['cells']}; "
         f"{p['epochs']} epochs ({p['warmup_epochs']} warm-up) on {p['train_images']:,} training images",
         f"- supernet trained on: {p['train_part']}; data: {p['data']}",
         f"- archs: {p['arch_set']}",
-        f"- scored on: {p['score_set']}",
+        f"- scored on: {p['score_set']}; score: {p.get('score', 'top-1 accuracy (%)')}",
         f"- ground truth: `{p['truth']}` (NB201, embedded table)",
         f"- time: training {fmt(p['train_s'], 0)} s, scoring {fmt(p['score_s'], 0)} s "
         f"({fmt(p['archs_per_s'], 2)} archs/s); machine: {p['machine'].get('cpu')} / {p['machine'].get('device')}, "
@@ -428,10 +497,12 @@ def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opti
     scored = score_archs(model, codes, score_set.batches, indices, out, cfg.k, progress)
     score_s = time.perf_counter() - t1
     truth = truth_all[np.asarray(indices)]
-    scores = np.array([scored[i]["score"] for i in indices])
     write_predictions(out, indices, scored, truth, cfg.k)
-
-    metrics = all_metrics(scores, truth)
+    other = "loss" if cfg.score_by == "acc" else "acc"
+    scores = score_values(scored, indices, cfg.score_by)
+    metrics = ranking_metrics(scores, truth)
+    metrics["other_score"] = {"score_by": other, "score": SCORE_KINDS[other],
+                              **ranking_metrics(score_values(scored, indices, other), truth, null=False)}
     train_images = min(cfg.train_subset or len(splits.train_x), len(splits.train_x))
     metrics["protocol"] = {
         "dataset": cfg.dataset, "k": cfg.k, "code": cfg.code, "code_label": code_label(cfg.k, cfg.code),
@@ -439,13 +510,17 @@ def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opti
         "epochs": trained_epochs, "warmup_epochs": cfg.warmup_epochs, "train_images": train_images,
         "train_part": info.train_part, "data": splits.source, "supernet": source,
         "arch_set": set_desc, "n_archs": len(indices), "score_set": score_set.description,
-        "n_score_images": score_set.n_images, "truth": truth_name, "score": "top-1 accuracy (%) on the scoring images",
+        "n_score_images": score_set.n_images, "truth": truth_name, "score": SCORE_KINDS[cfg.score_by],
+        "score_by": cfg.score_by,
         "train_s": train_s, "score_s": score_s, "archs_per_s": len(indices) / score_s if score_s > 0 else None,
         "total_s": time.perf_counter() - t0, "machine": machine_info(device), "command": command,
     }
     baselines = {}
+    from kshot_bench import stats
+
     for name, (bscores, desc) in baseline_scores(cfg.dataset, indices, cfg.seed).items():
         baselines[name] = {"description": desc, **all_metrics(bscores, truth)}
+        baselines[name]["ci95"] = {"kendall_tau": stats.tau_bootstrap_ci(bscores, truth)}
     write_json(out / "metrics.json", metrics)
     write_json(out / "baselines.json", baselines)
     plot_scatter(out, scores, truth, metrics)
@@ -513,9 +588,16 @@ def print_table(metrics: Dict, baselines: Dict) -> None:
     p = metrics["protocol"]
     rows = [(f"supernet K={p['k']} {p['code_label']}", metrics)] + sorted(baselines.items(), key=lambda r: -r[1]["kendall_tau"])
     ns = [k for k in ("10", "100", "1000") if k in metrics["split_tau"]]
-    print(f"\n{'method':<34}{'tau':>8}{'rho':>8}" + "".join(f"{'split@' + k:>12}" for k in ns) + f"{'regret':>9}")
+    print(f"\n{'method':<34}{'tau':>8}{'95% CI':>17}{'rho':>8}" + "".join(f"{'split@' + k:>12}" for k in ns)
+          + f"{'regret':>9}")
     for name, m in rows:
-        print(f"{name[:33]:<34}{m['kendall_tau']:>8.3f}{m['spearman']:>8.3f}"
-              + "".join(f"{m['split_tau'][k]:>12.3f}" for k in ns) + f"{m['regret']:>9.2f}")
+        lo, hi = m.get("ci95", {}).get("kendall_tau") or (None, None)
+        ci = f"[{fmt(lo)}, {fmt(hi)}]" if lo is not None else ""
+        print(f"{name[:33]:<34}{fmt(m['kendall_tau']):>8}{ci:>17}{fmt(m['spearman']):>8}"
+              + "".join(f"{fmt(m['split_tau'][k]):>12}" for k in ns) + f"{fmt(m['regret'], 2):>9}")
+    null = metrics.get("null")
+    if null and null.get("band_lo") is not None and np.isfinite(null["band_lo"]):
+        print(f"random scores on these archs: tau in [{fmt(null['band_lo'])}, {fmt(null['band_hi'])}] (95%); "
+              f"p-value of the supernet's tau {null['p_value']:.2g}")
     print(f"\n{p['n_archs']:,} archs ({p['arch_set']}), {p['n_score_images']:,} scoring images, "
           f"truth {p['truth']}; training {fmt(p['train_s'], 0)} s, scoring {fmt(p['score_s'], 0)} s")

@@ -390,7 +390,7 @@ def load_checkpoint(path: Path, device: torch.device) -> Dict:
 
 
 # fields that may differ between a checkpoint and the run that loads it: they do not change the weights
-SCORING_FIELDS = ("archs", "score_images", "score_batch", "checkpoint_every")
+SCORING_FIELDS = ("archs", "score_images", "score_batch", "score_by", "checkpoint_every")
 
 
 def check_same_config(cfg: RunConfig, saved: Dict, path: Path, ignore=SCORING_FIELDS) -> None:
