@@ -80,8 +80,9 @@ class CodeSource(nn.Module):
         self.k = k
         self._encode = encode
 
-    def encode(self, archs: Sequence[Sequence[int]], device: torch.device) -> Tensor:
-        return torch.tensor([self._encode(a) for a in archs], dtype=torch.float32, device=device)
+    def encode(self, archs: Sequence[Sequence[int]], like: Tensor) -> Tensor:
+        """The archs' encodings on the device and in the dtype of `like` (the net's weights)."""
+        return torch.tensor([self._encode(a) for a in archs], dtype=like.dtype, device=like.device)
 
     def forward(self, archs: Sequence[Sequence[int]]) -> Tensor:
         raise NotImplementedError
@@ -93,7 +94,8 @@ class UniformCode(CodeSource):
         self.register_buffer("_device_probe", torch.zeros(0), persistent=False)
 
     def forward(self, archs):
-        return torch.full((len(archs), self.k), 1.0 / self.k, device=self._device_probe.device)
+        probe = self._device_probe
+        return torch.full((len(archs), self.k), 1.0 / self.k, device=probe.device, dtype=probe.dtype)
 
 
 class SimplexCode(CodeSource):
@@ -107,7 +109,7 @@ class SimplexCode(CodeSource):
             nn.init.zeros_(layer.bias)
 
     def forward(self, archs):
-        return self.net(self.encode(archs, self.net.arch_branch[0].weight.device))
+        return self.net(self.encode(archs, self.net.arch_branch[0].weight))
 
 
 class RandomCode(CodeSource):
@@ -121,7 +123,7 @@ class RandomCode(CodeSource):
 
     def forward(self, archs):
         with torch.no_grad():
-            return self.net(self.encode(archs, self.net.arch_branch[0].weight.device))
+            return self.net(self.encode(archs, self.net.arch_branch[0].weight))
 
 
 CODE_MODES: Registry[type] = Registry("code mode")
