@@ -179,7 +179,7 @@ def cmd_ablate(args) -> int:
 def cmd_report(args) -> int:
     from kshot_bench.report import build_report
 
-    path = build_report(args.runs, Path(args.out))
+    path = build_report(args.runs, Path(args.out), command="kshot-bench " + shlex.join(args.argv))
     print(f"wrote {path} and its figures")
     return 0
 

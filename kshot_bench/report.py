@@ -47,10 +47,49 @@ class RankRun:
     metrics: Dict
     baselines: Dict
     log: List[Dict[str, str]] = field(default_factory=list)
+    _pred: Optional[Dict[str, np.ndarray]] = None
+    _stats: Optional[Dict] = None
 
     @property
     def p(self) -> Dict:
         return self.metrics["protocol"]
+
+    def predictions(self) -> Optional[Dict[str, np.ndarray]]:
+        """index, truth, accuracy score and val_loss per arch, from predictions.csv (None without it)."""
+        if self._pred is None and (self.path / "predictions.csv").is_file():
+            with open(self.path / "predictions.csv", newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            self._pred = {"index": np.array([int(r["index"]) for r in rows]),
+                          "truth": np.array([float(r["truth"]) for r in rows]),
+                          "acc": np.array([float(r["score"]) for r in rows]),
+                          "loss": -np.array([float(r["val_loss"]) if r.get("val_loss") not in (None, "") else np.nan
+                                             for r in rows])}
+        return self._pred
+
+    @property
+    def score_by(self) -> str:
+        return self.p.get("score_by", "acc")
+
+    def stats(self) -> Dict:
+        """Uncertainty of this run's ranking, recomputed from predictions.csv (so runs written before
+        rank stored intervals get them too): tau and split-tau intervals, null band, loss-scored tau."""
+        if self._stats is None:
+            from kshot_bench.rank import ranking_metrics
+
+            pred = self.predictions()
+            if pred is None:
+                self._stats = {}
+            else:
+                self._stats = ranking_metrics(pred[self.score_by], pred["truth"])
+                other = "loss" if self.score_by == "acc" else "acc"
+                if np.isfinite(pred[other]).all():
+                    self._stats["other_score"] = {"score_by": other,
+                                                  **ranking_metrics(pred[other], pred["truth"], null=False)}
+        return self._stats
+
+    @property
+    def is_snapshot(self) -> bool:
+        return "snapshots/epoch-" in str(self.p.get("supernet", ""))
 
     @property
     def method(self) -> str:
@@ -130,6 +169,21 @@ def pm(values: Sequence[float], scale: float = 1.0, digits: int = 3) -> str:
     return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f} (n={n})"
 
 
+def ci_text(value, ci, digits: int = 3) -> str:
+    from kshot_bench.rank import with_ci
+
+    return with_ci(value, ci, digits)
+
+
+def run_cis(runs: Sequence[RankRun]) -> str:
+    """Each run's tau with its bootstrap 95% interval, `; `-joined (runs without predictions: n/a)."""
+    out = []
+    for r in runs:
+        st = r.stats()
+        out.append(ci_text(st["kendall_tau"], st["ci95"]["kendall_tau"]) if st else "n/a")
+    return "; ".join(out)
+
+
 def group(runs: Sequence[RankRun], key) -> Dict:
     out = defaultdict(list)
     for r in runs:
@@ -168,27 +222,65 @@ def _save(plt, fig, out: Path, name: str) -> str:
 def _baseline_rows(runs: List[RankRun]) -> List[str]:
     """One row per baseline; each distinct arch set counts once (runs that share it share the values)."""
     rows = []
-    for b in sorted({b for r in runs for b in r.baselines}):
+    for b in sorted({b for r in runs for b in r.baselines} - {"random"}):  # chance is the null band, not one draw
         per_set = {r.p.get("arch_set", r.label): r.baselines[b] for r in runs if b in r.baselines}
         desc = next(iter(per_set.values())).get("description", b)
         rows.append(f"| baseline: {desc} | – | – | {pm([v['kendall_tau'] for v in per_set.values()])} | "
-                    f"{pm([v['spearman'] for v in per_set.values()])} | the runs' arch sets ({len(per_set)}) |")
+                    f"{_baseline_cis(runs, b)} | {pm([v['spearman'] for v in per_set.values()])} | "
+                    f"the runs' arch sets ({len(per_set)}) |")
     return rows
+
+
+def _baseline_cis(runs: List[RankRun], name: str) -> str:
+    """The baseline's tau with a bootstrap interval on each distinct arch set of the runs."""
+    from kshot_bench import stats
+    from kshot_bench.rank import baseline_scores
+
+    out, seen = [], set()
+    for r in runs:
+        pred = r.predictions()
+        key = r.p.get("arch_set")
+        if pred is None or key in seen:
+            continue
+        seen.add(key)
+        scores = baseline_scores(r.p["dataset"], pred["index"], int(r.p["seed"])).get(name)
+        if scores is None:
+            continue
+        from kshot_bench.rank import kendall_tau
+
+        out.append(ci_text(kendall_tau(scores[0], pred["truth"]), stats.tau_bootstrap_ci(scores[0], pred["truth"])))
+    return "; ".join(out) or "n/a"
+
+
+def _chance_rows(runs: List[RankRun]) -> List[str]:
+    """Where uninformative scores land: the null band of tau on each distinct arch set."""
+    bands, seen = [], set()
+    for r in runs:
+        null = r.stats().get("null") if r.stats() else None
+        if null and r.p.get("arch_set") not in seen and np.isfinite(null["band_lo"]):
+            seen.add(r.p.get("arch_set"))
+            bands.append(f"[{null['band_lo']:.3f}, {null['band_hi']:.3f}]")
+    if not bands:
+        return []
+    return [f"| chance: 95% band of tau for scores unrelated to the truth | – | – | 0 | {'; '.join(bands)} | – | "
+            f"the runs' arch sets ({len(bands)}) |"]
 
 
 def table4(ranks: List[RankRun]) -> List[str]:
     lines = []
     for dataset, runs in group(ranks, lambda r: r.p["dataset"]).items():
         lines += [f"### Table 4 shape: Kendall's tau on {dataset}", "",
-                  "| method | K | epochs | Kendall tau | Spearman | runs |", "|---|---|---|---|---|---|"]
+                  "| method | K | epochs | Kendall tau | each run: tau [95% CI] | Spearman | runs |",
+                  "|---|---|---|---|---|---|---|"]
         by = group(runs, lambda r: (METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else 9, int(r.p["k"]),
                                     -int(r.p["epochs"]), r.method))
         for (_, k, neg_epochs, method), rs in sorted(by.items()):
             lines.append(f"| {method} | {k} | {-neg_epochs} | {pm([r.metrics['kendall_tau'] for r in rs])} | "
-                         f"{pm([r.metrics['spearman'] for r in rs])} | {', '.join(r.label for r in rs)} |")
-        lines += _baseline_rows(runs)
+                         f"{run_cis(rs)} | {pm([r.metrics['spearman'] for r in rs])} | {', '.join(r.label for r in rs)} |")
+        lines += _baseline_rows(runs) + _chance_rows(runs)
         lines += ["", "Mean ± std over the runs of each row (seeds); rows with different training budgets are kept "
-                  "apart. A baseline's spread is over the distinct arch sets of the runs.", "",
+                  "apart. A baseline's spread is over the distinct arch sets of the runs. Brackets: 95% bootstrap "
+                  "intervals of each run's tau (1,000 resamples of its archs).", "",
                   f"Protocol: {protocol_line(runs)}.", ""]
     return lines
 
@@ -215,6 +307,73 @@ def table_ablation(ranks: List[RankRun], searches: List[SearchRun]) -> List[str]
     lines += ["", "Searched ground truth: NSGA-II runs whose checkpoint has the config of a run in the row.", ""]
     lines += [f"Not covered by the runs given: {', '.join(missing)}.", ""] if missing else []
     return lines
+
+
+def paired(a: RankRun, b: RankRun) -> bool:
+    """Two runs can be compared pair by pair: same dataset, seed, budget, ground truth, arch set and
+    scoring images, and their predictions list the same archs with the same truth."""
+    keys = ("dataset", "seed", "epochs", "truth", "arch_set", "score_set")
+    if any(str(a.p.get(k)) != str(b.p.get(k)) for k in keys):
+        return False
+    pa, pb = a.predictions(), b.predictions()
+    return (pa is not None and pb is not None and np.array_equal(pa["index"], pb["index"])
+            and np.array_equal(pa["truth"], pb["truth"]))
+
+
+def paired_comparisons(ranks: List[RankRun]) -> List[str]:
+    """Every K-shot run against the one-shot run it pairs with: the difference in tau with its bootstrap
+    interval (joint resamples of the archs), by accuracy and by loss, and the split taus of both."""
+    from kshot_bench import stats
+    from kshot_bench.rank import split_tau
+
+    pairs = [(r, o) for r in ranks if int(r.p["k"]) > 1 for o in ranks if int(o.p["k"]) == 1 and paired(r, o)]
+    if not pairs:
+        return []
+    lines = ["### Paired comparisons: K-shot against one-shot on the same archs and images", "",
+             "| dataset | method | K | epochs | seed | tau K-shot [95% CI] | tau one-shot [95% CI] | Δtau [95% CI] | "
+             "Δtau by loss [95% CI] | split tau n=10 / 50 / 100 (K-shot vs one-shot) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for r, o in sorted(pairs, key=lambda ro: (ro[0].p["dataset"], -int(ro[0].p["epochs"]), ro[0].method, int(ro[0].p["k"]),
+                                              int(ro[0].p["seed"]))):
+        pr, po = r.predictions(), o.predictions()
+        sr, so = r.stats(), o.stats()
+        d = stats.paired_tau_diff(pr[r.score_by], po[o.score_by], pr["truth"])
+        dl = (stats.paired_tau_diff(pr["loss"], po["loss"], pr["truth"])
+              if np.isfinite(pr["loss"]).all() and np.isfinite(po["loss"]).all() else None)
+        splits = []
+        for n in ("10", "50", "100"):
+            if int(n) < len(pr["truth"]):
+                splits.append(f"{ci_text(sr['split_tau'][n], sr['ci95']['split_tau'].get(n), 2)} vs "
+                              f"{ci_text(so['split_tau'][n], so['ci95']['split_tau'].get(n), 2)}")
+        lines.append(f"| {r.p['dataset']} | {r.method} | {r.p['k']} | {r.p['epochs']} | {r.p['seed']} | "
+                     f"{ci_text(sr['kendall_tau'], sr['ci95']['kendall_tau'])} | "
+                     f"{ci_text(so['kendall_tau'], so['ci95']['kendall_tau'])} | "
+                     f"{ci_text(d['diff'], (d['ci_lo'], d['ci_hi']))} | "
+                     f"{ci_text(dl['diff'], (dl['ci_lo'], dl['ci_hi'])) if dl else 'n/a'} | {'; '.join(splits)} |")
+        verdicts.append((r, d))
+    lines += ["", f"Δtau = tau(K-shot) - tau(one-shot), scored {pairs[0][0].score_by} unless stated; intervals over "
+              f"{stats.N_BOOT} bootstrap resamples of the archs, the same resamples for both runs.", ""]
+    top = max(int(r.p["epochs"]) for r, _ in verdicts)
+    for (method, k), vs in group([v for v in verdicts if int(v[0].p["epochs"]) == top],
+                                 lambda v: (v[0].method, int(v[0].p["k"]))).items():
+        parts = []
+        for r, d in vs:
+            side = "contains 0" if d["ci_lo"] <= 0 <= d["ci_hi"] else ("above 0" if d["diff"] > 0 else "below 0")
+            parts.append(f"seed {r.p['seed']}: {d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}], {side}")
+        diffs = [d["diff"] for _, d in vs]
+        if all(d["ci_lo"] > 0 for _, d in vs):
+            what = f"{method} (K={k}) ranks better than one-shot in every seed"
+        elif all(d["ci_hi"] < 0 for _, d in vs):
+            what = f"{method} (K={k}) ranks worse than one-shot in every seed"
+        elif len(vs) > 1 and min(diffs) < 0 < max(diffs):
+            what = (f"the sign of the difference flips between training seeds (mean {np.mean(diffs):+.3f}, std "
+                    f"{np.std(diffs, ddof=1):.3f}): the run-to-run spread is larger than the interval from the arch "
+                    f"sample, so no difference between {method} (K={k}) and one-shot is established")
+        else:
+            what = f"no difference between {method} (K={k}) and one-shot is established"
+        lines.append(f"- At {top} epochs, {what} ({'; '.join(parts)}). Each interval covers the choice of archs "
+                     "only, not the training seed.")
+    return lines + [""]
 
 
 def table1(ranks: List[RankRun]) -> List[str]:
@@ -364,31 +523,75 @@ def fig6(ranks, out: Path) -> Tuple[Optional[str], str]:
     return name, f"Fig. 6 from {source}."
 
 
+def _best_proxy(runs: Sequence[RankRun]) -> Tuple[Optional[str], Optional[float], Optional[float]]:
+    """(name, tau, params tau) of the runs' baselines, averaged over their distinct arch sets: the best
+    zero-cost proxy and parameter count."""
+    per_set = {r.p["arch_set"]: r.baselines for r in runs if r.baselines}
+    if not per_set:
+        return None, None, None
+    names = ("naswot", "synflow", "logsynflow", "nregions")
+    proxies = {n: float(np.mean([b[n]["kendall_tau"] for b in per_set.values()])) for n in names
+               if all(n in b and b[n].get("kendall_tau") is not None for b in per_set.values())}
+    best = max(proxies, key=proxies.get) if proxies else None
+    params = [b["params"]["kendall_tau"] for b in per_set.values() if "params" in b]
+    return best, proxies.get(best), float(np.mean(params)) if params else None
+
+
 def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
     pts = group([r for r in ranks if r.method in (METHOD_ORDER[0], METHOD_ORDER[3])],
                 lambda r: (int(r.p["k"]), int(r.p["epochs"])))
     epochs = sorted({e for _, e in pts})
     if len(epochs) < 2:
         return None, (f"Fig. 7 needs runs at two or more training budgets (epochs); the runs given all train "
-                      f"{epochs[0] if epochs else '?'} epochs. Add cells with `kshot-bench ablate --epochs E1 E2`.")
+                      f"{epochs[0] if epochs else '?'} epochs. Add cells with `kshot-bench ablate --epochs E1 E2`, "
+                      "or snapshots of one run (`--set snapshot_epochs=...`, `rank --checkpoint RUN_DIR`).")
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=130)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=130)
     ks = sorted({k for k, _ in pts})
     span = epochs[-1] - epochs[0]
+    bars = []
     for j, k in enumerate(ks):
         es = [e for e in epochs if (k, e) in pts]
-        st = [mean_std([r.metrics["kendall_tau"] for r in pts[(k, e)]]) for e in es]
+        mid, lo, hi = [], [], []
+        for e in es:
+            rs = pts[(k, e)]
+            if len(rs) == 1 and rs[0].stats():  # one run: its bootstrap interval
+                st = rs[0].stats()
+                m, (a, b) = st["kendall_tau"], st["ci95"]["kendall_tau"]
+            else:  # several seeds: mean +- std
+                m, sd, _ = mean_std([r.metrics["kendall_tau"] for r in rs])
+                a, b = m - sd, m + sd
+            mid.append(m)
+            lo.append(m - a)
+            hi.append(b - m)
+        bars.append("bootstrap 95% CI" if all(len(pts[(k, e)]) == 1 for e in es) else "std over seeds")
         shift = (j - (len(ks) - 1) / 2) * 0.012 * span  # small offsets keep overlapping points visible
         method = METHOD_ORDER[0] if k == 1 else METHOD_ORDER[3]
-        ax.errorbar([e + shift for e in es], [s[0] for s in st], yerr=[s[1] for s in st], marker="o", capsize=3,
-                    label=f"K={k} ({method})", color=None if len(ks) > 2 else METHOD_COLORS[method])
+        ax.errorbar([e + shift for e in es], mid, yerr=[lo, hi], marker="o", capsize=3,
+                    label=method if k == 1 else f"K={k}: {method}", color=None if len(ks) > 2 else METHOD_COLORS[method])
+    runs = [r for rs in pts.values() for r in rs]
+    n_sets = len({r.p["arch_set"] for r in runs})
+    # baselines and chance on the same archs, drawn on the same axes (averaged when the runs' arch sets differ)
+    best, best_tau, params_tau = _best_proxy(runs)
+    if params_tau is not None:
+        ax.axhline(params_tau, color="tab:gray", linestyle="--", linewidth=1.2, label=f"parameter count ({params_tau:.3f})")
+    if best_tau is not None:
+        ax.axhline(best_tau, color="tab:purple", linestyle=":", linewidth=1.5, label=f"best zero-cost proxy: {best} ({best_tau:.3f})")
+    nulls = [r.stats()["null"] for r in runs if r.stats() and np.isfinite(r.stats()["null"]["band_lo"])]
+    if nulls:
+        ax.axhspan(np.mean([b["band_lo"] for b in nulls]), np.mean([b["band_hi"] for b in nulls]), color="tab:gray",
+                   alpha=0.15, label="chance (95% band)")
+    ax.axhline(0, color="black", linewidth=0.6)
     ax.set_xticks(epochs, [str(e) for e in epochs])
-    ax.set_xlabel("supernet training epochs")
-    ax.set_ylabel("Kendall's tau (mean ± std over seeds)")
-    ax.set_title("Fig. 7: ranking quality against K and training epochs", fontsize=10)
-    ax.legend(fontsize=8)
+    snapshots = all(r.is_snapshot for r in runs)
+    ax.set_xlabel("supernet training epochs" + (" (snapshots of one run per K)" if snapshots else ""))
+    ax.set_ylabel("Kendall's tau")
+    ax.set_title(f"Fig. 7: ranking quality against K and training epochs\nerror bars: {', '.join(sorted(set(bars)))}",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     name = _save(plt, fig, out, "fig7_tau_vs_k_epochs.png")
-    return name, f"Fig. 7 from {protocol_line([r for rs in pts.values() for r in rs])}."
+    note = ("" if n_sets == 1 else f" Baselines and the chance band are averaged over the runs' {n_sets} arch sets.")
+    return name, f"Fig. 7 from {protocol_line(runs)}.{note}"
 
 
 def scatter_grid(ranks, out: Path) -> Tuple[Optional[str], str]:
@@ -460,26 +663,28 @@ def copy_run_files(roots: Sequence[Path], ranks, searches, dest: Path) -> Dict[P
         names[run] = str(rel)
         for f in RUN_FILES:
             src = Path(run) / f
-            if src.is_file():
-                target = dest / rel / f
+            target = dest / rel / f
+            if src.is_file() and not (target.exists() and target.resolve() == src.resolve()):  # a report rebuilt in place
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, target)
         summary = Path(run).parent / "summary.json"  # a multi-seed search's aggregate
-        if summary.is_file() and (Path(run).parent / "seed-0").exists():
-            (dest / rel.parent).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(summary, dest / rel.parent / "summary.json")
+        target = dest / rel.parent / "summary.json"
+        if (summary.is_file() and (Path(run).parent / "seed-0").exists()
+                and not (target.exists() and target.resolve() == summary.resolve())):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(summary, target)
     return names
 
 
-def build_report(paths: Sequence[Path], out: Path) -> Path:
+def build_report(paths: Sequence[Path], out: Path, command: str = "") -> Path:
     ranks, searches = discover(paths)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# kshot_bench report", "",
-             f"Built by `kshot-bench report` from {len(ranks)} rank runs and {len(searches)} search runs "
-             f"(read only; nothing was trained for this report).", ""]
+             f"Built by `{command or 'kshot-bench report'}` from {len(ranks)} rank runs and {len(searches)} search "
+             f"runs (read only; nothing was trained for this report).", ""]
     if ranks:
-        lines += table4(ranks) + table_ablation(ranks, searches) + table1(ranks)
+        lines += table4(ranks) + paired_comparisons(ranks) + table_ablation(ranks, searches) + table1(ranks)
     lines += search_table(searches)
     figures = []
     if ranks:

@@ -68,7 +68,10 @@ def null_band(metric: Metric, scores: Sequence[float], truth: Sequence[float], n
 
 
 def _pair_signs(v: np.ndarray) -> np.ndarray:
-    return np.sign(v[:, None] - v[None, :]).astype(np.float32)
+    from scipy.stats import rankdata
+
+    r = rankdata(v)  # ranks: the same signs, and -inf scores (naswot has some) compare without inf - inf
+    return np.sign(r[:, None] - r[None, :]).astype(np.float32)
 
 
 def tau_resampled(scores: np.ndarray, truth: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -119,4 +119,4 @@ def test_baselines_reproduce_the_reference_taus():
     assert (~finite).sum() == 201
     assert rank.kendall_tau(naswot[finite], truth[finite]) == pytest.approx(0.598, abs=0.0015)
     assert rank.kendall_tau(naswot, truth) == pytest.approx(0.608, abs=0.0015)
-    assert abs(rank.kendall_tau(base["random"][0], truth)) < 0.02
+    assert "random" not in base  # chance is the null band of ranking_metrics, not one random draw

@@ -119,3 +119,26 @@ def test_missing_run_field_is_a_clear_error(tmp_path):
         build_report([tmp_path / "empty"], tmp_path / "r2")
     with pytest.raises(UserError, match="does not exist"):
         build_report([tmp_path / "nothing"], tmp_path / "r3")
+
+
+def test_paired_comparison_of_runs_on_the_same_archs(tmp_path):
+    """Two runs that scored the same archs are compared pair by pair; runs on other archs are not."""
+    root = tmp_path / "runs"
+    one = fake_rank_run(root, 1, "uniform", 0)
+    kshot = fake_rank_run(root, 4, "simplex", 0)
+    with open(one / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rng = np.random.default_rng(5)
+    with open(kshot / "predictions.csv", "w", newline="") as fh:  # same archs and truth, better scores
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]) + ["lam_1", "lam_2", "lam_3"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "score": float(r["truth"]) + rng.normal(0, 1), "lam_0": 0.25, "lam_1": 0.25,
+                        "lam_2": 0.25, "lam_3": 0.25})
+    text = build_report([root], tmp_path / "r").read_text()
+    assert "### Paired comparisons" in text
+    line = next(x for x in text.splitlines() if x.startswith("- At 10 epochs"))
+    assert "ranks better than one-shot in every seed" in line
+    assert "chance: 95% band of tau" in text and "random scores" not in text
+    fake_rank_run(tmp_path / "other", 4, "uniform", 3)  # different archs: nothing to pair
+    assert "Paired comparisons" not in build_report([tmp_path / "other", one], tmp_path / "r2").read_text()
