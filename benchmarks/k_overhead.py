@@ -161,7 +161,7 @@ def time_variants(ks, rounds, steps, device, with_simplex):
     simplex = {}
     for k in with_simplex:
         for batched in (True, False):
-            codes = make_code_source("simplex", k, space.encode, 30).to(device)
+            codes = make_code_source("simplex", k, space).to(device)
             simplex[f"simplex_{'batched' if batched else 'sequential'}_k{k}"] = (
                 variants.get(f"k{k}") or SupernetVariant(k, device), codes,
                 torch.optim.Adam(codes.parameters(), lr=1e-3), batched)

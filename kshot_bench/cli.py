@@ -21,6 +21,7 @@ PRESET_HELP = ("nb201 | long | cpu | demo | smoke (default: cpu with --data-root
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", default=None, help="search space: nb201 | mbv2 (default nb201)")
     p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES, help="default cifar10")
     p.add_argument("--k", type=int, default=None, help="number of weight copies K (default 4; 1 = one-shot)")
     p.add_argument("--code", default=None, help="code mode: simplex | uniform | random (default simplex)")
@@ -41,7 +42,7 @@ def _default_preset(args) -> None:
     """No --preset: `demo` on the embedded sample (no --data-root, nothing to load), else `cpu`."""
     if args.preset is None:
         embedded = args.data_root is None and getattr(args, "checkpoint", None) is None
-        args.preset = "demo" if embedded else "cpu"
+        args.preset = "demo" if embedded and getattr(args, "space", None) in (None, "nb201") else "cpu"
 
 
 def _say_data(args, dataset: str) -> None:
@@ -57,7 +58,8 @@ def _config(args, **extra):
     from kshot_bench.config import from_preset, override, parse_sets
 
     _default_preset(args)
-    cfg = from_preset(args.preset, dataset=args.dataset, k=args.k, code=args.code, seed=args.seed, **extra)
+    cfg = from_preset(args.preset, space=getattr(args, "space", None), dataset=args.dataset, k=args.k, code=args.code,
+                      seed=args.seed, **extra)
     return override(cfg, parse_sets(args.sets))
 
 
@@ -105,7 +107,7 @@ def cmd_rank(args) -> int:
     from kshot_bench.rank import print_table, rank_job
     from kshot_bench.train import pick_device
 
-    explicit = {"dataset": args.dataset, "k": args.k, "code": args.code}
+    explicit = {"space": args.space, "dataset": args.dataset, "k": args.k, "code": args.code}
     if args.checkpoint is None:
         args.dataset = args.dataset or "cifar10"
     cfg = _config(args, archs=args.archs, score_images=args.score_images, score_by=args.score)
@@ -125,6 +127,10 @@ def cmd_rank(args) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; progress is saved in {out}. Run the same command again to continue.", file=sys.stderr)
         return 130
+    if "kendall_tau" not in metrics:  # a space without ground truth: scores and code statistics
+        print((out / "summary.md").read_text().split("## Protocol")[0].rstrip())
+        print(f"results: {out}/summary.md, metrics.json, predictions.csv")
+        return 0
     print_table(metrics, baselines)
     print(f"results: {out}/summary.md, metrics.json, baselines.json, predictions.csv, scatter.png")
     return 0
@@ -246,20 +252,41 @@ def cmd_export(args) -> int:
 # ----------------------------------------------------------------------------- cost
 def cmd_cost(args) -> int:
     from kshot_bench.datasets import DATASETS
-    from kshot_bench.search_space import nb201
+    from kshot_bench.search_space import SPACES
 
-    info = DATASETS.get(args.dataset)
-    if args.arch is not None:
-        archs = [nb201.from_str(args.arch)]
-    elif args.index is not None:
-        archs = [nb201.from_index(i) for i in args.index]
-    else:
-        archs = nb201.all_archs()
+    import numpy as np
+
+    space = SPACES.get(args.space)
     out = sys.stdout
-    out.write("index,arch_str,params,flops\n")
+    if space.NAME == "nb201":
+        if args.sample is not None:
+            raise UserError("--sample is for spaces too large to list; NB201 has --all and --index",
+                            fix="use --all, --index N [N ...] or --arch STR")
+        info = DATASETS.get(args.dataset)
+        if args.arch is not None:
+            archs = [space.from_str(a) for a in args.arch]
+        elif args.index is not None:
+            archs = [space.from_index(i) for i in args.index]
+        else:
+            archs = space.all_archs()
+        out.write("index,arch_str,params,flops\n")
+        for arch in archs:
+            params, flops = space.cost(arch, info.num_classes, info.input_size)
+            out.write(f"{space.to_index(arch)},{space.to_str(arch)},{params},{flops}\n")
+        return 0
+    if args.index is not None or args.all:
+        raise UserError(f"--index and --all are NB201 options; the {space.NAME} space is too large to list",
+                        fix="use --arch STR [STR ...] or --sample N --seed S")
+    if args.arch is not None:
+        archs = [space.from_str(a) for a in args.arch]
+    else:
+        rng = np.random.default_rng([args.seed, 31])
+        archs = [space.sample(rng, widths=not args.no_widths) for _ in range(args.sample)]
+    classes, size = space.COST_CONVENTION
+    out.write("arch_str,params,flops\n")
     for arch in archs:
-        params, flops = nb201.cost(arch, info.num_classes, info.input_size)
-        out.write(f"{nb201.to_index(arch)},{nb201.to_str(arch)},{params},{flops}\n")
+        params, flops = space.cost(arch, classes, size)
+        out.write(f"{space.to_str(arch)},{params},{flops}\n")
     return 0
 
 
@@ -297,7 +324,10 @@ Cells are rank runs in OUT/k<K>-<code>[-e<epochs>]-s<seed>; finished cells are s
   kshot-bench cost --dataset cifar10 --arch '|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'
   kshot-bench cost --dataset ImageNet16-120 --index 0 6111
   kshot-bench cost --dataset cifar100 --all > costs.csv
-columns: params = parameter count, flops = multiply-adds of one image's forward pass (NB201 convention)""",
+  kshot-bench cost --space mbv2 --arch k3e3-k5e3-...-k7e6_se@1.0-0.8-...-1.0   # 21 ops, optional @ and 24 widths
+  kshot-bench cost --space mbv2 --sample 1000 --seed 0 > mbv2_costs.csv
+columns: params = parameter count, flops = multiply-adds of one image's forward pass (NB201: its convention at the
+dataset's size; mbv2: SPEC 7, one 224x224 image, 1,000 classes)""",
 }
 
 
@@ -384,12 +414,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("cost", help="parameters and FLOPs of NB201 archs as CSV", epilog=EXAMPLES["cost"], formatter_class=fmt)
-    p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES)
+    p = sub.add_parser("cost", help="parameters and FLOPs of archs as CSV", epilog=EXAMPLES["cost"], formatter_class=fmt)
+    p.add_argument("--space", default="nb201", help="nb201 | mbv2 (default nb201)")
+    p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES,
+                   help="NB201: the class count and input size (MBV2 costs are always at 224x224, 1,000 classes)")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--arch", help="an official NB201 arch string")
+    g.add_argument("--arch", nargs="+", help="one or more arch strings")
     g.add_argument("--index", type=int, nargs="+", help="one or more NB201 indices")
-    g.add_argument("--all", action="store_true", help="all 15,625 archs")
+    g.add_argument("--all", action="store_true", help="all 15,625 NB201 archs")
+    g.add_argument("--sample", type=int, default=None, metavar="N", help="N seeded uniform samples (mbv2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    p.add_argument("--no-widths", action="store_true", help="--sample with every width 1.0")
     p.set_defaults(func=cmd_cost)
     return parser
 

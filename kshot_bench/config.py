@@ -66,6 +66,12 @@ class RunConfig:
     simplex_paths: int = 16     # m paths per simplex-net step, b/m images each
     simplex_interval: int = 1   # supernet steps per simplex-net step after warm-up
     simplex_batched: bool = True  # the m paths in one pass (supernet/groups.py); false: one after another
+    # width search (spaces with widths: mbv2), paper Sec. 4
+    width_search: bool = True   # sample widths and give the simplex-net its channel branch; false: every width 1.0
+    rc_weight: float = 1.0      # alpha of the channel regulariser r_c in the simplex-net loss (0 = off)
+    rc_margin: float = 2.0      # m: width settings closer than this (L1 over the 24 multipliers) are positives
+    rc_tau: float = 0.3         # temperature of r_c (paper: 0.3)
+    rc_widths: int = 4          # width settings per sampled arch for r_c
     # scoring (rank)
     archs: str = "all"          # all | unique | N (a seeded sample of N archs)
     score_images: int = 0       # 0 = the whole scoring part
@@ -103,7 +109,7 @@ def check(cfg: RunConfig) -> None:
     if cfg.kshot_init not in KSHOT_INITS:
         raise UserError(f"unknown kshot_init {cfg.kshot_init!r}", fix=f"choose one of: {', '.join(KSHOT_INITS)}")
     positive = ("channels", "cells", "epochs", "batch_size", "simplex_paths", "simplex_interval", "score_batch",
-                "simplex_hidden", "checkpoint_every")
+                "simplex_hidden", "checkpoint_every", "rc_widths")
     for name in positive:
         if getattr(cfg, name) < 1:
             raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}", fix=f"set {name} to a positive integer")
@@ -114,11 +120,32 @@ def check(cfg: RunConfig) -> None:
         raise UserError(f"simplex_paths={cfg.simplex_paths} exceeds batch_size={cfg.batch_size}",
                         fix="each of the m paths needs at least one image: lower simplex_paths or raise batch_size")
     parse_snapshot_epochs(cfg)
+    _check_space_options(cfg)
+    if cfg.rc_weight < 0 or cfg.rc_margin <= 0 or cfg.rc_tau <= 0:
+        raise UserError(f"r_c needs rc_weight >= 0, rc_margin > 0 and rc_tau > 0 (got {cfg.rc_weight}, {cfg.rc_margin}, "
+                        f"{cfg.rc_tau})", fix="e.g. --set rc_weight=1 --set rc_margin=2 --set rc_tau=0.3; rc_weight=0 "
+                                              "switches r_c off")
     if cfg.score_by not in ("acc", "loss"):
         raise UserError(f"unknown score {cfg.score_by!r}", fix="use --score acc (top-1 accuracy) or --score loss "
                                                                "(mean cross-entropy, lower ranks higher)")
     if cfg.archs not in ("all", "unique") and not (cfg.archs.isdigit() and int(cfg.archs) > 0):
         raise UserError(f"unknown arch set {cfg.archs!r}", fix="use --archs all, --archs unique or --archs N (a seeded sample of N)")
+
+
+NB201_ONLY = {"channels": 16, "cells": 5, "unique_sampling": False}  # NB201 skeleton options and their defaults
+
+
+def _check_space_options(cfg: RunConfig) -> None:
+    """Options that mean something in one space only must keep their defaults in the other."""
+    if cfg.space == "nb201":
+        return
+    wrong = [f"{k}={getattr(cfg, k)!r}" for k, v in NB201_ONLY.items() if getattr(cfg, k) != v]
+    if cfg.archs == "unique":
+        wrong.append("archs='unique'")
+    if wrong:
+        raise UserError(f"{', '.join(wrong)}: NB201-only option{'s' if len(wrong) > 1 else ''}, not for --space {cfg.space} "
+                        "(its macro-architecture is fixed, SPEC 7, and it has no isomorphism classes)",
+                        fix="drop them, or use --space nb201")
 
 
 def parse_snapshot_epochs(cfg: RunConfig) -> Tuple[int, ...]:
@@ -180,21 +207,46 @@ def parse_sets(items) -> Dict[str, str]:
     return out
 
 
-PRESETS: Registry[Dict[str, Any]] = Registry("preset")
+PRESETS: Registry[Dict[str, Any]] = Registry("preset")  # NB201 presets
 PRESETS.register("nb201", {})
-PRESETS.register("cpu", dict(channels=16, cells=1, epochs=12, warmup_epochs=3, simplex_interval=4,
-                             archs="250", score_images=1000, score_batch=500, checkpoint_every=100))
 PRESETS.register("long", dict(epochs=100, warmup_epochs=5, simplex_interval=4, snapshot_epochs="10,25,50,75,100",
                               archs="500", score_images=2000, score_batch=500, checkpoint_every=100))
+PRESETS.register("cpu", dict(channels=16, cells=1, epochs=12, warmup_epochs=3, simplex_interval=4,
+                             archs="250", score_images=1000, score_batch=500, checkpoint_every=100))
 PRESETS.register("demo", dict(channels=16, cells=1, epochs=3, warmup_epochs=1, simplex_interval=4,
                               archs="50", score_images=0, score_batch=500, checkpoint_every=50))
 PRESETS.register("smoke", dict(channels=4, cells=1, epochs=2, warmup_epochs=1, batch_size=32, train_subset=256,
                                simplex_paths=4, simplex_interval=2, archs="12", score_images=64,
                                score_batch=64, checkpoint_every=4))
 
+# MobileNetV2 presets (SPEC 7). `imagenet`: the paper's supernet recipe (SGD nesterov 0.9, batch 1024 global,
+# lr 0.12 cosine, 120 epochs, 5 warm-up epochs with code 1/K, wd 4e-5 as GreedyNAS); b_s = 16 images per
+# simplex path (m = 64 paths of a 1024 batch), a simplex step after every supernet step as Algorithm 1.
+# `cpu`: the same network on the CIFAR-10 images at their own 32x32 (the five stride-2 layers leave a 1x1 map
+# at the end: the deep layers see no spatial context; that is what the size shrinks), 3,000 training images,
+# 3 epochs (1 warm-up), batch 64, lr 0.05, a simplex step every 4 supernet steps, 60 archs scored on 500
+# images: one train + score job in about 20 minutes on 2 CPU cores. `smoke`: seconds, for tests.
+MBV2_PRESETS: Registry[Dict[str, Any]] = Registry("mbv2 preset")
+MBV2_PRESETS.register("imagenet", dict(space="mbv2", epochs=120, warmup_epochs=5, batch_size=1024,
+                                       lr=0.12, lr_min=0.0, weight_decay=4e-5, simplex_paths=64, simplex_interval=1,
+                                       archs="1000", score_images=10000, score_batch=250, checkpoint_every=500))
+MBV2_PRESETS.register("cpu", dict(space="mbv2", epochs=3, warmup_epochs=1, batch_size=64, lr=0.05, lr_min=0.0,
+                                  weight_decay=4e-5, train_subset=3000, simplex_paths=16, simplex_interval=4,
+                                  archs="60", score_images=500, score_batch=250, checkpoint_every=50))
+MBV2_PRESETS.register("smoke", dict(space="mbv2", epochs=2, warmup_epochs=1, batch_size=16, lr=0.05, train_subset=64,
+                                    simplex_paths=4, simplex_interval=2, archs="4", score_images=32, score_batch=32,
+                                    checkpoint_every=4, rc_widths=3))
+PRESETS_BY_SPACE = {"nb201": PRESETS, "mbv2": MBV2_PRESETS}
+
 
 def from_preset(name: str, **changes) -> RunConfig:
-    base = override(RunConfig(), PRESETS.get(name))
+    """The preset `name` of the space in `changes` (default nb201), then the non-None changes."""
+    space = changes.get("space") or "nb201"
+    from kshot_bench.search_space import SPACES
+
+    SPACES.get(space)
+    presets = PRESETS_BY_SPACE[space]
+    base = override(RunConfig(), presets.get(name))
     return override(base, {k: v for k, v in changes.items() if v is not None})
 
 

@@ -241,39 +241,39 @@ def score_arch(model, arch, code, batches) -> Tuple[float, float]:
 PARTIAL = "predictions.partial.csv"
 
 
-def score_archs(model, codes, batches, indices: Sequence[int], out_dir: Path, k: int, progress: bool = True) -> Dict[int, dict]:
-    """Score every arch in `indices`, resuming from `out_dir/predictions.partial.csv`."""
+def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir: Path, k: int,
+                progress: bool = True) -> Dict:
+    """Score every arch (each with its own code), resuming from `out_dir/predictions.partial.csv`.
+    `keys` name the archs in that journal and in the result (NB201: index; other spaces: arch string)."""
     import torch
     from tqdm import tqdm
 
-    from kshot_bench.search_space import nb201
-
     path = Path(out_dir) / PARTIAL
-    fields = ["index", "score", "val_loss"] + [f"lam_{i}" for i in range(k)]
-    done: Dict[int, dict] = {}
+    fields = ["key", "score", "val_loss"] + [f"lam_{i}" for i in range(k)]
+    done: Dict = {}
+    as_key = {str(key): key for key in keys}
     if path.exists():
         with open(path, newline="") as fh:
             for row in csv.DictReader(fh):
-                if row.get("index") and all(row.get(f) not in (None, "") for f in fields):
-                    done[int(row["index"])] = {f: float(row[f]) for f in fields[1:]}
-    todo = [i for i in indices if i not in done]
-    archs = [nb201.from_index(i) for i in todo]
+                if row.get("key") in as_key and all(row.get(f) not in (None, "") for f in fields):
+                    done[as_key[row["key"]]] = {f: float(row[f]) for f in fields[1:]}
+    todo = [(key, arch) for key, arch in zip(keys, archs) if key not in done]
     model.eval()
     with torch.no_grad():
-        all_codes = codes(archs) if archs else None
+        all_codes = codes([a for _, a in todo]) if todo else None
     new = not path.exists()
     with open(path, "a", newline="") as fh:
         writer = csv.writer(fh)
         if new:
             writer.writerow(fields)
-        bar = tqdm(total=len(indices), initial=len(indices) - len(todo), desc="scoring", unit="arch",
+        bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc="scoring", unit="arch",
                    disable=not progress, mininterval=1.0)
-        for j, (index, arch) in enumerate(zip(todo, archs)):
+        for j, (key, arch) in enumerate(todo):
             code = all_codes[j]
             acc, loss = score_arch(model, arch, code, batches)
             lam = code.tolist()
-            done[index] = {"score": acc, "val_loss": loss, **{f"lam_{i}": v for i, v in enumerate(lam)}}
-            writer.writerow([index, f"{acc:.6g}", f"{loss:.6g}"] + [f"{v:.6g}" for v in lam])
+            done[key] = {"score": acc, "val_loss": loss, **{f"lam_{i}": v for i, v in enumerate(lam)}}
+            writer.writerow([key, f"{acc:.6g}", f"{loss:.6g}"] + [f"{v:.6g}" for v in lam])
             fh.flush()
             bar.update(1)
         bar.close()
@@ -455,24 +455,34 @@ def load_supernet(path: Path, device, expect: Dict[str, object]):
     return cfg, model, codes, finished, state
 
 
-def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Optional[Path] = None,
-             truth_name: Optional[str] = None, expect: Optional[Dict] = None, progress: bool = True,
-             command: str = "", preset: str = "", download: bool = True) -> Tuple[Dict, Dict]:
-    """Train (or load) a supernet, score the arch set, write predictions, metrics, baselines, summary."""
-    from kshot_bench.ground_truth import truth_column
+@dataclass
+class Scored:
+    """What a rank job measured before it compares with any ground truth."""
+    cfg: object
+    keys: list
+    archs: list
+    set_desc: str
+    scored: Dict
+    score_set: ScoreSet
+    protocol: Dict
+    codes: object
+
+
+def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Optional[Path] = None,
+              expect: Optional[Dict] = None, progress: bool = True, command: str = "", preset: str = "",
+              download: bool = True) -> Scored:
+    """Train (or load) a supernet and score the arch set with each arch's own code: the part of the
+    rank job that every search space shares."""
     from kshot_bench.data import load_dataset
     from kshot_bench.datasets import DATASETS
+    from kshot_bench.search_space import SPACES
     from kshot_bench.train import Trainer, machine_info, write_config
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    truth_name = truth_name or DATASETS.get(cfg.dataset).truth_default
-    truth_all = truth_column(truth_name)  # fail fast on a bad --truth, before any training
-    indices, set_desc = arch_set(cfg.archs, cfg.seed)
-
     t0 = time.perf_counter()
     if checkpoint is not None:
-        scoring = {f: getattr(cfg, f) for f in ("archs", "score_images", "score_batch")}
+        scoring = {f: getattr(cfg, f) for f in ("archs", "score_images", "score_batch", "score_by")}
         ckpt_cfg, model, codes, finished, state = load_supernet(Path(checkpoint), device, expect or {})
         cfg = ckpt_cfg.replace(**scoring)
         splits = load_dataset(cfg.dataset, data_root, download)
@@ -491,12 +501,65 @@ def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opti
         train_s = sum(float(r["time_s"]) for r in trainer.read_log())
         trained_epochs = cfg.epochs
         source = f"trained here in {run_dir}"
+    space = SPACES.get(cfg.space)
+    keys, archs, set_desc = arch_sample(space, cfg)
     write_config(cfg, out, {"data": splits.source, "machine": machine_info(device), "command": command})
     info = DATASETS.get(cfg.dataset)
     score_set = scoring_batches(splits, info, cfg.score_images, cfg.score_batch, device)
     t1 = time.perf_counter()
-    scored = score_archs(model, codes, score_set.batches, indices, out, cfg.k, progress)
+    scored = score_archs(model, codes, score_set.batches, keys, archs, out, cfg.k, progress)
     score_s = time.perf_counter() - t1
+    train_images = min(cfg.train_subset or len(splits.train_x), len(splits.train_x))
+    protocol = {
+        "space": cfg.space, "dataset": cfg.dataset, "k": cfg.k, "code": cfg.code, "code_label": code_label(cfg.k, cfg.code),
+        "preset": preset, "seed": cfg.seed, "config_hash": cfg.hash(), "channels": cfg.channels, "cells": cfg.cells,
+        "epochs": trained_epochs, "warmup_epochs": cfg.warmup_epochs, "train_images": train_images,
+        "train_part": info.train_part, "data": splits.source, "supernet": source,
+        "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,
+        "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,
+        "train_s": train_s, "score_s": score_s, "archs_per_s": len(keys) / score_s if score_s > 0 else None,
+        "total_s": time.perf_counter() - t0, "machine": machine_info(device), "command": command,
+    }
+    return Scored(cfg, keys, archs, set_desc, scored, score_set, protocol, codes)
+
+
+def arch_sample(space, cfg) -> Tuple[list, list, str]:
+    """(keys, archs, description) of the arch set a rank job scores. NB201: `arch_set` (keys = official
+    indices); spaces too large to list: a seeded uniform sample of N (keys = arch strings)."""
+    from kshot_bench.train import uses_widths
+
+    if space.NAME == "nb201":
+        indices, desc = arch_set(cfg.archs, cfg.seed)
+        return indices, [space.from_index(i) for i in indices], desc
+    if not cfg.archs.isdigit():
+        raise UserError(f"--archs {cfg.archs} lists every arch of the {space.NAME} space, which is far too large",
+                        fix="use --archs N: a seeded uniform sample of N archs")
+    rng = np.random.default_rng([cfg.seed, 7])
+    archs = list(dict.fromkeys(space.sample(rng, widths=uses_widths(cfg)) for _ in range(int(cfg.archs))))
+    widths = "with widths" if uses_widths(cfg) else "every width 1.0"
+    return [space.to_str(a) for a in archs], archs, f"a seeded uniform sample of {len(archs):,} {space.NAME} archs ({widths}, seed {cfg.seed})"
+
+
+def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Optional[Path] = None,
+             truth_name: Optional[str] = None, expect: Optional[Dict] = None, progress: bool = True,
+             command: str = "", preset: str = "", download: bool = True) -> Tuple[Dict, Dict]:
+    """Train (or load) a supernet, score the arch set, write predictions, metrics, baselines, summary.
+    Spaces without a ground-truth benchmark (MBV2) get their scores and code statistics instead."""
+    from kshot_bench.datasets import DATASETS
+    from kshot_bench.ground_truth import truth_column
+
+    out = Path(out)
+    if cfg.space != "nb201":
+        if truth_name is not None:
+            raise UserError(f"--truth is an NB201 option; the {cfg.space} space has no ground-truth benchmark",
+                            fix="drop --truth")
+        return unranked_job(score_job(cfg, out, data_root, device, checkpoint, expect, progress, command, preset,
+                                      download), out), {}
+    truth_name = truth_name or DATASETS.get(cfg.dataset).truth_default
+    truth_all = truth_column(truth_name)  # fail fast on a bad --truth, before any training
+    arch_set(cfg.archs, cfg.seed)  # and on a bad --archs
+    job = score_job(cfg, out, data_root, device, checkpoint, expect, progress, command, preset, download)
+    cfg, indices, scored = job.cfg, job.keys, job.scored
     truth = truth_all[np.asarray(indices)]
     write_predictions(out, indices, scored, truth, cfg.k)
     other = "loss" if cfg.score_by == "acc" else "acc"
@@ -504,18 +567,7 @@ def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opti
     metrics = ranking_metrics(scores, truth)
     metrics["other_score"] = {"score_by": other, "score": SCORE_KINDS[other],
                               **ranking_metrics(score_values(scored, indices, other), truth, null=False)}
-    train_images = min(cfg.train_subset or len(splits.train_x), len(splits.train_x))
-    metrics["protocol"] = {
-        "dataset": cfg.dataset, "k": cfg.k, "code": cfg.code, "code_label": code_label(cfg.k, cfg.code),
-        "preset": preset, "seed": cfg.seed, "config_hash": cfg.hash(), "channels": cfg.channels, "cells": cfg.cells,
-        "epochs": trained_epochs, "warmup_epochs": cfg.warmup_epochs, "train_images": train_images,
-        "train_part": info.train_part, "data": splits.source, "supernet": source,
-        "arch_set": set_desc, "n_archs": len(indices), "score_set": score_set.description,
-        "n_score_images": score_set.n_images, "truth": truth_name, "score": SCORE_KINDS[cfg.score_by],
-        "score_by": cfg.score_by,
-        "train_s": train_s, "score_s": score_s, "archs_per_s": len(indices) / score_s if score_s > 0 else None,
-        "total_s": time.perf_counter() - t0, "machine": machine_info(device), "command": command,
-    }
+    metrics["protocol"] = {**job.protocol, "truth": truth_name}
     baselines = {}
     from kshot_bench import stats
 
@@ -528,6 +580,79 @@ def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opti
     write_summary(out, metrics, baselines)
     (out / PARTIAL).unlink(missing_ok=True)
     return metrics, baselines
+
+
+def unranked_job(job: Scored, out: Path) -> Dict:
+    """Results of a space without ground truth: predictions (score, loss, FLOPs, params, code per arch),
+    the code statistics (between archs; between width settings of the same ops) and the agreement of the
+    scores with FLOPs and parameter count, in metrics.json and summary.md."""
+    import torch
+
+    from kshot_bench.search_space import SPACES
+    from kshot_bench.simplex import code_stats
+    from kshot_bench.train import uses_widths
+
+    space, cfg = SPACES.get(job.cfg.space), job.cfg
+    classes, size = space.COST_CONVENTION
+    costs = [space.cost(a, classes, size) for a in job.archs]
+    k = cfg.k
+    path = out / "predictions.csv"
+    with open(path.with_suffix(".tmp"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["arch_str", "score", "val_loss", "flops_M", "params_M"] + [f"lam_{i}" for i in range(k)])
+        for key, (params, flops) in zip(job.keys, costs):
+            r = job.scored[key]
+            w.writerow([key, f"{r['score']:.6g}", f"{r['val_loss']:.6g}", f"{flops / 1e6:.3f}", f"{params / 1e6:.4f}"]
+                       + [f"{r[f'lam_{i}']:.6g}" for i in range(k)])
+    os.replace(path.with_suffix(".tmp"), path)
+    lam = torch.tensor([[job.scored[key][f"lam_{i}"] for i in range(k)] for key in job.keys])
+    stats = {"between_archs": code_stats(lam)}
+    if uses_widths(cfg) and k > 1:
+        rng = np.random.default_rng([cfg.seed, 29])
+        variants = [v for a in job.archs[:100] for v in space.width_variants(a, rng, 4)]
+        with torch.no_grad():
+            codes = job.codes(variants).cpu().double().view(-1, 4, k)
+        spread = 0.5 * torch.cdist(codes, codes, p=1).mean() * 4 / 3
+        stats["between_widths_same_ops"] = {"code_spread": float(spread), "n_archs": len(codes), "settings": 4}
+    scores = np.array([job.scored[key]["score"] for key in job.keys])
+    metrics = {
+        "n_archs": len(job.keys), "score_mean": float(scores.mean()), "score_std": float(scores.std()),
+        "score_min": float(scores.min()), "score_max": float(scores.max()),
+        "kendall_tau_vs_flops": kendall_tau(scores, [c[1] for c in costs]),
+        "kendall_tau_vs_params": kendall_tau(scores, [c[0] for c in costs]),
+        "code_stats": stats,
+        "protocol": {**job.protocol, "truth": None, "cost_convention": f"{size}x{size} input, {classes} classes"},
+    }
+    write_json(out / "metrics.json", metrics)
+    p = metrics["protocol"]
+    lines = [f"# Scores: {p['space']} on {p['dataset']}, K={p['k']}, {p['code_label']}", "",
+             f"No ground-truth benchmark exists for the {p['space']} space, so there is no Kendall's tau here: these are "
+             "the supernet's scores of a seeded arch sample (the fitness that `kshot-bench search` maximises) and "
+             "what the simplex-net's codes look like.", "",
+             f"- scores ({p['score']}): mean {metrics['score_mean']:.2f}, std {metrics['score_std']:.2f}, range "
+             f"{metrics['score_min']:.2f} .. {metrics['score_max']:.2f} over {len(scores)} archs",
+             f"- Kendall's tau of the scores with FLOPs: {fmt(metrics['kendall_tau_vs_flops'])}; with parameter count: "
+             f"{fmt(metrics['kendall_tau_vs_params'])} (an under-trained supernet often favours small archs)",
+             f"- codes between archs: entropy {stats['between_archs']['code_entropy']:.3f} (1 = uniform), largest "
+             f"weight {stats['between_archs']['code_max']:.3f}, spread (mean TV distance between two archs' codes) "
+             f"{stats['between_archs']['code_spread']:.4f}, share of archs leaning on the most common copy "
+             f"{stats['between_archs']['code_top_share']:.2f}"]
+    if "between_widths_same_ops" in stats:
+        lines.append(f"- codes between width settings of the same ops: spread "
+                     f"{stats['between_widths_same_ops']['code_spread']:.4f} (4 settings of each of "
+                     f"{stats['between_widths_same_ops']['n_archs']} archs)")
+    lines += ["", "## Protocol", f"- run: `{p['command']}`",
+              f"- config hash `{p['config_hash']}`, preset `{p['preset']}`, seed {p['seed']}; {p['epochs']} epochs "
+              f"({p['warmup_epochs']} warm-up) on {p['train_images']:,} training images; data: {p['data']}",
+              f"- archs: {p['arch_set']}; scored on: {p['score_set']}",
+              f"- FLOPs and params: {p['cost_convention']} (SPEC 7), whatever the training input size",
+              f"- time: training {fmt(p['train_s'], 0)} s, scoring {fmt(p['score_s'], 0)} s; machine: "
+              f"{p['machine'].get('cpu')} / {p['machine'].get('device')}, torch {p['machine'].get('torch')}, "
+              f"{p['machine'].get('threads')} threads", "",
+              "Files: `predictions.csv` (per arch: score, loss, FLOPs, params, code), `metrics.json`."]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    (out / PARTIAL).unlink(missing_ok=True)
+    return metrics
 
 
 # ----------------------------------------------------------------------------- snapshots of one run

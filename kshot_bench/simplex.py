@@ -71,26 +71,48 @@ def channel_regulariser(codes: Tensor, widths: Tensor, margin: float, tau: float
 
 # ----------------------------------------------------------------------------- code sources
 class CodeSource(nn.Module):
-    """Maps archs to codes `[n, K]`. `trainable` says whether a simplex-net step has anything to do."""
+    """Maps archs to codes `[n, K]`. `trainable` says whether a simplex-net step has anything to do.
+
+    `space` is a search-space module (search_space/__init__.py): `encode` feeds the architecture
+    branch; with `widths` (a space with width search) `encode_width` feeds the channel branch.
+    """
 
     trainable = False
 
-    def __init__(self, k: int, encode: Callable[[Sequence[int]], List[float]], arch_dim: int, hidden: int):
+    def __init__(self, k: int, space, hidden: int, widths: bool = False):
         super().__init__()
         self.k = k
-        self._encode = encode
+        self._space = space
+        probe = space.sample(_probe_rng())
+        self.arch_dim = len(space.encode(probe))
+        self.width_dim = len(space.encode_width(probe)) if widths and space.HAS_WIDTHS else 0
 
-    def encode(self, archs: Sequence[Sequence[int]], like: Tensor) -> Tensor:
+    def encode(self, archs: Sequence, like: Tensor) -> Tensor:
         """The archs' encodings on the device and in the dtype of `like` (the net's weights)."""
-        return torch.tensor([self._encode(a) for a in archs], dtype=like.dtype, device=like.device)
+        return torch.tensor([self._space.encode(a) for a in archs], dtype=like.dtype, device=like.device)
 
-    def forward(self, archs: Sequence[Sequence[int]]) -> Tensor:
+    def encode_widths(self, archs: Sequence, like: Tensor) -> Optional[Tensor]:
+        if not self.width_dim:
+            return None
+        return torch.tensor([self._space.encode_width(a) for a in archs], dtype=like.dtype, device=like.device)
+
+    def _net_codes(self, archs: Sequence) -> Tensor:
+        like = self.net.arch_branch[0].weight
+        return self.net(self.encode(archs, like), self.encode_widths(archs, like))
+
+    def forward(self, archs: Sequence) -> Tensor:
         raise NotImplementedError
 
 
+def _probe_rng():
+    import numpy as np
+
+    return np.random.default_rng(0)
+
+
 class UniformCode(CodeSource):
-    def __init__(self, k, encode, arch_dim, hidden):
-        super().__init__(k, encode, arch_dim, hidden)
+    def __init__(self, k, space, hidden, widths=False):
+        super().__init__(k, space, hidden, widths)
         self.register_buffer("_device_probe", torch.zeros(0), persistent=False)
 
     def forward(self, archs):
@@ -101,21 +123,21 @@ class UniformCode(CodeSource):
 class SimplexCode(CodeSource):
     trainable = True
 
-    def __init__(self, k, encode, arch_dim, hidden):
-        super().__init__(k, encode, arch_dim, hidden)
-        self.net = SimplexNet(arch_dim, k, hidden)
+    def __init__(self, k, space, hidden, widths=False):
+        super().__init__(k, space, hidden, widths)
+        self.net = SimplexNet(self.arch_dim, k, hidden, self.width_dim, hidden)
         for layer in self.net.output_layers():
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
     def forward(self, archs):
-        return self.net(self.encode(archs, self.net.arch_branch[0].weight))
+        return self._net_codes(archs)
 
 
 class RandomCode(CodeSource):
-    def __init__(self, k, encode, arch_dim, hidden):
-        super().__init__(k, encode, arch_dim, hidden)
-        self.net = SimplexNet(arch_dim, k, hidden)
+    def __init__(self, k, space, hidden, widths=False):
+        super().__init__(k, space, hidden, widths)
+        self.net = SimplexNet(self.arch_dim, k, hidden, self.width_dim, hidden)
         for layer in self.net.output_layers():
             nn.init.normal_(layer.weight, std=1.0)
             nn.init.normal_(layer.bias, std=1.0)
@@ -123,7 +145,7 @@ class RandomCode(CodeSource):
 
     def forward(self, archs):
         with torch.no_grad():
-            return self.net(self.encode(archs, self.net.arch_branch[0].weight))
+            return self._net_codes(archs)
 
 
 CODE_MODES: Registry[type] = Registry("code mode")
@@ -132,10 +154,11 @@ CODE_MODES.register("uniform", UniformCode)
 CODE_MODES.register("random", RandomCode)
 
 
-def make_code_source(mode: str, k: int, encode, arch_dim: int, hidden: int = 64) -> CodeSource:
-    """The code source of `mode`; K = 1 always gets the constant code [1] (one-shot)."""
+def make_code_source(mode: str, k: int, space, hidden: int = 64, widths: bool = False) -> CodeSource:
+    """The code source of `mode` for archs of `space`; `widths` adds the channel branch (spaces with
+    width search). K = 1 always gets the constant code [1] (one-shot)."""
     cls = CODE_MODES.get(mode)
-    return UniformCode(k, encode, arch_dim, hidden) if k == 1 else cls(k, encode, arch_dim, hidden)
+    return UniformCode(k, space, hidden, widths) if k == 1 else cls(k, space, hidden, widths)
 
 
 def code_stats(codes: Tensor) -> Dict[str, float]:

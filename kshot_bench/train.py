@@ -40,14 +40,15 @@ from kshot_bench.config import RunConfig, from_dict, parse_snapshot_epochs
 from kshot_bench.data import Splits, TensorLoader, stratified_half
 from kshot_bench.datasets import DATASETS
 from kshot_bench.errors import UserError
+from kshot_bench.registry import Registry
 from kshot_bench.search_space import SPACES
 from kshot_bench.simplex import CodeSource, code_stats, make_code_source
 
 CHECKPOINT = "checkpoint.pt"
 FINAL = "supernet.pt"
 LOG = "log.csv"
-LOG_FIELDS = ["epoch", "phase", "lr", "train_loss", "train_acc", "simplex_loss", "code_entropy", "code_max",
-              "code_spread", "code_top_share", "images", "time_s", "images_per_s", "peak_mem_mb"]
+LOG_FIELDS = ["epoch", "phase", "lr", "train_loss", "train_acc", "simplex_loss", "rc", "code_entropy", "code_max",
+              "code_spread", "code_top_share", "code_width_spread", "images", "time_s", "images_per_s", "peak_mem_mb"]
 SNAPSHOTS = "snapshots"
 PROBE_ARCHS, PROBE_SEED = 256, 12345  # the fixed archs whose codes the log summarises each epoch
 SUBSET_SEED = 0  # the training subset is part of the protocol, equal for every run seed
@@ -62,19 +63,36 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def build_supernet(cfg: RunConfig) -> torch.nn.Module:
+def _nb201_supernet(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
     from kshot_bench.supernet.nb201 import KShotNB201
 
-    info = DATASETS.get(cfg.dataset)
-    if cfg.space != "nb201":
-        raise UserError(f"training is implemented for the nb201 space, not {cfg.space!r}")
-    return KShotNB201(cfg.k, info.num_classes, cfg.channels, cfg.cells, cfg.bn_affine, cfg.kshot_init)
+    return KShotNB201(cfg.k, num_classes, cfg.channels, cfg.cells, cfg.bn_affine, cfg.kshot_init)
+
+
+def _mbv2_supernet(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
+    from kshot_bench.supernet.mbv2 import KShotMBV2
+
+    return KShotMBV2(cfg.k, num_classes, cfg.bn_affine, cfg.kshot_init)
+
+
+# the supernet class of each search space: (config, class count) -> module with forward(x, arch, code)
+# (and, where the space batches simplex steps, forward_groups(x, archs, codes))
+SUPERNETS = Registry("supernet")
+SUPERNETS.register("nb201", _nb201_supernet)
+SUPERNETS.register("mbv2", _mbv2_supernet)
+
+
+def build_supernet(cfg: RunConfig) -> torch.nn.Module:
+    return SUPERNETS.get(cfg.space)(cfg, DATASETS.get(cfg.dataset).num_classes)
+
+
+def uses_widths(cfg: RunConfig) -> bool:
+    """Widths are searched (sampled, and fed to the simplex-net's channel branch)."""
+    return SPACES.get(cfg.space).HAS_WIDTHS and cfg.width_search
 
 
 def build_code_source(cfg: RunConfig) -> CodeSource:
-    space = SPACES.get(cfg.space)
-    return make_code_source(cfg.code, cfg.k, space.encode, len(space.encode(space.sample(np.random.default_rng(0)))),
-                            cfg.simplex_hidden)
+    return make_code_source(cfg.code, cfg.k, SPACES.get(cfg.space), cfg.simplex_hidden, widths=uses_widths(cfg))
 
 
 def code_source_from(state: Dict, device: torch.device = torch.device("cpu")) -> CodeSource:
@@ -107,6 +125,21 @@ def machine_info(device: torch.device) -> Dict[str, str]:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def channel_regulariser_loss(codes: CodeSource, space, archs, rng: np.random.Generator, cfg: RunConfig) -> torch.Tensor:
+    """r_c (paper Eq. 13-16) of the simplex-net step, averaged over its m archs: for each arch's ops,
+    `rc_widths` width settings (the path's own, a near neighbour, independent draws:
+    `space.width_variants`), their codes, and the regulariser over them (`simplex.channel_regulariser`)."""
+    from kshot_bench.simplex import channel_regulariser
+
+    n = cfg.rc_widths
+    variants = [v for a in archs for v in space.width_variants(a, rng, n)]
+    lam = codes(variants).view(len(archs), n, -1)
+    widths = torch.tensor([space.width_values(v) for v in variants], dtype=lam.dtype,
+                          device=lam.device).view(len(archs), n, -1)
+    return torch.stack([channel_regulariser(lam[j], widths[j], cfg.rc_margin, cfg.rc_tau)
+                        for j in range(len(archs))]).mean()
 
 
 def simplex_loss_batched(model, codes: CodeSource, x: torch.Tensor, y: torch.Tensor, archs) -> float:
@@ -167,12 +200,15 @@ class Trainer:
         c = self.cfg
         return c.lr_min + 0.5 * (c.lr - c.lr_min) * (1 + math.cos(math.pi * step / max(1, self.total_steps)))
 
+    def sample(self, rng: np.random.Generator):
+        return self.space.sample(rng, self.cfg.unique_sampling, widths=uses_widths(self.cfg))
+
     def path(self, step: int):
-        return self.space.sample(step_rng(self.cfg.seed, STREAM_PATH, step), self.cfg.unique_sampling)
+        return self.sample(step_rng(self.cfg.seed, STREAM_PATH, step))
 
     def _fresh_meters(self) -> Dict[str, float]:
         return {"loss": 0.0, "correct": 0.0, "images": 0.0, "steps": 0.0, "simplex_loss": 0.0, "simplex_steps": 0.0,
-                "time": 0.0}
+                "rc": 0.0, "time": 0.0}
 
     def probe_code_stats(self) -> Dict[str, float]:
         """Code statistics (simplex.code_stats) of the codes in use on a fixed seeded set of archs:
@@ -181,9 +217,14 @@ class Trainer:
         if self.epoch < self.cfg.warmup_epochs:
             return code_stats(torch.full((PROBE_ARCHS, k), 1.0 / k))
         rng = np.random.default_rng(PROBE_SEED)
-        archs = [self.space.sample(rng) for _ in range(PROBE_ARCHS)]
+        archs = [self.sample(rng) for _ in range(PROBE_ARCHS)]
         with torch.no_grad():
-            return code_stats(self.codes(archs).cpu())
+            stats = code_stats(self.codes(archs).cpu())
+            if uses_widths(self.cfg):  # how much the code moves with the widths alone, same ops
+                variants = [v for a in archs[:64] for v in self.space.width_variants(a, rng, 4)]
+                codes = self.codes(variants).cpu().view(64, 4, -1)
+                stats["code_width_spread"] = float(0.5 * torch.cdist(codes.double(), codes.double(), p=1).mean() * 4 / 3)
+        return stats
 
     # ------------------------------------------------------------------ steps
     def supernet_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> None:
@@ -210,12 +251,16 @@ class Trainer:
         """m paths on m groups of b/m images, the mean of the groups' losses into sigma only."""
         rng = step_rng(self.cfg.seed, STREAM_SIMPLEX, step)
         m = self.cfg.simplex_paths
-        archs = [self.space.sample(rng, self.cfg.unique_sampling) for _ in range(m)]
+        archs = [self.sample(rng) for _ in range(m)]
         self.simplex_opt.zero_grad(set_to_none=True)
-        if self.cfg.simplex_batched and len(y) % m == 0:
+        if self.cfg.simplex_batched and len(y) % m == 0 and hasattr(self.model, "forward_groups"):
             total = self.simplex_loss_batched(x, y, archs)
-        else:  # the reference; also the fallback when the batch does not split into equal groups
+        else:  # the reference; also where the batch does not split into equal groups or the space has no batching
             total = self.simplex_loss_sequential(x, y, archs)
+        if uses_widths(self.cfg) and self.cfg.rc_weight > 0:
+            rc = channel_regulariser_loss(self.codes, self.space, archs, rng, self.cfg)
+            (self.cfg.rc_weight * rc).backward(inputs=list(self.codes.parameters()))
+            self.meters["rc"] += float(rc.detach())
         self.simplex_opt.step()
         self.meters["simplex_loss"] += total
         self.meters["simplex_steps"] += 1
@@ -279,6 +324,7 @@ class Trainer:
             "train_loss": m["loss"] / max(1, m["images"]),
             "train_acc": 100.0 * m["correct"] / max(1, m["images"]),
             "simplex_loss": m["simplex_loss"] / m["simplex_steps"] if m["simplex_steps"] else "",
+            "rc": m.get("rc", 0.0) / m["simplex_steps"] if m["simplex_steps"] and uses_widths(self.cfg) else "",
             **self.probe_code_stats(),
             "images": int(m["images"]),
             "time_s": m["time"],

@@ -121,9 +121,32 @@ def test_bad_arch_tuple():
 
 
 def test_space_registry():
-    assert SPACES.names() == ["nb201"]
-    with pytest.raises(UserError, match="choose one of: nb201"):
+    assert SPACES.names() == ["nb201", "mbv2"]
+    with pytest.raises(UserError, match="choose one of: nb201, mbv2"):
         SPACES.get("darts")
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+def test_every_space_implements_the_interface(name):
+    """Driven by the registry: every space has the whole interface, and its pieces fit together."""
+    from kshot_bench.search_space import INTERFACE
+
+    space = SPACES.get(name)
+    missing = [f for f in INTERFACE if not hasattr(space, f)]
+    assert not missing, missing
+    assert space.NAME == name
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = space.sample(rng)
+        assert hash(a) is not None and space.validate(a) == a
+        assert space.from_str(space.to_str(a)) == a
+        assert space.validate(space.mutate(a, rng)) != a
+        assert space.validate(space.crossover(a, space.sample(rng), rng))
+        assert all(v in (0.0, 1.0) for v in space.encode(a))
+        params, flops = space.cost(a)
+        assert params > 0 and flops > 0
+        assert (space.encode_width(a) is not None) == space.HAS_WIDTHS
+        assert isinstance(space.canonical(a), str)
 
 
 def test_cost_params_equal_nb201_for_every_arch_and_dataset(truth_csv):

@@ -13,7 +13,7 @@ ARCHS = [s.sample(np.random.default_rng(i)) for i in range(64)]
 @pytest.mark.parametrize("k", [1, 2, 4, 8, 12])
 def test_codes_lie_on_the_simplex(mode, k):
     torch.manual_seed(0)
-    source = make_code_source(mode, k, s.encode, 30)
+    source = make_code_source(mode, k, s)
     codes = source(ARCHS)
     assert codes.shape == (len(ARCHS), k)
     assert (codes >= 0).all()
@@ -22,22 +22,22 @@ def test_codes_lie_on_the_simplex(mode, k):
 
 def test_mode_semantics():
     torch.manual_seed(0)
-    uniform = make_code_source("uniform", 4, s.encode, 30)(ARCHS)
+    uniform = make_code_source("uniform", 4, s)(ARCHS)
     assert torch.equal(uniform, torch.full((64, 4), 0.25))
-    simplex = make_code_source("simplex", 4, s.encode, 30)
+    simplex = make_code_source("simplex", 4, s)
     torch.testing.assert_close(simplex(ARCHS), uniform)  # zero-initialised output layer: continuous hand-over
     assert simplex.trainable
-    random = make_code_source("random", 4, s.encode, 30)
+    random = make_code_source("random", 4, s)
     codes = random(ARCHS)
     assert not random.trainable and not any(p.requires_grad for p in random.parameters())
     assert codes.max(1).values.mean() > 0.4          # spread over the simplex, not near 1/K
     assert len({tuple(c.round(decimals=4).tolist()) for c in codes}) == 64  # one code per arch
-    assert torch.equal(make_code_source("simplex", 1, s.encode, 30)(ARCHS), torch.ones(64, 1))
+    assert torch.equal(make_code_source("simplex", 1, s)(ARCHS), torch.ones(64, 1))
 
 
 def test_simplex_net_learns_a_target_code():
     torch.manual_seed(0)
-    source = make_code_source("simplex", 3, s.encode, 30)
+    source = make_code_source("simplex", 3, s)
     opt = torch.optim.Adam(source.parameters(), lr=0.05)
     target = torch.tensor([0.7, 0.2, 0.1])
     for _ in range(150):
@@ -90,4 +90,4 @@ def test_code_stats():
 
 def test_unknown_code_mode():
     with pytest.raises(UserError, match="unknown code mode 'learned'"):
-        make_code_source("learned", 4, s.encode, 30)
+        make_code_source("learned", 4, s)

@@ -189,7 +189,7 @@ def test_only_path_weights_get_gradients():
 
 def test_code_gradient_reaches_simplex_net():
     net = KShotNB201(4, C=4, N=1)
-    codes = make_code_source("simplex", 4, s.encode, 30)
+    codes = make_code_source("simplex", 4, s)
     arch = s.from_index(1)
     out = net(torch.randn(4, 3, 32, 32), arch, codes([arch])[0])
     F.cross_entropy(out, torch.tensor([0, 1, 2, 3])).backward()
@@ -201,7 +201,7 @@ def test_identical_init_starves_the_simplex_net():
     (the trap documented in docs/design.md and warned about by Trainer)."""
     torch.manual_seed(0)
     net = KShotNB201(4, C=4, N=1, init="identical")
-    codes = make_code_source("simplex", 4, s.encode, 30)
+    codes = make_code_source("simplex", 4, s)
     arch = s.from_index(1)
     out = net(torch.randn(4, 3, 32, 32), arch, codes([arch])[0])
     F.cross_entropy(out, torch.tensor([0, 1, 2, 3])).backward()
@@ -215,7 +215,7 @@ def test_identical_init_starves_the_simplex_net():
 def test_every_code_mode_runs(mode, k, affine):
     torch.manual_seed(0)
     net = KShotNB201(k, num_classes=7, C=4, N=1, bn_affine=affine)
-    codes = make_code_source(mode, k, s.encode, 30)
+    codes = make_code_source(mode, k, s)
     for arch in ARCHS[:4]:
         out = net(torch.randn(3, 3, 16, 16), arch, codes([arch])[0])
         assert out.shape == (3, 7) and torch.isfinite(out).all()

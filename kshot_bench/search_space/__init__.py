@@ -1,10 +1,28 @@
 """Pure-Python search spaces (no torch import here).
 
-Each space is a module exposing the same functions (validate, from_str, to_str, sample, mutate,
-crossover, encode, canonical, ...); `SPACES` maps CLI names to them.
+Each space is a module with the same interface, so the engine (train, scoring, search, ablate,
+report) runs any of them through `SPACES` without knowing which:
+
+  NAME, HAS_WIDTHS        the registry name; whether archs carry per-layer widths (channel search)
+  Arch                    archs are plain hashable tuples (NB201: 6 op ids; MBV2: (ops, widths))
+  validate(arch)          the arch, checked (UserError naming the problem otherwise)
+  from_str / to_str       the arch string, both ways
+  sample(rng, unique=False, widths=True)   a uniformly sampled path (widths=False: every width 1.0)
+  mutate(arch, rng, prob) / crossover(a, b, rng)   variation for evolutionary search
+  encode(arch)            the simplex-net's architecture-branch input (one-hot ops)
+  encode_width(arch)      the channel-branch input (one-hot widths), or None without widths
+  width_variants(arch, rng, n), width_values(arch)  width settings for the channel regulariser r_c
+  canonical(arch)         a string equal for archs that compute the same function
+  cost(arch, num_classes, input_size)   (parameters, FLOPs) of the stand-alone network
+  COST_CONVENTION         the (num_classes, input_size) that FLOPs limits refer to, or None = the dataset's
+tests/test_search_space.py checks every registered space against this list.
 """
 from kshot_bench.registry import Registry
-from kshot_bench.search_space import nb201
+from kshot_bench.search_space import mbv2, nb201
 
 SPACES: Registry = Registry("search space")
 SPACES.register("nb201", nb201)
+SPACES.register("mbv2", mbv2)
+
+INTERFACE = ("NAME", "HAS_WIDTHS", "validate", "from_str", "to_str", "sample", "mutate", "crossover", "encode",
+             "encode_width", "width_variants", "width_values", "canonical", "cost", "COST_CONVENTION")

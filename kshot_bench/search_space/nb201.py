@@ -28,6 +28,10 @@ import numpy as np
 
 from kshot_bench.errors import UserError
 
+NAME = "nb201"
+HAS_WIDTHS = False
+COST_CONVENTION = None  # FLOPs at the dataset's class count and input size (NB201's own convention)
+
 OPS: Tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NONE, SKIP, CONV1, CONV3, POOL = range(5)
 NUM_NODES = 4
@@ -224,15 +228,16 @@ def is_dead(arch: Arch) -> bool:
 
 
 # ----------------------------------------------------------------------------- sampling & variation
-def sample(rng: np.random.Generator, unique: bool = False) -> Arch:
-    """Uniform single-path sample: each edge's op uniform; or uniform over the unique classes."""
+def sample(rng: np.random.Generator, unique: bool = False, widths: bool = True) -> Arch:
+    """Uniform single-path sample: each edge's op uniform; or uniform over the unique classes.
+    (`widths` is part of the space interface; NB201 has none.)"""
     if unique:
         reps = unique_archs()
         return reps[int(rng.integers(len(reps)))]
     return tuple(int(op) for op in rng.integers(len(OPS), size=NUM_EDGES))
 
 
-def mutate(arch: Arch, rng: np.random.Generator, prob: Optional[float] = None) -> Arch:
+def mutate(arch: Arch, rng: np.random.Generator, prob: Optional[float] = None, widths: bool = True) -> Arch:
     """Each edge takes a different op with probability `prob` (default 1/6); at least one edge changes."""
     arch = validate(arch)
     prob = 1.0 / NUM_EDGES if prob is None else prob
@@ -258,6 +263,19 @@ def encode(arch: Arch) -> List[float]:
     for e, op in enumerate(validate(arch)):
         out[e * len(OPS) + op] = 1.0
     return out
+
+
+def encode_width(arch: Arch) -> None:
+    """NB201 archs have no widths: no channel-branch input."""
+    return None
+
+
+def width_variants(arch: Arch, rng: np.random.Generator, n: int) -> List[Arch]:
+    raise NotImplementedError("NB201 has no widths")
+
+
+def width_values(arch: Arch) -> List[float]:
+    return []
 
 
 # ----------------------------------------------------------------------------- cost

@@ -1,0 +1,216 @@
+"""MobileNetV2 (GreedyNAS SE space) networks: the stand-alone network of an arch and the K-shot supernet.
+
+Layers (SPEC 7; `search_space.mbv2` holds the layout and the width rule):
+  stem      conv3x3 3 -> 32 (s2) + BN + ReLU                       width: output channels
+  first     MB k3 e1 (no expand conv): dw3x3 + BN + HSwish, project 32 -> 16 + BN    width: output channels
+  layer1-21 MB kK eE [SE]: expand 1x1 + BN + HSwish, dw kxk (stride s) + BN + HSwish, [SE], project 1x1 + BN,
+            residual when stride 1 and in == out                  width: expanded (mid) channels
+            or `id`: identity, or conv1x1 (stride s) + BN where the shape changes     no width
+  head      conv1x1 320 -> 1280 + BN + ReLU                         width: output channels
+  classifier  global average pool, dropout, linear
+SE: 1x1 conv with bias mid -> max(1, int(mid/4)), HSwish, 1x1 conv with bias back to mid, HSigmoid gate.
+
+K-shot supernet: every choice of every layer holds its own `[K, ...]` weights, at the layer's full
+width. `forward(x, arch, code)` merges, for the choices on the path only, the leftmost channels the
+arch's widths ask for (`theta[:, :mid]` merged with the code: ordinal sharing, paper Fig. 3); with the
+channel branch the code itself depends on the widths, so every width setting gets its own merged
+weights. No arch state, no mode flag. BN uses batch statistics (no running stats); affine BN (K copies
+of gamma/beta) when `bn_affine`. The supernet has no dropout (the stand-alone network keeps 0.2).
+Any subnet computes what `MBV2Network` of the same arch computes with the merged, sliced weights copied
+in (tests/test_mbv2.py), and K=1 is a plain SPOS supernet: theta[0] sliced.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kshot_bench.search_space import mbv2 as space
+from kshot_bench.supernet.kshot import kshot_parameter, merge
+from kshot_bench.supernet.ops import BN_EPS
+
+
+# ----------------------------------------------------------------------------- stand-alone network
+def _conv_bn(c_in: int, c_out: int, k: int = 1, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(c_out))
+
+
+class _SE(nn.Module):
+    def __init__(self, mid: int):
+        super().__init__()
+        r = space.se_channels(mid)
+        self.reduce = nn.Conv2d(mid, r, 1)
+        self.expand = nn.Conv2d(r, mid, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = self.expand(F.hardswish(self.reduce(x.mean((2, 3), keepdim=True))))
+        return x * F.hardsigmoid(s)
+
+
+class _MB(nn.Module):
+    def __init__(self, c_in: int, mid: int, c_out: int, k: int, stride: int, se: bool, residual: bool,
+                 expand: bool = True):
+        super().__init__()
+        self.expand = _conv_bn(c_in, mid) if expand else None
+        self.dw = _conv_bn(mid, mid, k, stride, groups=mid)
+        self.se = _SE(mid) if se else None
+        self.project = _conv_bn(mid, c_out)
+        self.residual = residual
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.hardswish(self.expand(x)) if self.expand is not None else x
+        h = F.hardswish(self.dw(h))
+        if self.se is not None:
+            h = self.se(h)
+        h = self.project(h)
+        return x + h if self.residual else h
+
+
+class MBV2Network(nn.Module):
+    """The stand-alone network of one arch (any class count and input size); costs: `space.cost`."""
+
+    def __init__(self, arch, num_classes: int = 1000, dropout: float = 0.2):
+        super().__init__()
+        arch = space.validate(arch)
+        w = arch.widths
+        stem, first = space.scaled(space.STEM_CHANNELS, w[0]), space.scaled(space.FIRST_CHANNELS, w[1])
+        self.stem = _conv_bn(3, stem, 3, 2)
+        self.first = _MB(stem, stem, first, 3, 1, False, False, expand=False)
+        layers: List[nn.Module] = []
+        c_in = first
+        for i, (op, spec) in enumerate(zip(arch.ops, space.LAYERS)):
+            if op == space.ID:
+                layers.append(nn.Identity() if space.has_residual(i) else _conv_bn(c_in, spec.c_out, 1, spec.stride))
+            else:
+                k, _, se = space.OP_SPECS[op]
+                layers.append(_MB(c_in, space.mid_channels(i, op, w[i + 2]), spec.c_out, k, spec.stride, se,
+                                  space.has_residual(i)))
+            c_in = spec.c_out
+        self.layers = nn.Sequential(*layers)
+        head = space.scaled(space.HEAD_CHANNELS, w[-1])
+        self.head = _conv_bn(c_in, head)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(head, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(self.stem(x))
+        h = self.layers(self.first(h))
+        h = F.relu(self.head(h)).mean((2, 3))
+        return self.classifier(self.dropout(h))
+
+
+# ----------------------------------------------------------------------------- K-shot supernet
+def _bn(x: Tensor, gamma: Optional[Tensor] = None, beta: Optional[Tensor] = None) -> Tensor:
+    return F.batch_norm(x, None, None, gamma, beta, True, 0.0, BN_EPS)
+
+
+class KShotMBV2(nn.Module):
+    """K-shot MBV2 supernet. `forward(x, arch, code)`: `code` a `[K]` tensor on the simplex (ignored,
+    and may be None, when K = 1)."""
+
+    def __init__(self, k: int, num_classes: int = 1000, bn_affine: bool = False, init: str = "independent"):
+        super().__init__()
+        if not isinstance(k, int) or k < 1:
+            from kshot_bench.errors import UserError
+            raise UserError(f"K must be an integer >= 1, got {k!r}", fix="use K=1 for a one-shot supernet, K>=2 for K-shot")
+        self.k, self.num_classes, self.bn_affine, self.init = k, num_classes, bn_affine, init
+        S, F0, H = space.STEM_CHANNELS, space.FIRST_CHANNELS, space.HEAD_CHANNELS
+        self.stem = self._conv(S, 3, 3)
+        self.stem_bn = self._bn_params(S)
+        self.first_dw = self._conv(S, 1, 3)
+        self.first_dw_bn = self._bn_params(S)
+        self.first_proj = self._conv(F0, S, 1)
+        self.first_proj_bn = self._bn_params(F0)
+        self.layers = nn.ModuleList()
+        for i, spec in enumerate(space.LAYERS):
+            layer = nn.ModuleDict()
+            for op, op_spec in enumerate(space.OP_SPECS):
+                if op_spec is None:
+                    if not space.has_residual(i):
+                        layer[space.OPS[op]] = self._block(conv=self._conv(spec.c_out, spec.c_in, 1),
+                                                           bn=self._bn_params(spec.c_out))
+                    continue
+                ks, t, se = op_spec
+                mid = spec.c_in * t
+                parts = dict(expand=self._conv(mid, spec.c_in, 1), expand_bn=self._bn_params(mid),
+                             dw=self._conv(mid, 1, ks), dw_bn=self._bn_params(mid),
+                             project=self._conv(spec.c_out, mid, 1), project_bn=self._bn_params(spec.c_out))
+                if se:
+                    r = space.se_channels(mid)
+                    parts.update(se_reduce=self._conv(r, mid, 1), se_reduce_b=kshot_parameter(self.k, (r,), init, fan_in=mid),
+                                 se_expand=self._conv(mid, r, 1), se_expand_b=kshot_parameter(self.k, (mid,), init, fan_in=r))
+                layer[space.OPS[op]] = self._block(**parts)
+            self.layers.append(layer)
+        self.head = self._conv(H, space.LAYERS[-1].c_out, 1)
+        self.head_bn = self._bn_params(H)
+        self.fc_w = kshot_parameter(self.k, (num_classes, H), init, fan_in=H)
+        self.fc_b = kshot_parameter(self.k, (num_classes,), init, fan_in=H)
+
+    # ------------------------------------------------------------------ parameters
+    def _conv(self, c_out: int, c_in: int, ksize: int) -> nn.Parameter:
+        """`[K, c_out, c_in, k, k]`; depthwise convs pass c_in=1 (fan-in k*k, PyTorch's default)."""
+        return kshot_parameter(self.k, (c_out, c_in, ksize, ksize), self.init, fan_in=c_in * ksize * ksize)
+
+    def _bn_params(self, c: int) -> Optional[nn.ParameterList]:
+        if not self.bn_affine:
+            return None
+        return nn.ParameterList([kshot_parameter(self.k, (c,), self.init, fill=1.0),
+                                 kshot_parameter(self.k, (c,), self.init, fill=0.0)])
+
+    @staticmethod
+    def _block(**parts) -> nn.Module:
+        block = nn.Module()
+        for name, p in parts.items():
+            if p is not None:
+                setattr(block, name, p)
+        return block
+
+    # ------------------------------------------------------------------ forward
+    def _norm(self, x: Tensor, bn: Optional[nn.ParameterList], c: int, code: Optional[Tensor]) -> Tensor:
+        if bn is None:
+            return _bn(x)
+        return _bn(x, merge(bn[0][:, :c], code), merge(bn[1][:, :c], code))
+
+    def forward(self, x: Tensor, arch, code: Optional[Tensor] = None) -> Tensor:
+        if self.k > 1 and (code is None or code.shape != (self.k,)):
+            raise ValueError(f"a K={self.k} supernet needs a code of shape ({self.k},), got "
+                             f"{None if code is None else tuple(code.shape)}")
+        arch = space.validate(arch)
+        w = arch.widths
+        stem = space.scaled(space.STEM_CHANNELS, w[0])
+        first = space.scaled(space.FIRST_CHANNELS, w[1])
+        h = F.relu(self._norm(F.conv2d(x, merge(self.stem[:, :stem], code), stride=2, padding=1),
+                              self.stem_bn, stem, code))
+        h = F.hardswish(self._norm(F.conv2d(h, merge(self.first_dw[:, :stem], code), padding=1, groups=stem),
+                                   self.first_dw_bn, stem, code))
+        h = self._norm(F.conv2d(h, merge(self.first_proj[:, :first, :stem], code)), self.first_proj_bn, first, code)
+        for i, (op, spec) in enumerate(zip(arch.ops, space.LAYERS)):
+            h = self._layer(h, i, op, w[i + 2], spec, code)
+        head = space.scaled(space.HEAD_CHANNELS, w[-1])
+        h = F.relu(self._norm(F.conv2d(h, merge(self.head[:, :head], code)), self.head_bn, head, code)).mean((2, 3))
+        return F.linear(h, merge(self.fc_w[:, :, :head], code), merge(self.fc_b, code))
+
+    def _layer(self, x: Tensor, i: int, op: int, width: int, spec, code: Optional[Tensor]) -> Tensor:
+        name = space.OPS[op]
+        if op == space.ID:
+            if space.has_residual(i):
+                return x
+            b = self.layers[i][name]
+            return self._norm(F.conv2d(x, merge(b.conv[:, :, :x.shape[1]], code), stride=spec.stride), getattr(b, "bn", None),
+                              spec.c_out, code)
+        b = self.layers[i][name]
+        k, _, se = space.OP_SPECS[op]
+        mid = space.mid_channels(i, op, width)
+        c_in = x.shape[1]
+        h = F.hardswish(self._norm(F.conv2d(x, merge(b.expand[:, :mid, :c_in], code)), getattr(b, "expand_bn", None), mid, code))
+        h = F.hardswish(self._norm(F.conv2d(h, merge(b.dw[:, :mid], code), stride=spec.stride, padding=k // 2,
+                                            groups=mid), getattr(b, "dw_bn", None), mid, code))
+        if se:
+            r = space.se_channels(mid)
+            s = F.conv2d(h.mean((2, 3), keepdim=True), merge(b.se_reduce[:, :r, :mid], code), merge(b.se_reduce_b[:, :r], code))
+            s = F.conv2d(F.hardswish(s), merge(b.se_expand[:, :mid, :r], code), merge(b.se_expand_b[:, :mid], code))
+            h = h * F.hardsigmoid(s)
+        h = self._norm(F.conv2d(h, merge(b.project[:, :, :mid], code)), getattr(b, "project_bn", None), spec.c_out, code)
+        return x + h if space.has_residual(i) else h
