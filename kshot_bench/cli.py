@@ -6,6 +6,7 @@ Ctrl-C during training saves a checkpoint and exits with status 130.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -118,7 +119,7 @@ def cmd_rank(args) -> int:
     command = "kshot-bench " + shlex.join(args.argv)
     if args.checkpoint is not None and args.checkpoint.is_dir():
         return _rank_snapshots(args, cfg, device, command, explicit)
-    print(f"rank: {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} archs={cfg.archs} -> {out}")
+    print(f"rank: {cfg.space} on {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} archs={cfg.archs} -> {out}")
     _say_data(args, cfg.dataset)
     try:
         metrics, baselines = rank_job(cfg, out, args.data_root, device, args.checkpoint, args.truth,
@@ -167,7 +168,8 @@ def cmd_ablate(args) -> int:
     if any(k < 1 for k in args.k):
         raise UserError(f"every K must be >= 1, got {args.k}", fix="e.g. --k 1 2 4 8")
     _default_preset(args)
-    base = override(from_preset(args.preset, dataset=args.dataset, archs=args.archs), parse_sets(args.sets))
+    base = override(from_preset(args.preset, space=args.space, dataset=args.dataset, archs=args.archs),
+                    parse_sets(args.sets))
     grid = cells(args.k, args.codes or ABLATION_CODES, args.seeds, args.epochs or [None])
     out = Path(args.out or f"runs/ablation-{args.dataset}-{args.preset}")
     print(f"ablate: {len(grid)} cells ({args.dataset}, preset {args.preset}) -> {out}")
@@ -195,7 +197,8 @@ def cmd_search(args) -> int:
     from kshot_bench.search import ALGOS, SearchConfig, aggregate_seeds, run_search, supernet_fitness
     from kshot_bench.search_space import SPACES
 
-    SPACES.get(args.space)
+    if args.space is not None:
+        SPACES.get(args.space)
     ALGOS.get(args.algo)
     if args.fitness not in ("supernet", "oracle"):
         raise UserError(f"unknown fitness {args.fitness!r}", fix="use --fitness supernet (with --checkpoint) or --fitness oracle")
@@ -212,14 +215,21 @@ def cmd_search(args) -> int:
         from kshot_bench.rank import load_supernet, scoring_batches
         from kshot_bench.train import pick_device
 
+        from kshot_bench.train import uses_widths
+
         device = pick_device(args.device)
-        ckpt_cfg, model, codes, _, _ = load_supernet(args.checkpoint, device, {"dataset": args.dataset})
+        ckpt_cfg, model, codes, _, _ = load_supernet(args.checkpoint, device, {"dataset": args.dataset,
+                                                                               "space": args.space})
         splits = load_dataset(ckpt_cfg.dataset, args.data_root, download=not args.offline)
         images = args.score_images if args.score_images is not None else ckpt_cfg.score_images
         score_set = scoring_batches(splits, DATASETS.get(ckpt_cfg.dataset), images, ckpt_cfg.score_batch, device)
         fitness = supernet_fitness(model, codes, score_set.batches)
+        cfg = dataclasses.replace(cfg, widths=uses_widths(ckpt_cfg))
+        args.space = ckpt_cfg.space
         protocol.update({"checkpoint": str(args.checkpoint), "k": ckpt_cfg.k, "code": ckpt_cfg.code,
-                         "config_hash": ckpt_cfg.hash(), "score_set": score_set.description})
+                         "config_hash": ckpt_cfg.hash(), "score_set": score_set.description,
+                         "epochs": ckpt_cfg.epochs, "width_search": uses_widths(ckpt_cfg)})
+    args.space = args.space or "nb201"
     results = []
     for seed in seeds:
         run_out = out / f"seed-{seed}" if len(seeds) > 1 else out
@@ -231,9 +241,12 @@ def cmd_search(args) -> int:
                   file=sys.stderr)
             return 130
         results.append(r)
-        print(f"seed {seed}: {r['arch_str']}  fitness {r['fitness_value']:.2f}  FLOPs {r['flops_M']:.1f} M  "
-              f"ground truth {r['truth']:.2f} (optimum {r['optimum']['truth']:.2f}), {r['n_evaluated']} archs scored")
-    if len(seeds) > 1:
+        line = f"seed {seed}: {r['arch_str']}  fitness {r['fitness_value']:.2f}  FLOPs {r['flops_M']:.1f} M  "
+        if r["truth"] is None:
+            print(line + f"params {r['params_M']:.2f} M, {r['n_evaluated']} archs scored (no ground truth in {args.space})")
+        else:
+            print(line + f"ground truth {r['truth']:.2f} (optimum {r['optimum']['truth']:.2f}), {r['n_evaluated']} archs scored")
+    if len(seeds) > 1 and results[0]["truth"] is not None:
         s = aggregate_seeds(results, out)
         print(f"{args.algo} / {args.fitness}: {s['truth_mean']:.2f} +- {s['truth_std']:.2f} over {len(seeds)} seeds "
               f"(optimum {s['optimum']:.2f}) -> {out}/summary.json")
@@ -371,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ablate", help="run the ablation grid (one-shot, fixed, random, simplex K-shot) as rank runs",
                        epilog=EXAMPLES["ablate"], formatter_class=fmt)
+    p.add_argument("--space", default=None, help="search space: nb201 | mbv2 (default nb201)")
     p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES)
     p.add_argument("--preset", default=None, help=PRESET_HELP)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -391,13 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="NSGA-II (or random) search over a space, by supernet or oracle fitness",
                        epilog=EXAMPLES["search"], formatter_class=fmt)
-    p.add_argument("--space", default="nb201", help="search space (default nb201)")
+    p.add_argument("--space", default=None, help="search space: nb201 | mbv2 (default: the checkpoint's, else nb201)")
     p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES)
     p.add_argument("--fitness", default="supernet", help="supernet (needs --checkpoint) | oracle (NB201 ground truth)")
     p.add_argument("--checkpoint", type=Path, default=None, help="supernet.pt for --fitness supernet")
     p.add_argument("--data-root", type=Path, default=None, help="dataset directory (scoring images for --fitness supernet)")
     p.add_argument("--algo", default="nsga2", help="nsga2 | random (default nsga2)")
-    p.add_argument("--flops-limit", type=float, default=None, help="hard limit in MFLOPs (NB201 convention)")
+    p.add_argument("--flops-limit", type=float, default=None,
+                   help="hard limit in MFLOPs (nb201: its convention at the dataset's size; mbv2: one 224x224 image)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds: runs each, reports mean +- std")
     p.add_argument("--population", type=int, default=50)

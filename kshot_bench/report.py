@@ -129,24 +129,64 @@ def load_rank_run(path: Path) -> RankRun:
     return RankRun(path, metrics, baselines, log)
 
 
-def discover(paths: Sequence[Path]) -> Tuple[List[RankRun], List[SearchRun]]:
-    ranks, searches = [], []
+@dataclass
+class Runs:
+    ranks: List[RankRun]                                   # ranked against a ground truth (NB201)
+    searches: List[SearchRun]                              # searches with ground truth of the chosen arch
+    unranked: List[Tuple[Path, Dict]] = field(default_factory=list)   # scored runs of spaces without truth
+    unranked_searches: List[SearchRun] = field(default_factory=list)
+
+
+def discover(paths: Sequence[Path]) -> Runs:
+    found = Runs([], [])
     for root in paths:
         root = Path(root)
         if not root.exists():
             raise UserError(f"run directory {root} does not exist", fix="pass directories written by rank, ablate or search")
         for m in sorted(root.rglob("metrics.json")) if root.is_dir() else []:
-            ranks.append(load_rank_run(m.parent))
+            metrics = _load_json(m, "metrics file")
+            if metrics.get("protocol", {}).get("space", "nb201") != "nb201":
+                found.unranked.append((m.parent, metrics))
+            else:
+                found.ranks.append(load_rank_run(m.parent))
         for r in sorted(root.rglob("result.json")) if root.is_dir() else []:
             res = _load_json(r, "search result")
             for key in ("algo", "fitness", "truth", "seed", "dataset"):
                 if key not in res:
                     raise UserError(f"search run {r.parent}: result.json lacks {key!r}", fix="re-run `kshot-bench search`")
-            searches.append(SearchRun(r.parent, res))
-    if not ranks and not searches:
+            (found.searches if res["truth"] is not None else found.unranked_searches).append(SearchRun(r.parent, res))
+    if not (found.ranks or found.searches or found.unranked or found.unranked_searches):
         raise UserError(f"no runs found under {', '.join(map(str, paths))}",
                         fix="pass directories holding metrics.json (rank/ablate) or result.json (search)")
-    return ranks, searches
+    return found
+
+
+def unranked_tables(runs: Runs) -> List[str]:
+    """Runs of spaces without ground truth (MBV2): the supernet's scores and codes, and searched archs."""
+    lines = []
+    if runs.unranked:
+        lines += ["### Scored runs without ground truth", "",
+                  "| run | space | dataset | method | K | epochs | archs | score mean ± std | tau(score, FLOPs) | "
+                  "code spread between archs | between widths (same ops) | config |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for path, m in runs.unranked:
+            p, st = m["protocol"], m.get("code_stats", {})
+            lines.append(f"| {path.name} | {p['space']} | {p['dataset']} | {method_name(int(p['k']), p['code'])} | {p['k']} | "
+                         f"{p['epochs']} | {m['n_archs']} | {m['score_mean']:.2f} ± {m['score_std']:.2f} | "
+                         f"{fmt(m.get('kendall_tau_vs_flops'))} | {fmt(st.get('between_archs', {}).get('code_spread'), 4)} | "
+                         f"{fmt(st.get('between_widths_same_ops', {}).get('code_spread'), 4)} | {p['config_hash']} |")
+        lines += ["", "No Kendall's tau: these spaces have no ground-truth benchmark. Spread: mean total-variation "
+                  "distance between the codes of two archs (or of two width settings of the same ops).", ""]
+    if runs.unranked_searches:
+        lines += ["### Searched archs without ground truth", "",
+                  "| run | space | algo | FLOPs limit (M) | FLOPs (M) | params (M) | supernet fitness | archs scored | arch |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for sr in runs.unranked_searches:
+            r = sr.result
+            lines.append(f"| {sr.path.name} | {r.get('space')} | {r['algo']} | {r.get('flops_limit_M')} | {r['flops_M']:.1f} | "
+                         f"{r.get('params_M', float('nan')):.2f} | {r['fitness_value']:.2f} | {r['n_evaluated']} | "
+                         f"`{md(r['arch_str'])}` |")
+        lines.append("")
+    return lines
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -652,12 +692,12 @@ RUN_FILES = ("metrics.json", "baselines.json", "config.json", "summary.md", "pre
              "train/log.csv", "train/config.json", "result.json", "pareto.csv", "history.csv")
 
 
-def copy_run_files(roots: Sequence[Path], ranks, searches, dest: Path) -> Dict[Path, str]:
+def copy_run_files(roots: Sequence[Path], ranks, searches, dest: Path, extra: Sequence[Path] = ()) -> Dict[Path, str]:
     """Copy each run's small result files to dest/<run path relative to its root's parent>."""
     import shutil
 
     names = {}
-    for run in [r.path for r in ranks] + [s.path for s in searches]:
+    for run in [r.path for r in ranks] + [s.path for s in searches] + list(extra):
         root = next((Path(x) for x in roots if Path(run).resolve().is_relative_to(Path(x).resolve())), Path(run))
         rel = Path(run).resolve().relative_to(root.resolve().parent)
         names[run] = str(rel)
@@ -677,15 +717,19 @@ def copy_run_files(roots: Sequence[Path], ranks, searches, dest: Path) -> Dict[P
 
 
 def build_report(paths: Sequence[Path], out: Path, command: str = "") -> Path:
-    ranks, searches = discover(paths)
+    runs = discover(paths)
+    ranks, searches = runs.ranks, runs.searches
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    n_runs = len(ranks) + len(runs.unranked)
     lines = ["# kshot_bench report", "",
-             f"Built by `{command or 'kshot-bench report'}` from {len(ranks)} rank runs and {len(searches)} search "
-             f"runs (read only; nothing was trained for this report).", ""]
+             f"Built by `{command or 'kshot-bench report'}` from {n_runs} rank runs and "
+             f"{len(searches) + len(runs.unranked_searches)} search runs (read only; nothing was trained for this report).", ""]
     if ranks:
         lines += table4(ranks) + paired_comparisons(ranks) + table_ablation(ranks, searches) + table1(ranks)
-    lines += search_table(searches)
+    lines += unranked_tables(runs)
+    if searches or not runs.unranked_searches:
+        lines += search_table(searches)
     figures = []
     if ranks:
         figures = [fig4(ranks, searches, out), fig5(ranks, out), fig6(ranks, out), fig7(ranks, out), scatter_grid(ranks, out)]
@@ -700,7 +744,8 @@ def build_report(paths: Sequence[Path], out: Path, command: str = "") -> Path:
             missing.append(caption)
     if missing:
         lines += ["### Not drawn", ""] + [f"- {m}" for m in missing] + [""]
-    copies = copy_run_files(paths, ranks, searches, out / "runs")
+    copies = copy_run_files(paths, ranks, searches + runs.unranked_searches, out / "runs",
+                            extra=[p for p, _ in runs.unranked])
     lines += ["## Runs", "", "Each run's small result files are copied under `runs/` beside this report.", ""]
     if ranks:
         lines += ["| run | dataset | method | K | seed | epochs | config | tau |", "|---|---|---|---|---|---|---|---|"]

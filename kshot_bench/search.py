@@ -184,6 +184,7 @@ class SearchConfig:
     mutation_prob: float = 1 / 6
     flops_limit: Optional[float] = None   # MFLOPs, hard
     max_tries: int = 200                  # draws per wanted child before giving up on a generation
+    widths: bool = True                   # spaces with widths: search them too (False: every width 1.0)
 
     @property
     def budget(self) -> int:
@@ -191,9 +192,9 @@ class SearchConfig:
         return self.population * (self.generations + 1)
 
 
-def _draw_feasible(space, rng, ok: Callable[[Arch], bool], tries: int) -> Arch:
+def _draw_feasible(space, rng, ok: Callable[[Arch], bool], tries: int, widths: bool = True) -> Arch:
     for _ in range(tries):
-        arch = space.sample(rng)
+        arch = space.sample(rng, widths=widths)
         if ok(arch):
             return arch
     raise UserError("could not draw an arch within the FLOPs limit", fix="raise --flops-limit")
@@ -209,7 +210,7 @@ def nsga2(space, evaluator: Evaluator, cfg: SearchConfig, rng: np.random.Generat
     first: List[Arch] = []
     for _ in range(cfg.population):
         first.append(_draw_feasible(space, rng, lambda a: new_and_feasible(a) and a not in first,
-                                    cfg.max_tries * cfg.population))
+                                    cfg.max_tries * cfg.population, cfg.widths))
     pop = evaluator.evaluate(first, 0)
     for gen in range(1, cfg.generations + 1):
         parents = sorted(pop, key=lambda r: -r.fitness)[: cfg.parents]
@@ -217,7 +218,8 @@ def nsga2(space, evaluator: Evaluator, cfg: SearchConfig, rng: np.random.Generat
         for i in range(cfg.population):
             for _ in range(cfg.max_tries):
                 if i < cfg.population // 2:
-                    child = space.mutate(parents[int(rng.integers(len(parents)))].arch, rng, cfg.mutation_prob)
+                    child = space.mutate(parents[int(rng.integers(len(parents)))].arch, rng, cfg.mutation_prob,
+                                         widths=cfg.widths)
                 else:
                     a, b = rng.choice(len(parents), size=2, replace=len(parents) < 2)
                     child = space.crossover(parents[int(a)].arch, parents[int(b)].arch, rng)
@@ -242,7 +244,7 @@ def random_search(space, evaluator: Evaluator, cfg: SearchConfig, rng: np.random
         try:
             arch = _draw_feasible(space, rng, lambda a: a not in seen and (cfg.flops_limit is None or
                                                                           evaluator.flops(a) <= cfg.flops_limit),
-                                  cfg.max_tries * 10)
+                                  cfg.max_tries * 10, cfg.widths)
         except UserError:
             break  # fewer feasible archs than the budget: all of them are in
         seen.add(arch)
@@ -300,17 +302,27 @@ def supernet_fitness(model, codes, batches):
 
 
 # ----------------------------------------------------------------------------- outputs
-def _write_records(path: Path, records: Sequence[Record], space, truth: np.ndarray) -> None:
+def _write_records(path: Path, records: Sequence[Record], space, truth: Optional[np.ndarray]) -> None:
+    """One row per scored arch; `index` and `truth` where the space has a benchmark (NB201)."""
     k = max((len(r.code) for r in records), default=0)
     tmp = Path(str(path) + ".tmp")
+    lams = [f"lam_{i}" for i in range(k)]
     with open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["order", "generation", "index", "arch_str", "fitness", "flops_M", "truth"] + [f"lam_{i}" for i in range(k)])
+        if truth is not None:
+            w.writerow(["order", "generation", "index", "arch_str", "fitness", "flops_M", "truth"] + lams)
+        else:
+            w.writerow(["order", "generation", "arch_str", "fitness", "flops_M", "params_M"] + lams)
         for n, r in enumerate(records):
-            idx = space.to_index(r.arch)
             lam = [f"{v:.6g}" for v in r.code] if r.code else [""] * k
-            w.writerow([n, r.generation, idx, space.to_str(r.arch), f"{r.fitness:.6g}", f"{r.flops:.4f}",
-                        f"{truth[idx]:.10g}"] + lam)
+            if truth is not None:
+                idx = space.to_index(r.arch)
+                w.writerow([n, r.generation, idx, space.to_str(r.arch), f"{r.fitness:.6g}", f"{r.flops:.4f}",
+                            f"{truth[idx]:.10g}"] + lam)
+            else:
+                params = space.cost(r.arch, *space.COST_CONVENTION)[0]
+                w.writerow([n, r.generation, space.to_str(r.arch), f"{r.fitness:.6g}", f"{r.flops:.4f}",
+                            f"{params / 1e6:.4f}"] + lam)
     os.replace(tmp, path)
 
 
@@ -336,26 +348,24 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
     space = SPACES.get(space_name)
     info = DATASETS.get(dataset)
     search = ALGOS.get(algo)
-    truth_name = truth_name or info.truth_default
-    truth = truth_column(truth_name)
-
-    # every arch's FLOPs once (all_archs() is in index order); the search looks them up
-    all_flops = np.array([space.cost(a, info.num_classes, info.input_size)[1] / 1e6 for a in space.all_archs()])
-
-    def flops(arch):
-        return float(all_flops[space.to_index(arch)])
-
-    if cfg.flops_limit is not None and all_flops.min() > cfg.flops_limit:
-        raise UserError(f"no {space_name} arch meets a FLOPs limit of {cfg.flops_limit:g} M on {dataset} "
-                        f"(the smallest needs {all_flops.min():.2f} M)", fix="raise --flops-limit")
+    benchmark = space.NAME == "nb201"  # the one space with ground truth for every arch
+    truth_name = (truth_name or info.truth_default) if benchmark else None
+    truth = truth_column(truth_name) if benchmark else None
+    flops, smallest = _flops_source(space, info)
+    if cfg.flops_limit is not None and smallest > cfg.flops_limit:
+        raise UserError(f"no {space_name} arch meets a FLOPs limit of {cfg.flops_limit:g} M "
+                        f"(the smallest needs {smallest:.2f} M)", fix="raise --flops-limit")
     if fitness is None:
-        if fitness_kind != "oracle":
-            raise UserError(f"fitness {fitness_kind!r} needs a trained supernet", fix="pass --checkpoint supernet.pt")
+        if fitness_kind != "oracle" or not benchmark:
+            raise UserError(f"fitness {fitness_kind!r} on {space_name} needs a trained supernet",
+                            fix="pass --fitness supernet --checkpoint supernet.pt" + ("" if benchmark else
+                                " (the oracle needs a ground-truth benchmark, which only nb201 has)"))
         fitness = oracle_fitness(dataset, truth_name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     key_fields = {f: (protocol or {}).get(f) for f in ("checkpoint", "config_hash", "score_set")}
-    key = json.dumps({"fitness": fitness_kind, "dataset": dataset, "truth": truth_name, **key_fields}, sort_keys=True)
+    key = json.dumps({"fitness": fitness_kind, "dataset": dataset, "truth": truth_name, "space": space_name,
+                      "flops_limit": cfg.flops_limit, **key_fields}, sort_keys=True)
     evaluator = Evaluator(fitness, flops, out / JOURNAL, key, space.to_str)
     if evaluator.saved and progress:
         print(f"resuming: {evaluator.saved} scores saved in {out / JOURNAL} are reused")
@@ -369,25 +379,56 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
     bar.close()
     wall = time.perf_counter() - t0
     chosen = best(records)
-    feasible = all_flops <= (cfg.flops_limit if cfg.flops_limit is not None else np.inf)
-    opt_index = int(np.flatnonzero(feasible)[np.argmax(truth[feasible])])
     _write_records(out / "history.csv", records, space, truth)
     _write_records(out / "pareto.csv", pareto_front(records), space, truth)
-    idx = space.to_index(chosen.arch)
+    params = space.cost(chosen.arch, *(space.COST_CONVENTION or (info.num_classes, info.input_size)))[0]
     result = {
         "algo": algo, "fitness": fitness_kind, "seed": seed, "space": space_name, "dataset": dataset,
         "flops_limit_M": cfg.flops_limit, "population": cfg.population, "generations": cfg.generations,
         "parents": cfg.parents, "n_evaluated": len(records), "evaluations": evaluator.calls,
-        "arch_str": space.to_str(chosen.arch), "index": idx, "fitness_value": chosen.fitness, "flops_M": chosen.flops,
-        "truth_column": truth_name, "truth": float(truth[idx]),
-        "optimum": {"index": opt_index, "arch_str": space.to_str(space.from_index(opt_index)),
-                    "truth": float(truth[opt_index]), "flops_M": float(all_flops[opt_index])},
-        "regret": float(truth[opt_index] - truth[idx]),
+        "arch_str": space.to_str(chosen.arch), "fitness_value": chosen.fitness, "flops_M": chosen.flops,
+        "params_M": params / 1e6, "code": chosen.code,
         "wall_s": wall, "scores_reused_from_interrupted_run": evaluator.replayed, "protocol": protocol or {},
     }
+    if benchmark:
+        idx = space.to_index(chosen.arch)
+        feasible = _ALL_FLOPS[(space.NAME, info.name)] <= (cfg.flops_limit if cfg.flops_limit is not None else np.inf)
+        opt_index = int(np.flatnonzero(feasible)[np.argmax(truth[feasible])])
+        result.update({
+            "index": idx, "truth_column": truth_name, "truth": float(truth[idx]),
+            "optimum": {"index": opt_index, "arch_str": space.to_str(space.from_index(opt_index)),
+                        "truth": float(truth[opt_index]), "flops_M": float(_ALL_FLOPS[(space.NAME, info.name)][opt_index])},
+            "regret": float(truth[opt_index] - truth[idx]),
+        })
+    else:
+        result.update({"truth": None, "flops_convention": "{1}x{1} input, {0} classes (SPEC 7)".format(*space.COST_CONVENTION),
+                       "widths_searched": cfg.widths})
     _write_json(out / "result.json", result)
     (out / JOURNAL).unlink()  # everything is in history.csv now
     return result
+
+
+_ALL_FLOPS: Dict = {}
+
+
+def _flops_source(space, info) -> Tuple[Callable[[Arch], float], float]:
+    """(arch -> MFLOPs, the smallest MFLOPs of the space). NB201: every arch's FLOPs at the dataset's size,
+    computed once and looked up; spaces too large to list: their cost convention, memoised per arch,
+    and the smallest arch (every layer `id`, narrowest widths) from the space's own cost."""
+    if hasattr(space, "all_archs"):
+        key = (space.NAME, info.name)
+        if key not in _ALL_FLOPS:
+            _ALL_FLOPS[key] = np.array([space.cost(a, info.num_classes, info.input_size)[1] / 1e6
+                                        for a in space.all_archs()])
+        table = _ALL_FLOPS[key]
+        return (lambda arch: float(table[space.to_index(arch)])), float(table.min())
+    import functools
+
+    @functools.lru_cache(maxsize=None)
+    def flops(arch) -> float:
+        return space.cost(arch, *space.COST_CONVENTION)[1] / 1e6
+
+    return flops, flops(space.smallest())
 
 
 def aggregate_seeds(results: List[Dict], out: Path) -> Dict:

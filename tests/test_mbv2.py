@@ -365,3 +365,47 @@ def test_nb201_only_options_are_refused_for_mbv2(changes, words):
 
     with pytest.raises(UserError, match=words):
         from_preset("smoke", space="mbv2", **changes)
+
+
+def test_mbv2_end_to_end_on_the_command_line(tmp_path, capsys):
+    """rank (train + score), search under a FLOPs limit, report and cost, all with --space mbv2."""
+    import json
+
+    from kshot_bench.cli import main
+
+    run = tmp_path / "rank"
+    assert main(["rank", "--space", "mbv2", "--k", "2", "--preset", "smoke", "--quiet", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "rank: mbv2" in out and "no Kendall's tau" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["protocol"]["space"] == "mbv2" and metrics["n_archs"] == 4
+    assert "between_widths_same_ops" in metrics["code_stats"]
+    with open(run / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and all(s.cost(s.from_str(r["arch_str"]))[1] / 1e6 == pytest.approx(float(r["flops_M"]), abs=1e-3)
+                                  for r in rows)
+    search = tmp_path / "search"
+    assert main(["search", "--checkpoint", str(run / "train" / "supernet.pt"), "--flops-limit", "300", "--population", "4",
+                 "--generations", "1", "--parents", "2", "--score-images", "16", "--quiet", "--out", str(search)]) == 0
+    result = json.loads((search / "result.json").read_text())
+    assert result["space"] == "mbv2" and result["truth"] is None and result["flops_M"] <= 300
+    assert result["widths_searched"] and len(result["code"]) == 2
+    with open(search / "history.csv", newline="") as fh:
+        history = list(csv.DictReader(fh))
+    assert len(history) == result["n_evaluated"] and all(float(h["flops_M"]) <= 300 for h in history)
+    assert main(["report", str(run), str(search), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Scored runs without ground truth" in text and "Searched archs without ground truth" in text
+    capsys.readouterr()
+    assert main(["cost", "--space", "mbv2", "--sample", "3", "--seed", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "arch_str,params,flops" and len(lines) == 4
+    # the other space's checkpoint, and NB201-only options, are refused with a fix
+    assert main(["rank", "--space", "nb201", "--checkpoint", str(run / "train" / "supernet.pt"), "--quiet"]) == 2
+    assert "space: checkpoint 'mbv2', asked 'nb201'" in capsys.readouterr().err
+    assert main(["rank", "--space", "mbv2", "--preset", "smoke", "--truth", "cifar10_test_12ep", "--quiet",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--truth is an NB201 option" in capsys.readouterr().err
+    assert main(["train", "--space", "mbv2", "--preset", "smoke", "--set", "cells=3", "--out", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err
+    assert "NB201-only" in err and "fix:" in err

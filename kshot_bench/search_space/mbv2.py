@@ -225,6 +225,11 @@ def width_variants(arch, rng: np.random.Generator, n: int) -> List[Arch]:
     return out
 
 
+def smallest() -> Arch:
+    """The arch with the fewest FLOPs: every layer `id`, every width 0.2."""
+    return Arch((ID,) * NUM_LAYERS, (0,) * NUM_WIDTHS)
+
+
 def width_values(arch) -> List[float]:
     """The 24 multipliers of the arch (what r_c measures L1 distances on)."""
     return [WIDTHS[w] for w in validate(arch).widths]
