@@ -409,3 +409,39 @@ def test_mbv2_end_to_end_on_the_command_line(tmp_path, capsys):
     assert main(["train", "--space", "mbv2", "--preset", "smoke", "--set", "cells=3", "--out", str(tmp_path / "y")]) == 2
     err = capsys.readouterr().err
     assert "NB201-only" in err and "fix:" in err
+
+
+def test_strided_pointwise_is_the_strided_1x1_convolution():
+    from kshot_bench.supernet.mbv2 import pointwise
+
+    x = torch.randn(2, 7, 17, 17, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 7, 1, 1, dtype=torch.float64, requires_grad=True)
+    a = pointwise(x, w, 2)
+    b = F.conv2d(x, w, stride=2)
+    torch.testing.assert_close(a, b)
+    ga = torch.autograd.grad(a.square().sum(), (x, w))
+    gb = torch.autograd.grad(b.square().sum(), (x, w))
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(u, v)
+
+
+def test_a_narrow_strided_identity_layer_trains_at_224(tmp_path):
+    """The case that crashed torch's strided 1x1 convolution (channels_last, 7 input channels at 112x112)
+    runs; in a child process, so a crash fails this test instead of killing the test run."""
+    import subprocess
+    import sys
+
+    code = """
+import torch, torch.nn.functional as F
+from kshot_bench.search_space import mbv2 as s
+from kshot_bench.supernet.mbv2 import KShotMBV2, MBV2Network
+arch = s.Arch((s.ID, 6) + (s.ID,) * 19, (4, 1, 1) + (4,) * 21)  # first block 7 channels, then id at stride 2
+x = torch.randn(4, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+for net in (KShotMBV2(1, 10), MBV2Network(arch, 10)):
+    for _ in range(3):
+        out = net(x, arch, None) if isinstance(net, KShotMBV2) else net(x)
+        F.cross_entropy(out, torch.zeros(4, dtype=torch.long)).backward()
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-500:]

@@ -32,6 +32,26 @@ from kshot_bench.supernet.kshot import kshot_parameter, merge
 from kshot_bench.supernet.ops import BN_EPS
 
 
+def pointwise(x: Tensor, w: Tensor, stride: int = 1) -> Tensor:
+    """A 1x1 convolution with stride `stride`, computed as a 1x1 convolution of the subsampled input
+    (the same numbers: a 1x1 kernel reads only the strided positions). The strided 1x1 convolution's
+    backward crashes the process on this project's torch 2.14 CPU build (oneDNN, channels_last input
+    with fewer than 16 channels at about 96x96 and larger: heap corruption, tests/test_mbv2.py has the
+    case); the `id` op of a stride-2 layer is exactly that convolution."""
+    return F.conv2d(x[:, :, ::stride, ::stride] if stride > 1 else x, w)
+
+
+class _StridedPointwise(nn.Conv2d):
+    """nn.Conv2d(c_in, c_out, 1, stride) computed as `pointwise` does (parameters and FLOPs are a 1x1 conv's)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__(c_in, c_out, 1, bias=False)
+        self.sub = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x[:, :, ::self.sub, ::self.sub] if self.sub > 1 else x)
+
+
 # ----------------------------------------------------------------------------- stand-alone network
 def _conv_bn(c_in: int, c_out: int, k: int = 1, stride: int = 1, groups: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(c_out))
@@ -82,7 +102,8 @@ class MBV2Network(nn.Module):
         c_in = first
         for i, (op, spec) in enumerate(zip(arch.ops, space.LAYERS)):
             if op == space.ID:
-                layers.append(nn.Identity() if space.has_residual(i) else _conv_bn(c_in, spec.c_out, 1, spec.stride))
+                layers.append(nn.Identity() if space.has_residual(i) else
+                              nn.Sequential(_StridedPointwise(c_in, spec.c_out, spec.stride), nn.BatchNorm2d(spec.c_out)))
             else:
                 k, _, se = space.OP_SPECS[op]
                 layers.append(_MB(c_in, space.mid_channels(i, op, w[i + 2]), spec.c_out, k, spec.stride, se,
@@ -198,7 +219,7 @@ class KShotMBV2(nn.Module):
             if space.has_residual(i):
                 return x
             b = self.layers[i][name]
-            return self._norm(F.conv2d(x, merge(b.conv[:, :, :x.shape[1]], code), stride=spec.stride), getattr(b, "bn", None),
+            return self._norm(pointwise(x, merge(b.conv[:, :, :x.shape[1]], code), spec.stride), getattr(b, "bn", None),
                               spec.c_out, code)
         b = self.layers[i][name]
         k, _, se = space.OP_SPECS[op]
