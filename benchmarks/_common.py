@@ -14,3 +14,19 @@ def emit(result: Dict, name: str, quick: bool, device: str = "cpu", out: Optiona
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
     return path
+
+
+def run_memory_child(code: str, root: Path) -> Dict:
+    """Run a memory-measuring child (`code` prints JSON with base_mb and peak_mb last) and add train_mb.
+
+    A fixed mmap threshold makes glibc hand every tensor of 64 KiB or more straight back to the OS on
+    free, so the peak RSS follows the live tensors instead of the allocator's cached free space."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root, env=env)
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    data["train_mb"] = data["peak_mb"] - data["base_mb"]
+    return data

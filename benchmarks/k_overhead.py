@@ -39,10 +39,7 @@ benchmarks/results/k_overhead[-quick]-<device>.json).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,7 +51,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import emit  # noqa: E402
+from benchmarks._common import emit, run_memory_child  # noqa: E402
 
 from kshot_bench.runtime import tune_allocator  # noqa: E402
 from kshot_bench.search_space import nb201 as space  # noqa: E402
@@ -239,13 +236,7 @@ def rss_mb(field: str) -> float:
 
 def measure_memory(k, steps, device, batch=BATCH):
     code = MEMORY_CHILD.format(root=str(ROOT), device=str(device), steps=steps, k=k, batch=batch)
-    # a fixed mmap threshold makes glibc hand every tensor of 64 KiB or more straight back to the OS on free,
-    # so the peak RSS follows the live tensors instead of the allocator's cached free space
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env)
-    data = json.loads(out.stdout.strip().splitlines()[-1])
-    data["train_mb"] = data["peak_mb"] - data["base_mb"]
-    return data
+    return run_memory_child(code, ROOT)
 
 
 def main():

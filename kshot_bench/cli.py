@@ -17,7 +17,7 @@ from kshot_bench.errors import UserError
 DATASET_CHOICES = ("cifar10", "cifar100", "ImageNet16-120")
 
 
-PRESET_HELP = ("nb201 | long | cpu | demo | smoke (default: cpu with --data-root; demo, sized for the embedded CIFAR-10 "
+PRESET_HELP = ("nb201: nb201 | long | cpu | demo | smoke; mbv2: imagenet | cpu | smoke (default: cpu with --data-root; demo (nb201), sized for the embedded CIFAR-10 "
                "sample, without)")
 
 
@@ -309,11 +309,15 @@ EXAMPLES = {
   kshot-bench train --dataset cifar10 --k 4 --code simplex --preset cpu --data-root ~/data/cifar10 --out runs/k4
   kshot-bench train ... --out runs/k4 --resume          # continue an interrupted run
   kshot-bench train ... --preset smoke --set epochs=3    # override single config fields
-  kshot-bench train ... --preset long --set snapshot_epochs=10,25,50,100 --until-epoch 25   # in parts, with snapshots""",
+  kshot-bench train ... --preset long --set snapshot_epochs=10,25,50,100 --until-epoch 25   # in parts, with snapshots
+  kshot-bench train --space mbv2 --k 4 --preset cpu --data-root ~/data/cifar10 --out runs/mbv2-k4   # MobileNetV2 + widths
+  kshot-bench train --space mbv2 ... --set rc_weight=0          # without the channel regulariser r_c
+  kshot-bench train --space mbv2 ... --set width_search=false   # operations only, every width 1.0""",
     "rank": """examples:
   kshot-bench rank --dataset cifar10 --k 4                                               # demo on the embedded sample
   kshot-bench rank --dataset cifar10 --k 4 --preset cpu --data-root ~/data/cifar10      # train, then rank
   kshot-bench rank --k 1 --preset cpu --data-root ~/data/cifar10 --out runs/oneshot       # the one-shot baseline
+  kshot-bench rank --space mbv2 --k 4 --preset cpu --data-root ~/data/cifar10   # MBV2: scores + codes (no truth)
   kshot-bench rank --checkpoint runs/k4/supernet.pt --archs unique --data-root ~/data/cifar10
   kshot-bench rank --checkpoint runs/k4 --preset long --data-root ~/data/cifar10    # every snapshot of a run
   kshot-bench rank ... --truth cifar10_test_12ep                                         # another ground truth
@@ -322,7 +326,9 @@ Re-running an interrupted rank command continues its training and scoring where 
   kshot-bench search --space nb201 --dataset cifar10 --fitness oracle --seeds 0 1 2 3 4
   kshot-bench search --fitness oracle --algo random --seeds 0 1 2 3 4      # same evaluation budget
   kshot-bench search --fitness supernet --checkpoint runs/k4/train/supernet.pt --data-root ~/data/cifar10
-  kshot-bench search --fitness oracle --flops-limit 100                     # MFLOPs, NB201 convention""",
+  kshot-bench search --fitness oracle --flops-limit 100                     # MFLOPs, NB201 convention
+  kshot-bench search --checkpoint runs/mbv2-k4/supernet.pt --flops-limit 330 --data-root ~/data/cifar10
+                                                       # MBV2: MFLOPs of one 224x224 image (SPEC 7)""",
     "ablate": """examples:
   kshot-bench ablate --dataset cifar10 --preset cpu --seeds 0 1 --k 1 4 --data-root ~/data/cifar10
   kshot-bench ablate ... --k 1 2 4 8 --epochs 6 12      # adds the training-budget axis of Fig. 7

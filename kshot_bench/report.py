@@ -364,7 +364,6 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
     """Every K-shot run against the one-shot run it pairs with: the difference in tau with its bootstrap
     interval (joint resamples of the archs), by accuracy and by loss, and the split taus of both."""
     from kshot_bench import stats
-    from kshot_bench.rank import split_tau
 
     pairs = [(r, o) for r in ranks if int(r.p["k"]) > 1 for o in ranks if int(o.p["k"]) == 1 and paired(r, o)]
     if not pairs:

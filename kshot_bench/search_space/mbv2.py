@@ -236,22 +236,22 @@ def width_values(arch) -> List[float]:
 
 
 # ----------------------------------------------------------------------------- encodings
+def _one_hot(values: Sequence[int], choices: int) -> List[float]:
+    """Layer-major one-hot: value v of layer i sets position i * choices + v."""
+    out = [0.0] * (len(values) * choices)
+    for i, v in enumerate(values):
+        out[i * choices + v] = 1.0
+    return out
+
+
 def encode(arch) -> List[float]:
     """Architecture branch input: one-hot ops, layer-major: 21 layers x 13 ops = 273 values."""
-    arch = validate(arch)
-    out = [0.0] * (NUM_LAYERS * len(OPS))
-    for i, op in enumerate(arch.ops):
-        out[i * len(OPS) + op] = 1.0
-    return out
+    return _one_hot(validate(arch).ops, len(OPS))
 
 
 def encode_width(arch) -> List[float]:
     """Channel branch input: one-hot widths, layer-major: 24 layers x 5 widths = 120 values."""
-    arch = validate(arch)
-    out = [0.0] * (NUM_WIDTHS * len(WIDTHS))
-    for i, w in enumerate(arch.widths):
-        out[i * len(WIDTHS) + w] = 1.0
-    return out
+    return _one_hot(validate(arch).widths, len(WIDTHS))
 
 
 # ----------------------------------------------------------------------------- cost
