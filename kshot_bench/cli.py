@@ -105,8 +105,8 @@ def cmd_train(args) -> int:
 
 # ----------------------------------------------------------------------------- rank
 def cmd_rank(args) -> int:
+    from kshot_bench.distributed import Dist
     from kshot_bench.rank import print_table, rank_job
-    from kshot_bench.train import pick_device
 
     explicit = {"space": args.space, "dataset": args.dataset, "k": args.k, "code": args.code}
     if args.checkpoint is None:
@@ -114,20 +114,28 @@ def cmd_rank(args) -> int:
     cfg = _config(args, archs=args.archs, score_images=args.score_images, score_by=args.score)
     if args.checkpoint is not None and args.seed is None:
         cfg = cfg.replace(seed=0)
-    device = pick_device(args.device)
+    dist = Dist.from_env()
+    device = dist.device(args.device)
     out = Path(args.out or f"runs/rank-{cfg.dataset}-k{cfg.k}-{cfg.code}-{args.preset}-s{cfg.seed}")
     command = "kshot-bench " + shlex.join(args.argv)
     if args.checkpoint is not None and args.checkpoint.is_dir():
         return _rank_snapshots(args, cfg, device, command, explicit)
-    print(f"rank: {cfg.space} on {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} archs={cfg.archs} -> {out}")
-    _say_data(args, cfg.dataset)
+    say = print if dist.is_main else (lambda *a, **k: None)
+    say(f"rank: {cfg.space} on {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} archs={cfg.archs} -> {out}"
+        + (f" ({dist.world_size} processes, {dist.backend})" if dist.active else ""))
+    if dist.is_main:
+        _say_data(args, cfg.dataset)
     try:
         metrics, baselines = rank_job(cfg, out, args.data_root, device, args.checkpoint, args.truth,
                                       expect=explicit if args.checkpoint else None, progress=not args.quiet,
-                                      command=command, preset=args.preset, download=not args.offline)
+                                      command=command, preset=args.preset, download=not args.offline, dist=dist)
     except KeyboardInterrupt:
         print(f"\ninterrupted; progress is saved in {out}. Run the same command again to continue.", file=sys.stderr)
         return 130
+    finally:
+        dist.close()
+    if not dist.is_main:
+        return 0
     if "kendall_tau" not in metrics:  # a space without ground truth: scores and code statistics
         print((out / "summary.md").read_text().split("## Protocol")[0].rstrip())
         print(f"results: {out}/summary.md, metrics.json, predictions.csv")
@@ -194,6 +202,7 @@ def cmd_report(args) -> int:
 
 # ----------------------------------------------------------------------------- search
 def cmd_search(args) -> int:
+    from kshot_bench.distributed import Dist
     from kshot_bench.search import ALGOS, SearchConfig, aggregate_seeds, run_search, supernet_fitness
     from kshot_bench.search_space import SPACES
 
@@ -207,17 +216,17 @@ def cmd_search(args) -> int:
     seeds = args.seeds or [args.seed]
     out = Path(args.out or f"runs/search-{args.dataset}-{args.fitness}-{args.algo}")
     fitness, protocol, dataset = None, {"command": "kshot-bench " + shlex.join(args.argv)}, args.dataset
+    dist = Dist.from_env()
     if args.fitness == "supernet":
         if args.checkpoint is None:
             raise UserError("--fitness supernet needs --checkpoint", fix="pass the supernet.pt of a train or rank run")
         from kshot_bench.data import load_dataset
         from kshot_bench.datasets import DATASETS
         from kshot_bench.rank import load_supernet, scoring_batches
-        from kshot_bench.train import pick_device
 
         from kshot_bench.train import uses_widths
 
-        device = pick_device(args.device)
+        device = dist.device(args.device)
         ckpt_cfg, model, codes, _, _ = load_supernet(args.checkpoint, device, {"dataset": args.dataset,
                                                                                "space": args.space})
         splits = load_dataset(ckpt_cfg.dataset, args.data_root, download=not args.offline)
@@ -235,18 +244,21 @@ def cmd_search(args) -> int:
         run_out = out / f"seed-{seed}" if len(seeds) > 1 else out
         try:
             r = run_search(args.space, dataset, args.algo, args.fitness, seed, run_out, cfg, fitness, protocol,
-                           progress=not args.quiet)
+                           progress=not args.quiet, dist=dist)
         except KeyboardInterrupt:
             print(f"\ninterrupted; the scores so far are saved in {run_out}. Run the same command again to continue.",
                   file=sys.stderr)
             return 130
+        if not dist.is_main:
+            continue
         results.append(r)
         line = f"seed {seed}: {r['arch_str']}  fitness {r['fitness_value']:.2f}  FLOPs {r['flops_M']:.1f} M  "
         if r["truth"] is None:
             print(line + f"params {r['params_M']:.2f} M, {r['n_evaluated']} archs scored (no ground truth in {args.space})")
         else:
             print(line + f"ground truth {r['truth']:.2f} (optimum {r['optimum']['truth']:.2f}), {r['n_evaluated']} archs scored")
-    if len(seeds) > 1 and results[0]["truth"] is not None:
+    dist.close()
+    if len(seeds) > 1 and results and results[0]["truth"] is not None:
         s = aggregate_seeds(results, out)
         print(f"{args.algo} / {args.fitness}: {s['truth_mean']:.2f} +- {s['truth_std']:.2f} over {len(seeds)} seeds "
               f"(optimum {s['optimum']:.2f}) -> {out}/summary.json")

@@ -242,22 +242,29 @@ PARTIAL = "predictions.partial.csv"
 
 
 def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir: Path, k: int,
-                progress: bool = True) -> Dict:
-    """Score every arch (each with its own code), resuming from `out_dir/predictions.partial.csv`.
-    `keys` name the archs in that journal and in the result (NB201: index; other spaces: arch string)."""
+                progress: bool = True, dist=None) -> Dict:
+    """Score every arch (each with its own code), resuming from the journal `out_dir/predictions.partial*.csv`.
+
+    `keys` name the archs in that journal and in the result (NB201: index; other spaces: arch string).
+    Under torchrun (`dist`, distributed.Dist) rank r scores archs r, r+N, ... into its own journal
+    `predictions.partial.rR.csv`; every journal found counts as done, whichever process count wrote it, so
+    an interrupted run continues with any number of processes. Returns every arch's result on every rank.
+    """
     import torch
     from tqdm import tqdm
 
-    path = Path(out_dir) / PARTIAL
+    from kshot_bench.distributed import Dist
+
+    dist = dist or Dist()
+    out_dir = Path(out_dir)
     fields = ["key", "score", "val_loss"] + [f"lam_{i}" for i in range(k)]
-    done: Dict = {}
     as_key = {str(key): key for key in keys}
-    if path.exists():
-        with open(path, newline="") as fh:
-            for row in csv.DictReader(fh):
-                if row.get("key") in as_key and all(row.get(f) not in (None, "") for f in fields):
-                    done[as_key[row["key"]]] = {f: float(row[f]) for f in fields[1:]}
-    todo = [(key, arch) for key, arch in zip(keys, archs) if key not in done]
+    done = _read_journals(out_dir, as_key, fields)
+    dist.barrier()  # every process has read the journals before any of them adds to its own
+    mine = set(dist.share(list(keys)))
+    todo = [(key, arch) for key, arch in zip(keys, archs) if key in mine and key not in done]
+    path = out_dir / (PARTIAL if not dist.active else PARTIAL.replace(".csv", f".r{dist.rank}.csv"))
+    stop_after = int(os.environ.get("KSHOT_TEST_STOP_AFTER", "0"))  # tests: interrupt after this many scores
     model.eval()
     with torch.no_grad():
         all_codes = codes([a for _, a in todo]) if todo else None
@@ -266,9 +273,11 @@ def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir:
         writer = csv.writer(fh)
         if new:
             writer.writerow(fields)
-        bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc="scoring", unit="arch",
-                   disable=not progress, mininterval=1.0)
+        bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc="scoring" + (f" (rank {dist.rank})" if dist.active else ""),
+                   unit="arch", disable=not progress or not dist.is_main, mininterval=1.0)
         for j, (key, arch) in enumerate(todo):
+            if stop_after and j == stop_after:
+                raise KeyboardInterrupt
             code = all_codes[j]
             acc, loss = score_arch(model, arch, code, batches)
             lam = code.tolist()
@@ -277,7 +286,25 @@ def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir:
             fh.flush()
             bar.update(1)
         bar.close()
+    dist.barrier()  # every rank's journal is complete: read them all (one process too, so that a result
+    return _read_journals(out_dir, as_key, fields)  # never depends on which run or process count scored it
+
+
+def _read_journals(out_dir: Path, as_key: Dict[str, object], fields: List[str]) -> Dict:
+    """Scores in every partial journal of `out_dir` (one, or one per rank); rows cut short are dropped.
+    Values are read back from the journal's text, so a result does not depend on which run made it."""
+    done: Dict = {}
+    for path in sorted(Path(out_dir).glob(PARTIAL.replace(".csv", "*.csv"))):
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row.get("key") in as_key and all(row.get(f) not in (None, "") for f in fields):
+                    done[as_key[row["key"]]] = {f: float(row[f]) for f in fields[1:]}
     return done
+
+
+def remove_journals(out_dir: Path) -> None:
+    for path in Path(out_dir).glob(PARTIAL.replace(".csv", "*.csv")):
+        path.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -470,17 +497,24 @@ class Scored:
 
 def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Optional[Path] = None,
               expect: Optional[Dict] = None, progress: bool = True, command: str = "", preset: str = "",
-              download: bool = True) -> Scored:
+              download: bool = True, dist=None) -> Scored:
     """Train (or load) a supernet and score the arch set with each arch's own code: the part of the
-    rank job that every search space shares."""
+    rank job that every search space shares. Under torchrun (`dist`) the archs are split across the
+    processes (the same images and codes on each); training then needs a finished checkpoint."""
     from kshot_bench.data import load_dataset
     from kshot_bench.datasets import DATASETS
+    from kshot_bench.distributed import Dist
     from kshot_bench.search_space import SPACES
     from kshot_bench.train import Trainer, machine_info, write_config
 
+    dist = dist or Dist()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    if dist.active and checkpoint is None:
+        raise UserError(f"under torchrun, rank scores a trained supernet ({dist.world_size} processes split the archs); "
+                        "it does not train one", fix="train first (kshot-bench train, or rank in one process), then "
+                                                     "torchrun ... kshot-bench rank --checkpoint RUN/supernet.pt")
     if checkpoint is not None:
         scoring = {f: getattr(cfg, f) for f in ("archs", "score_images", "score_batch", "score_by")}
         ckpt_cfg, model, codes, finished, state = load_supernet(Path(checkpoint), device, expect or {})
@@ -503,11 +537,13 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         source = f"trained here in {run_dir}"
     space = SPACES.get(cfg.space)
     keys, archs, set_desc = arch_sample(space, cfg)
-    write_config(cfg, out, {"data": splits.source, "machine": machine_info(device), "command": command})
+    if dist.is_main:
+        write_config(cfg, out, {"data": splits.source, "machine": machine_info(device), "command": command,
+                                "world_size": dist.world_size})
     info = DATASETS.get(cfg.dataset)
     score_set = scoring_batches(splits, info, cfg.score_images, cfg.score_batch, device)
     t1 = time.perf_counter()
-    scored = score_archs(model, codes, score_set.batches, keys, archs, out, cfg.k, progress)
+    scored = score_archs(model, codes, score_set.batches, keys, archs, out, cfg.k, progress, dist)
     score_s = time.perf_counter() - t1
     train_images = min(cfg.train_subset or len(splits.train_x), len(splits.train_x))
     protocol = {
@@ -519,6 +555,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,
         "train_s": train_s, "score_s": score_s, "archs_per_s": len(keys) / score_s if score_s > 0 else None,
         "total_s": time.perf_counter() - t0, "machine": machine_info(device), "command": command,
+        "world_size": dist.world_size,
     }
     return Scored(cfg, keys, archs, set_desc, scored, score_set, protocol, codes)
 
@@ -542,23 +579,28 @@ def arch_sample(space, cfg) -> Tuple[list, list, str]:
 
 def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Optional[Path] = None,
              truth_name: Optional[str] = None, expect: Optional[Dict] = None, progress: bool = True,
-             command: str = "", preset: str = "", download: bool = True) -> Tuple[Dict, Dict]:
+             command: str = "", preset: str = "", download: bool = True, dist=None) -> Tuple[Dict, Dict]:
     """Train (or load) a supernet, score the arch set, write predictions, metrics, baselines, summary.
-    Spaces without a ground-truth benchmark (MBV2) get their scores and code statistics instead."""
+    Spaces without a ground-truth benchmark (MBV2) get their scores and code statistics instead.
+    Under torchrun only the main process writes the results (the others return empty dicts)."""
     from kshot_bench.datasets import DATASETS
+    from kshot_bench.distributed import Dist
     from kshot_bench.ground_truth import truth_column
 
+    dist = dist or Dist()
     out = Path(out)
     if cfg.space != "nb201":
         if truth_name is not None:
             raise UserError(f"--truth is an NB201 option; the {cfg.space} space has no ground-truth benchmark",
                             fix="drop --truth")
-        return unranked_job(score_job(cfg, out, data_root, device, checkpoint, expect, progress, command, preset,
-                                      download), out), {}
+        job = score_job(cfg, out, data_root, device, checkpoint, expect, progress, command, preset, download, dist)
+        return (unranked_job(job, out), {}) if dist.is_main else ({}, {})
     truth_name = truth_name or DATASETS.get(cfg.dataset).truth_default
     truth_all = truth_column(truth_name)  # fail fast on a bad --truth, before any training
     arch_set(cfg.archs, cfg.seed)  # and on a bad --archs
-    job = score_job(cfg, out, data_root, device, checkpoint, expect, progress, command, preset, download)
+    job = score_job(cfg, out, data_root, device, checkpoint, expect, progress, command, preset, download, dist)
+    if not dist.is_main:
+        return {}, {}
     cfg, indices, scored = job.cfg, job.keys, job.scored
     truth = truth_all[np.asarray(indices)]
     write_predictions(out, indices, scored, truth, cfg.k)
@@ -578,7 +620,7 @@ def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opti
     write_json(out / "baselines.json", baselines)
     plot_scatter(out, scores, truth, metrics)
     write_summary(out, metrics, baselines)
-    (out / PARTIAL).unlink(missing_ok=True)
+    remove_journals(out)
     return metrics, baselines
 
 
@@ -651,7 +693,7 @@ def unranked_job(job: Scored, out: Path) -> Dict:
               f"{p['machine'].get('threads')} threads", "",
               "Files: `predictions.csv` (per arch: score, loss, FLOPs, params, code), `metrics.json`."]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
-    (out / PARTIAL).unlink(missing_ok=True)
+    remove_journals(out)
     return metrics
 
 

@@ -110,20 +110,30 @@ class Evaluator:
     again with the same command takes the same path and only scores what it had not reached.
     `key` names what the scores depend on (fitness source, checkpoint, scoring images); a journal
     written under another key is refused.
+
+    Under torchrun (`dist`) the archs a generation has not scored yet are split across the processes
+    (each journals its share into `<journal>.rR`), and every process gets every score (all_gather), so
+    all of them take the same search path; any journal found is replayed, whatever process count wrote it.
     """
 
     def __init__(self, fitness: Callable[[Sequence[Arch]], List[Tuple[float, List[float]]]],
                  flops: Callable[[Arch], float], journal: Optional[Path] = None, key: str = "",
-                 arch_str: Callable[[Arch], str] = str):
+                 arch_str: Callable[[Arch], str] = str, dist=None):
+        from kshot_bench.distributed import Dist
+
         self._fitness, self.flops, self._str = fitness, flops, arch_str
+        self.dist = dist or Dist()
         self.cache: Dict[Arch, Record] = {}
         self.records: List[Record] = []
-        self.calls = 0      # fitness evaluations made by this Evaluator
+        self.calls = 0      # fitness evaluations made by this Evaluator (this process)
         self.replayed = 0   # scores taken from the journal so far
         self._saved: Dict[str, Tuple[float, List[float]]] = {}
-        self._journal = Path(journal) if journal else None
-        if self._journal is not None:
-            self._saved = self._read_journal(key)
+        self._journal = self._base = None
+        if journal is not None:
+            journal = self._base = Path(journal)
+            self._saved = self._read_journals(journal, key)
+            self.dist.barrier()  # every process has read the same journals before any of them adds to its own
+            self._journal = journal.with_name(journal.name + f".r{self.dist.rank}") if self.dist.active else journal
             if not self._journal.exists():
                 with open(self._journal, "w", newline="") as fh:
                     csv.writer(fh).writerow(["#key", key])
@@ -133,46 +143,68 @@ class Evaluator:
         """Scores waiting in the journal from an interrupted run."""
         return len(self._saved)
 
-    def _read_journal(self, key: str) -> Dict[str, Tuple[float, List[float]]]:
-        if not self._journal.exists():
-            return {}
-        with open(self._journal, newline="") as fh:
-            rows = list(csv.reader(fh))
-        if not rows or rows[0][:2] != ["#key", key]:
-            raise UserError(f"{self._journal} holds partial scores of a different search "
-                            f"({rows[0][1] if rows and len(rows[0]) > 1 else 'unreadable'}; this one: {key})",
-                            fix="use a new --out directory, or delete that file to start over")
+    @staticmethod
+    def journals(journal: Path) -> List[Path]:
+        """The journal and its per-process siblings."""
+        return sorted(p for p in journal.parent.glob(journal.name + "*") if p.is_file())
+
+    def _read_journals(self, journal: Path, key: str) -> Dict[str, Tuple[float, List[float]]]:
         saved = {}
-        for row in rows[1:]:
-            if len(row) >= 2:  # a row cut short by the interruption is scored again
-                try:
-                    saved[row[0]] = (float(row[1]), [float(v) for v in row[2:]])
-                except ValueError:
-                    continue
+        for path in self.journals(journal):
+            with open(path, newline="") as fh:
+                rows = list(csv.reader(fh))
+            if not rows or rows[0][:2] != ["#key", key]:
+                raise UserError(f"{path} holds partial scores of a different search "
+                                f"({rows[0][1] if rows and len(rows[0]) > 1 else 'unreadable'}; this one: {key})",
+                                fix="use a new --out directory, or delete that file to start over")
+            for row in rows[1:]:
+                if len(row) >= 2:  # a row cut short by the interruption is scored again
+                    try:
+                        saved[row[0]] = (float(row[1]), [float(v) for v in row[2:]])
+                    except ValueError:
+                        continue
         return saved
 
-    def evaluate(self, archs: Sequence[Arch], generation: int) -> List[Record]:
-        new = [a for a in dict.fromkeys(archs) if a not in self.cache]
-        fh = open(self._journal, "a", newline="") if self._journal is not None and new else None
+    def _score(self, archs: Sequence[Arch]) -> Dict[str, Tuple[float, List[float]]]:
+        """Score `archs` (this process's share of them under torchrun), journaling each; every score, by name."""
+        mine = self.dist.share(list(archs))
+        scores = {}
+        fh = open(self._journal, "a", newline="") if self._journal is not None and mine else None
         try:
-            for arch in new:
+            for arch in mine:
+                fit, code = self._fitness([arch])[0]
+                self.calls += 1
                 name = self._str(arch)
-                if name in self._saved:
-                    fit, code = self._saved[name]
-                    self.replayed += 1
-                else:
-                    fit, code = self._fitness([arch])[0]
-                    self.calls += 1
-                    if fh is not None:
-                        csv.writer(fh).writerow([name, repr(float(fit))] + [repr(float(v)) for v in code])
-                        fh.flush()
-                rec = Record(arch, float(fit), float(self.flops(arch)), generation, list(code))
-                self.cache[arch] = rec
-                self.records.append(rec)
+                scores[name] = (float(fit), [float(v) for v in code])
+                if fh is not None:
+                    csv.writer(fh).writerow([name, repr(float(fit))] + [repr(float(v)) for v in code])
+                    fh.flush()
         finally:
             if fh is not None:
                 fh.close()
+        if self.dist.active:
+            scores = {n: v for part in self.dist.all_gather(scores) for n, v in part.items()}
+        return scores
+
+    def evaluate(self, archs: Sequence[Arch], generation: int) -> List[Record]:
+        new = [a for a in dict.fromkeys(archs) if a not in self.cache]
+        scores = self._score([a for a in new if self._str(a) not in self._saved])
+        for arch in new:
+            name = self._str(arch)
+            if name in self._saved:
+                fit, code = self._saved[name]
+                self.replayed += 1
+            else:
+                fit, code = scores[name]
+            rec = Record(arch, float(fit), float(self.flops(arch)), generation, list(code))
+            self.cache[arch] = rec
+            self.records.append(rec)
         return [self.cache[a] for a in archs]
+
+    def remove_journals(self) -> None:
+        if self._base is not None:
+            for path in self.journals(self._base):
+                path.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- algorithms
@@ -337,7 +369,7 @@ JOURNAL = "scores.partial.csv"
 
 def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed: int, out: Path,
                cfg: SearchConfig, fitness=None, protocol: Optional[Dict] = None, truth_name: Optional[str] = None,
-               progress: bool = True) -> Dict:
+               progress: bool = True, dist=None) -> Dict:
     """One search run: history.csv (every scored arch), pareto.csv, result.json."""
     from tqdm import tqdm
 
@@ -366,7 +398,11 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
     key_fields = {f: (protocol or {}).get(f) for f in ("checkpoint", "config_hash", "score_set")}
     key = json.dumps({"fitness": fitness_kind, "dataset": dataset, "truth": truth_name, "space": space_name,
                       "flops_limit": cfg.flops_limit, **key_fields}, sort_keys=True)
-    evaluator = Evaluator(fitness, flops, out / JOURNAL, key, space.to_str)
+    from kshot_bench.distributed import Dist
+
+    dist = dist or Dist()
+    evaluator = Evaluator(fitness, flops, out / JOURNAL, key, space.to_str, dist)
+    progress = progress and dist.is_main
     if evaluator.saved and progress:
         print(f"resuming: {evaluator.saved} scores saved in {out / JOURNAL} are reused")
     bar = tqdm(total=cfg.budget, desc=f"{algo} seed {seed}", unit="arch", disable=not progress, mininterval=1.0)
@@ -379,6 +415,9 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
     bar.close()
     wall = time.perf_counter() - t0
     chosen = best(records)
+    if not dist.is_main:  # every process took the same path; the main one writes it
+        dist.barrier()
+        return {}
     _write_records(out / "history.csv", records, space, truth)
     _write_records(out / "pareto.csv", pareto_front(records), space, truth)
     params = space.cost(chosen.arch, *(space.COST_CONVENTION or (info.num_classes, info.input_size)))[0]
@@ -389,6 +428,7 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
         "arch_str": space.to_str(chosen.arch), "fitness_value": chosen.fitness, "flops_M": chosen.flops,
         "params_M": params / 1e6, "code": chosen.code,
         "wall_s": wall, "scores_reused_from_interrupted_run": evaluator.replayed, "protocol": protocol or {},
+        "world_size": dist.world_size,
     }
     if benchmark:
         idx = space.to_index(chosen.arch)
@@ -404,7 +444,8 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
         result.update({"truth": None, "flops_convention": "{1}x{1} input, {0} classes (SPEC 7)".format(*space.COST_CONVENTION),
                        "widths_searched": cfg.widths})
     _write_json(out / "result.json", result)
-    (out / JOURNAL).unlink()  # everything is in history.csv now
+    evaluator.remove_journals()  # everything is in history.csv now
+    dist.barrier()
     return result
 
 
