@@ -83,6 +83,15 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def timed(device, step, *args) -> float:
+    """Seconds one call of `step(*args)` takes, the device's queue drained before and after."""
+    sync(device)
+    t0 = time.perf_counter()
+    step(*args)
+    sync(device)
+    return time.perf_counter() - t0
+
+
 class _Variant:
     """One training step (zero_grad, forward, backward, SGD step) of a network on a given path."""
 
@@ -174,19 +183,11 @@ def time_variants(ks, rounds, steps, device, with_simplex):
     for r in range(rounds):
         for arch in archs:
             for name, v in variants.items():
-                sync(device)
-                t0 = time.perf_counter()
-                v.step(x, y, arch)
-                sync(device)
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(timed(device, v.step, x, y, arch))
         for i in range(max(1, steps // 4)):
             simplex_paths = paths(16, 100 + r * 50 + i)
             for name, (v, codes, opt, batched) in simplex.items():
-                sync(device)
-                t0 = time.perf_counter()
-                simplex_step(v, codes, opt, x, y, simplex_paths, batched)
-                sync(device)
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(timed(device, simplex_step, v, codes, opt, x, y, simplex_paths, batched))
         n = len(archs)
         print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{name} {1e3 * statistics.mean(t[-n:]):.0f} ms"
                                                      for name, t in times.items()), flush=True)

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import emit, run_memory_child  # noqa: E402
-from benchmarks.k_overhead import paired_ratio, sync, total_ratio  # noqa: E402
+from benchmarks.k_overhead import paired_ratio, rss_mb, timed, total_ratio  # noqa: E402,F401 (rss_mb: MEMORY_CHILD)
 
 from kshot_bench.runtime import tune_allocator  # noqa: E402
 from kshot_bench.search_space import mbv2 as space  # noqa: E402
@@ -135,11 +135,7 @@ def main():
             # an untimed step builds them, else the first variant timed on each path pays for every variant
             first.step(x, y, arch)
             for name, v in variants.items():
-                sync(device)
-                t0 = time.perf_counter()
-                v.step(x, y, arch)
-                sync(device)
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(timed(device, v.step, x, y, arch))
         print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
             f"{n} {1e3 * statistics.mean(t[-args.steps:]):.0f} ms" for n, t in times.items()), flush=True)
     del variants
