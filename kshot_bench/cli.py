@@ -67,7 +67,8 @@ def _config(args, **extra):
 # ----------------------------------------------------------------------------- train
 def cmd_train(args) -> int:
     from kshot_bench.data import load_dataset
-    from kshot_bench.train import CHECKPOINT, FINAL, Trainer, machine_info, pick_device, write_config
+    from kshot_bench.distributed import Dist
+    from kshot_bench.train import CHECKPOINT, FINAL, Trainer, machine_info, write_config
 
     cfg = _config(args)
     out = Path(args.out)
@@ -76,23 +77,38 @@ def cmd_train(args) -> int:
     if args.resume and (out / FINAL).exists():
         print(f"{out} is already finished ({FINAL} exists); nothing to do")
         return 0
-    device = pick_device(args.device)
-    _say_data(args, cfg.dataset)
-    splits = load_dataset(cfg.dataset, args.data_root, download=not args.offline)
-    trainer = Trainer(cfg, out, splits, device, progress=not args.quiet)
-    resumed = trainer.resume() if args.resume else False
-    write_config(cfg, out, {"data": splits.source, "machine": machine_info(device)})
-    print(f"train: {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} (config {cfg.hash()}) -> {out}"
-          + (f", resumed at epoch {trainer.epoch + 1} step {trainer.step_in_epoch}" if resumed else ""))
-    print(f"data: {splits.source}")
     if args.until_epoch is not None and args.until_epoch < 1:
         raise UserError(f"--until-epoch must be >= 1, got {args.until_epoch}", fix=f"pick an epoch in 1..{cfg.epochs}")
+    dist = Dist.from_env()
+    say = print if dist.is_main else (lambda *a, **k: None)
     try:
-        last = trainer.fit(until_epoch=args.until_epoch)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at epoch {trainer.epoch + 1}, step {trainer.step_in_epoch}; checkpoint saved in {out}.\n"
-              f"resume with the same command plus --resume", file=sys.stderr)
-        return 130
+        device = dist.device(args.device)
+        if dist.is_main:
+            _say_data(args, cfg.dataset)
+        splits = load_dataset(cfg.dataset, args.data_root, download=not args.offline) if dist.is_main else None
+        dist.barrier()  # a download happens once, on the main process, before the others read the files
+        splits = splits or load_dataset(cfg.dataset, args.data_root, download=False)
+        trainer = Trainer(cfg, out, splits, device, progress=not args.quiet, dist=dist)
+        resumed = trainer.resume() if args.resume else False
+        if dist.is_main:
+            write_config(cfg, out, {"data": splits.source, "machine": machine_info(device), "world_size": dist.world_size})
+        say(f"train: {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} (config {cfg.hash()}) -> {out}"
+            + (f", resumed at epoch {trainer.epoch + 1} step {trainer.step_in_epoch}" if resumed else "")
+            + (f" ({dist.world_size} processes, {dist.backend}, {cfg.batch_size // dist.world_size} images each a step)"
+               if dist.active else ""))
+        say(f"data: {splits.source}")
+        try:
+            last = trainer.fit(until_epoch=args.until_epoch)
+        except KeyboardInterrupt:
+            where = ("checkpoint saved" if not dist.active else
+                     f"the last checkpoint (every {cfg.checkpoint_every} steps and at every epoch end) is")
+            print(f"\ninterrupted at epoch {trainer.epoch + 1}, step {trainer.step_in_epoch}; {where} in {out}.\n"
+                  f"resume with the same command plus --resume", file=sys.stderr)
+            return 130
+    finally:
+        dist.close()
+    if not dist.is_main:
+        return 0
     summary = (f"last epoch train_loss {float(last['train_loss']):.4f} train_acc {float(last['train_acc']):.2f}%"
                if last else "no epoch logged yet")
     if trainer.epoch < cfg.epochs:
@@ -324,7 +340,9 @@ EXAMPLES = {
   kshot-bench train ... --preset long --set snapshot_epochs=10,25,50,100 --until-epoch 25   # in parts, with snapshots
   kshot-bench train --space mbv2 --k 4 --preset cpu --data-root ~/data/cifar10 --out runs/mbv2-k4   # MobileNetV2 + widths
   kshot-bench train --space mbv2 ... --set rc_weight=0          # without the channel regulariser r_c
-  kshot-bench train --space mbv2 ... --set width_search=false   # operations only, every width 1.0""",
+  kshot-bench train --space mbv2 ... --set width_search=false   # operations only, every width 1.0
+  torchrun --nproc_per_node 8 -m kshot_bench.cli train --space mbv2 --preset imagenet ...   # 8 GPUs, global batch 1024
+  kshot-bench train ... --set micro_batches=8 --resume   # continue an 8-process run in one process (same BN parts)""",
     "rank": """examples:
   kshot-bench rank --dataset cifar10 --k 4                                               # demo on the embedded sample
   kshot-bench rank --dataset cifar10 --k 4 --preset cpu --data-root ~/data/cifar10      # train, then rank

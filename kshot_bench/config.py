@@ -58,6 +58,7 @@ class RunConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4
     grad_clip: float = 0.0      # 0 = off
+    micro_batches: int = 1      # each process's batch in this many parts, one forward/backward each (BN per part)
     unique_sampling: bool = False
     train_subset: int = 0       # 0 = the whole training part; else a fixed seeded subset
     # simplex-net
@@ -88,11 +89,16 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Short stable hash of every field: names the protocol in reports."""
-        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        """Short stable hash of every field: names the protocol in reports. Fields added later join it only
+        when set away from their default, so the hashes of earlier runs stay what their reports say."""
+        data = {k: v for k, v in self.to_dict().items() if LATER_FIELDS.get(k, object()) != v}
+        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
     def replace(self, **changes) -> "RunConfig":
         return override(self, changes)
+
+
+LATER_FIELDS = {"micro_batches": 1}  # field -> default, for fields added after reports were committed
 
 
 def check(cfg: RunConfig) -> None:
@@ -109,7 +115,7 @@ def check(cfg: RunConfig) -> None:
     if cfg.kshot_init not in KSHOT_INITS:
         raise UserError(f"unknown kshot_init {cfg.kshot_init!r}", fix=f"choose one of: {', '.join(KSHOT_INITS)}")
     positive = ("channels", "cells", "epochs", "batch_size", "simplex_paths", "simplex_interval", "score_batch",
-                "simplex_hidden", "checkpoint_every", "rc_widths")
+                "simplex_hidden", "checkpoint_every", "rc_widths", "micro_batches")
     for name in positive:
         if getattr(cfg, name) < 1:
             raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}", fix=f"set {name} to a positive integer")
@@ -119,6 +125,10 @@ def check(cfg: RunConfig) -> None:
     if cfg.simplex_paths > cfg.batch_size:
         raise UserError(f"simplex_paths={cfg.simplex_paths} exceeds batch_size={cfg.batch_size}",
                         fix="each of the m paths needs at least one image: lower simplex_paths or raise batch_size")
+    if cfg.batch_size % cfg.micro_batches or cfg.simplex_paths > cfg.batch_size // cfg.micro_batches:
+        raise UserError(f"batch_size={cfg.batch_size} does not split into micro_batches={cfg.micro_batches} equal parts of "
+                        f"at least simplex_paths={cfg.simplex_paths} images",
+                        fix="choose micro_batches that divides batch_size (and leaves each part >= simplex_paths images)")
     parse_snapshot_epochs(cfg)
     _check_space_options(cfg)
     if cfg.rc_weight < 0 or cfg.rc_margin <= 0 or cfg.rc_tau <= 0:

@@ -1,5 +1,8 @@
-"""The process group: one small object for every job that runs under torchrun (scoring in `rank` and
-`search` today), and a single process when torchrun is not used.
+"""The process group: one small object for every job that runs under torchrun, and a single process
+when torchrun is not used.
+
+Jobs: training (`train`, and `rank` when it trains: every process takes the same path each step on its
+share of the global batch, gradients averaged by `average_grads`), scoring in `rank` and `search`.
 
 `torchrun --nproc_per_node N kshot-bench ...` (and multi-node torchrun) sets RANK, LOCAL_RANK and
 WORLD_SIZE; `Dist.from_env()` then joins the group: NCCL on CUDA, gloo on CPUs. A rank's device is
@@ -75,6 +78,38 @@ class Dist:
         out: List[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
+
+    def average_grads(self, params) -> None:
+        """Replace every gradient by its mean over the processes: one all-reduce of the gradients that
+        exist. Every process takes the same path each step, so the same parameters have gradients on
+        all of them (the others stay None: off-path ops get no update anywhere). This is what DDP would
+        do; DDP itself would need find_unused_parameters and a graph walk every step, because the path
+        (and so the set of used parameters) changes with every step."""
+        if not self.active:
+            return
+        import torch.distributed as dist
+
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        at = 0
+        for g in grads:
+            g.copy_(flat[at:at + g.numel()].view_as(g))
+            at += g.numel()
+
+    def sum(self, values: Sequence[float]) -> List[float]:
+        """The sums over the processes of a few numbers (float64), e.g. the epoch's loss and image counts."""
+        if not self.active:
+            return list(values)
+        import torch.distributed as dist
+
+        dev = torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
+        t = torch.tensor(list(values), dtype=torch.float64, device=dev)
+        dist.all_reduce(t)
+        return t.cpu().tolist()
 
     def close(self) -> None:
         if self.active:

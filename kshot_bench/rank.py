@@ -499,8 +499,9 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
               expect: Optional[Dict] = None, progress: bool = True, command: str = "", preset: str = "",
               download: bool = True, dist=None) -> Scored:
     """Train (or load) a supernet and score the arch set with each arch's own code: the part of the
-    rank job that every search space shares. Under torchrun (`dist`) the archs are split across the
-    processes (the same images and codes on each); training then needs a finished checkpoint."""
+    rank job that every search space shares. Under torchrun (`dist`) the processes train together
+    (each its share of every batch, gradients averaged) and split the archs for scoring (the same
+    images and codes on each)."""
     from kshot_bench.data import load_dataset
     from kshot_bench.datasets import DATASETS
     from kshot_bench.distributed import Dist
@@ -511,10 +512,6 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    if dist.active and checkpoint is None:
-        raise UserError(f"under torchrun, rank scores a trained supernet ({dist.world_size} processes split the archs); "
-                        "it does not train one", fix="train first (kshot-bench train, or rank in one process), then "
-                                                     "torchrun ... kshot-bench rank --checkpoint RUN/supernet.pt")
     if checkpoint is not None:
         scoring = {f: getattr(cfg, f) for f in ("archs", "score_images", "score_batch", "score_by")}
         ckpt_cfg, model, codes, finished, state = load_supernet(Path(checkpoint), device, expect or {})
@@ -526,10 +523,12 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     else:
         splits = load_dataset(cfg.dataset, data_root, download)
         run_dir = out / "train"
-        trainer = Trainer(cfg, run_dir, splits, device, progress=progress)
+        trainer = Trainer(cfg, run_dir, splits, device, progress=progress, dist=dist)
         trainer.resume()  # re-running the same rank command continues an interrupted training
         if trainer.epoch < cfg.epochs:
-            write_config(cfg, run_dir, {"data": splits.source, "machine": machine_info(device)})
+            if dist.is_main:
+                write_config(cfg, run_dir, {"data": splits.source, "machine": machine_info(device),
+                                            "world_size": dist.world_size})
             trainer.fit()
         model, codes = trainer.model, trainer.codes
         train_s = sum(float(r["time_s"]) for r in trainer.read_log())

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from kshot_bench.config import RunConfig, from_dict, parse_snapshot_epochs
 from kshot_bench.data import Splits, TensorLoader, stratified_half
 from kshot_bench.datasets import DATASETS
+from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
 from kshot_bench.registry import Registry
 from kshot_bench.search_space import SPACES
@@ -142,29 +143,49 @@ def channel_regulariser_loss(codes: CodeSource, space, archs, rng: np.random.Gen
                         for j in range(len(archs))]).mean()
 
 
-def simplex_loss_batched(model, codes: CodeSource, x: torch.Tensor, y: torch.Tensor, archs) -> float:
+def simplex_loss_batched(model, codes: CodeSource, x: torch.Tensor, y: torch.Tensor, archs, scale: float = 1.0) -> float:
     """Back-propagate the simplex-net loss of m paths on m equal groups of the batch, all in one pass
     (`forward_groups`): the mean over every image is the mean of the groups' mean losses. Gradients
-    reach the code source's parameters only (the supernet is frozen). Returns the loss."""
+    reach the code source's parameters only (the supernet is frozen); `scale` multiplies the loss that
+    is back-propagated (1/micro_batches). Returns the loss."""
     loss = F.cross_entropy(model.forward_groups(x, archs, codes(archs)), y)
-    loss.backward(inputs=list(codes.parameters()))
+    (loss if scale == 1.0 else loss * scale).backward(inputs=list(codes.parameters()))
     return float(loss.detach())
 
 
-def simplex_loss_sequential(model, codes: CodeSource, x: torch.Tensor, y: torch.Tensor, archs) -> float:
+def simplex_loss_sequential(model, codes: CodeSource, x: torch.Tensor, y: torch.Tensor, archs, scale: float = 1.0) -> float:
     """The same, one group after another (the reference; memory: one group's activations at a time)."""
     m, total = len(archs), 0.0
     params = list(codes.parameters())
     for arch, xj, yj in zip(archs, x.tensor_split(m), y.tensor_split(m)):
         loss = F.cross_entropy(model(xj, arch, codes([arch])[0]), yj) / m
-        loss.backward(inputs=params)
+        (loss if scale == 1.0 else loss * scale).backward(inputs=params)
         total += float(loss.detach())
     return total
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, progress: bool = True):
-        self.cfg, self.run_dir, self.device, self.progress = cfg, Path(run_dir), device, progress
+    """Supernet + simplex-net training in one process or under torchrun (`dist`).
+
+    Under torchrun every process runs the same step: the same path and simplex paths (seeded by the
+    step), its contiguous share of the same global batch (`cfg.batch_size` is global), and gradients
+    averaged over the processes before each update (`Dist.average_grads`, supernet and simplex-net),
+    so every process holds the same weights; the main process writes the log and checkpoints.
+    Batch norm uses each process's own batch statistics (no SyncBN): with N processes the BN batch is
+    batch_size/N. One process computes exactly that (to float rounding) with `micro_batches=N`: each
+    part of the batch is a forward/backward of its own (its own BN statistics), the gradients averaged.
+    A run records its BN part size and refuses a resume that would change it."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, progress: bool = True,
+                 dist: Optional[Dist] = None):
+        self.dist = dist or Dist()
+        self.cfg, self.run_dir, self.device = cfg, Path(run_dir), device
+        self.progress = progress and self.dist.is_main
+        self.parts = self.dist.world_size * cfg.micro_batches  # BN parts of the global batch
+        if cfg.batch_size % self.parts or cfg.batch_size // self.parts < cfg.simplex_paths:
+            raise UserError(f"batch_size={cfg.batch_size} does not split into {self.dist.world_size} processes x "
+                            f"{cfg.micro_batches} micro-batches of at least simplex_paths={cfg.simplex_paths} images",
+                            fix="use a process count (and micro_batches) that divides batch_size, or raise batch_size")
         if cfg.k > 1 and cfg.kshot_init == "identical" and cfg.code == "simplex":
             warnings.warn("kshot_init=identical: equal copies get equal gradients and stay equal, so the "
                           "simplex-net gets no gradient and the run is a one-shot supernet with K-times smaller "
@@ -184,7 +205,8 @@ class Trainer:
         if len(self.loader) == 0:
             raise UserError(f"the training part has {len(train_x)} images, fewer than one batch of {cfg.batch_size}",
                             fix="lower batch_size or use more training images")
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+        self.params = list(self.model.parameters())
+        self.opt = torch.optim.SGD(self.params, lr=cfg.lr, momentum=cfg.momentum,
                                    nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
         self.simplex_opt = (torch.optim.Adam(self.codes.parameters(), lr=cfg.simplex_lr)
                             if self.codes.trainable else None)
@@ -235,17 +257,25 @@ class Trainer:
             with torch.no_grad():
                 code = self.codes([arch])[0]
         self.opt.zero_grad(set_to_none=True)
-        logits = self.model(x, arch, code)
-        loss = F.cross_entropy(logits, y)
-        loss.backward()
+        m, scale = self.meters, 1.0 / self.cfg.micro_batches
+        for xp, yp in self.micro(x, y):
+            logits = self.model(xp, arch, code)
+            loss = F.cross_entropy(logits, yp)
+            (loss if scale == 1.0 else loss * scale).backward()
+            m["loss"] += float(loss.detach()) * len(yp)
+            m["correct"] += float((logits.argmax(1) == yp).sum())
+            m["images"] += len(yp)
+        self.dist.average_grads(self.params)
         if self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         self.opt.step()
-        m = self.meters
-        m["loss"] += float(loss.detach()) * len(y)
-        m["correct"] += float((logits.argmax(1) == y).sum())
-        m["images"] += len(y)
         m["steps"] += 1
+
+    def micro(self, x: torch.Tensor, y: torch.Tensor):
+        """This process's batch in `micro_batches` equal parts (one part: the batch itself)."""
+        if self.cfg.micro_batches == 1:
+            return [(x, y)]
+        return list(zip(x.chunk(self.cfg.micro_batches), y.chunk(self.cfg.micro_batches)))
 
     def simplex_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> None:
         """m paths on m groups of b/m images, the mean of the groups' losses into sigma only."""
@@ -253,23 +283,26 @@ class Trainer:
         m = self.cfg.simplex_paths
         archs = [self.sample(rng) for _ in range(m)]
         self.simplex_opt.zero_grad(set_to_none=True)
-        if self.cfg.simplex_batched and len(y) % m == 0 and hasattr(self.model, "forward_groups"):
-            total = self.simplex_loss_batched(x, y, archs)
-        else:  # the reference; also where the batch does not split into equal groups or the space has no batching
-            total = self.simplex_loss_sequential(x, y, archs)
-        if uses_widths(self.cfg) and self.cfg.rc_weight > 0:
+        total, scale = 0.0, 1.0 / self.cfg.micro_batches
+        for xp, yp in self.micro(x, y):
+            if self.cfg.simplex_batched and len(yp) % m == 0 and hasattr(self.model, "forward_groups"):
+                total += self.simplex_loss_batched(xp, yp, archs, scale) * scale
+            else:  # the reference; also where the batch does not split into equal groups or the space has no batching
+                total += self.simplex_loss_sequential(xp, yp, archs, scale) * scale
+        if uses_widths(self.cfg) and self.cfg.rc_weight > 0:  # the same on every process: the mean keeps it
             rc = channel_regulariser_loss(self.codes, self.space, archs, rng, self.cfg)
             (self.cfg.rc_weight * rc).backward(inputs=list(self.codes.parameters()))
             self.meters["rc"] += float(rc.detach())
+        self.dist.average_grads(list(self.codes.parameters()))
         self.simplex_opt.step()
         self.meters["simplex_loss"] += total
         self.meters["simplex_steps"] += 1
 
-    def simplex_loss_batched(self, x: torch.Tensor, y: torch.Tensor, archs) -> float:
-        return simplex_loss_batched(self.model, self.codes, x, y, archs)
+    def simplex_loss_batched(self, x: torch.Tensor, y: torch.Tensor, archs, scale: float = 1.0) -> float:
+        return simplex_loss_batched(self.model, self.codes, x, y, archs, scale)
 
-    def simplex_loss_sequential(self, x: torch.Tensor, y: torch.Tensor, archs) -> float:
-        return simplex_loss_sequential(self.model, self.codes, x, y, archs)
+    def simplex_loss_sequential(self, x: torch.Tensor, y: torch.Tensor, archs, scale: float = 1.0) -> float:
+        return simplex_loss_sequential(self.model, self.codes, x, y, archs, scale)
 
     # ------------------------------------------------------------------ loop
     def fit(self, stop_at_step: Optional[int] = None, until_epoch: Optional[int] = None) -> Dict[str, float]:
@@ -278,7 +311,10 @@ class Trainer:
         from tqdm import tqdm
 
         self.model.train()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if stop_at_step is None and os.environ.get("KSHOT_TEST_STOP_AT_STEP"):  # tests: interrupt at this step
+            stop_at_step = int(os.environ["KSHOT_TEST_STOP_AT_STEP"])
         last = self.cfg.epochs if until_epoch is None else min(until_epoch, self.cfg.epochs)
         t0 = time.perf_counter()
         try:
@@ -286,7 +322,7 @@ class Trainer:
                 bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, disable=not self.progress,
                            desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="step", leave=False)
                 t0 = time.perf_counter()
-                for x, y in self.loader.epoch(self.epoch, self.step_in_epoch):
+                for x, y in self.loader.epoch(self.epoch, self.step_in_epoch, (self.dist.rank, self.dist.world_size)):
                     step = self.epoch * self.steps_per_epoch + self.step_in_epoch
                     if stop_at_step is not None and step == stop_at_step:
                         raise KeyboardInterrupt
@@ -309,14 +345,30 @@ class Trainer:
                 self._end_epoch()
         except KeyboardInterrupt:
             self.meters["time"] += time.perf_counter() - t0
-            self.save_checkpoint()
+            if not self.dist.active:  # under torchrun the other processes may be gone: the periodic checkpoint stands
+                self.save_checkpoint()
             raise
         if self.epoch == self.cfg.epochs:
             self.save_final()
+        self.dist.barrier()  # the main process has written the log and files before any process reads them
         return self.read_log()[-1] if self.read_log() else {}
 
     def _end_epoch(self) -> None:
         m = self.meters
+        if self.dist.active:  # the epoch's figures over every process's images
+            keys = ("loss", "correct", "images", "simplex_loss", "rc")
+            for key, total in zip(keys, self.dist.sum([m[key] for key in keys])):
+                m[key] = total if key in ("loss", "correct", "images") else total / self.dist.world_size
+        if self.dist.is_main:
+            self._write_log_row(m)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.meters = self._fresh_meters()
+        if self.epoch in parse_snapshot_epochs(self.cfg):
+            self.save_snapshot()
+        self.save_checkpoint()
+
+    def _write_log_row(self, m: Dict[str, float]) -> None:
         row = {
             "epoch": self.epoch + 1,
             "phase": "warmup" if self.epoch < self.cfg.warmup_epochs else ("kshot" if self.cfg.k > 1 else "oneshot"),
@@ -338,12 +390,6 @@ class Trainer:
             if new:
                 writer.writeheader()
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        self.epoch += 1
-        self.step_in_epoch = 0
-        self.meters = self._fresh_meters()
-        if self.epoch in parse_snapshot_epochs(self.cfg):
-            self.save_snapshot()
-        self.save_checkpoint()
 
     def read_log(self) -> List[Dict[str, str]]:
         path = self.run_dir / LOG
@@ -365,10 +411,15 @@ class Trainer:
             "simplex_opt": self.simplex_opt.state_dict() if self.simplex_opt else None,
             "torch_rng": torch.get_rng_state(),
             "log_rows": len(self.read_log()),
+            "bn_parts": self.parts,
         }
 
     def save_checkpoint(self) -> None:
-        atomic_save(self.state(), self.run_dir / CHECKPOINT)
+        """Every process calls it (at the same step); under torchrun the meters of every process go
+        into the file, and the main process writes it."""
+        rank_meters = self.dist.all_gather(dict(self.meters))
+        if self.dist.is_main:
+            atomic_save({**self.state(), "rank_meters": rank_meters}, self.run_dir / CHECKPOINT)
 
     def weights(self) -> Dict:
         """What scoring needs: config, supernet weights, code source, epochs trained."""
@@ -376,13 +427,15 @@ class Trainer:
                 "epochs": self.epoch, "data": self.source, "machine": machine_info(self.device)}
 
     def save_final(self) -> None:
-        atomic_save(self.weights(), self.run_dir / FINAL)
+        if self.dist.is_main:
+            atomic_save(self.weights(), self.run_dir / FINAL)
 
     def save_snapshot(self) -> Path:
         """`snapshots/epoch-EEE.pt`: the weights after epoch E, scored like a final supernet.pt."""
         path = self.run_dir / SNAPSHOTS / snapshot_name(self.epoch)
-        path.parent.mkdir(exist_ok=True)
-        atomic_save(self.weights(), path)
+        if self.dist.is_main:
+            path.parent.mkdir(exist_ok=True)
+            atomic_save(self.weights(), path)
         return path
 
     def resume(self) -> bool:
@@ -391,7 +444,14 @@ class Trainer:
         if not path.exists():
             return False
         state = load_checkpoint(path, self.device)
-        check_same_config(self.cfg, state["config"], path)
+        # processes x micro_batches is what the computation depends on (checked next), not either alone
+        check_same_config(self.cfg, state["config"], path, ignore=SCORING_FIELDS + ("micro_batches",))
+        parts = state.get("bn_parts", 1)
+        if parts != self.parts:
+            raise UserError(f"checkpoint {path} was trained with batch norm over {parts} part(s) of each batch "
+                            f"(processes x micro_batches); this run would use {self.parts} ({self.dist.world_size} "
+                            f"process(es) x micro_batches={self.cfg.micro_batches}), a different computation",
+                            fix=f"resume with processes x micro_batches = {parts}, or start a new --out directory")
         self.model.load_state_dict(state["model"])
         self.codes.load_state_dict(state["codes"])
         self.opt.load_state_dict(state["opt"])
@@ -399,8 +459,11 @@ class Trainer:
             self.simplex_opt.load_state_dict(state["simplex_opt"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.step_in_epoch, self.meters = state["epoch"], state["step_in_epoch"], state["meters"]
+        if "rank_meters" in state:
+            self.meters = dict(state["rank_meters"][self.dist.rank])
         rows = self.read_log()[: state["log_rows"]]  # drop rows written after this checkpoint
-        if rows:
+        self.dist.barrier()  # every process has read the log before the main one rewrites it
+        if rows and self.dist.is_main:
             with open(self.run_dir / LOG, "w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
                 writer.writeheader()

@@ -167,10 +167,59 @@ def test_imagenet_folder_local_split_and_loader(tmp_path):
     assert parts.local_val.indices == again.local_val.indices
     x, y = next(iter(imagenet_loader(parts.train, 4, train=True, workers=0)))
     assert x.shape == (4, 3, 32, 32) and y.shape == (4,)
+    assert x.dtype == (torch.uint8 if torch.cuda.is_available() else torch.float32)  # normalised where it is cheap
+    as_uint8 = imagenet_parts(root, local_val_size=6, seed=0, image_size=32, uint8=True)
+    xu, _ = next(iter(imagenet_loader(as_uint8.train, 4, train=True, workers=0)))
+    xv, _ = next(iter(imagenet_loader(as_uint8.test, 4, train=False, workers=0)))
+    assert xu.dtype == xv.dtype == torch.uint8 and xv.shape == (4, 3, 32, 32)
+    classic = imagenet_parts(root, local_val_size=6, seed=0, image_size=32, fast=False)
+    xc, _ = next(iter(imagenet_loader(classic.train, 4, train=True, workers=0)))
+    assert xc.dtype == torch.float32 and classic.local_val.indices == parts.local_val.indices
     with pytest.raises(UserError, match="local validation split"):
         imagenet_parts(root, local_val_size=100)
     with pytest.raises(UserError, match="no ImageNet train/"):
         imagenet_parts(tmp_path / "imagenet" / "train")
+
+
+def smooth_jpeg(path, w: int = 512, h: int = 384):
+    """An ImageNet-sized JPEG with photo-like smooth content (noise would make every decoder look alike)."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([128 + 100 * np.sin(xx / 37.0), 128 + 100 * np.cos(yy / 23.0), (xx + yy) % 256], -1)
+    Image.fromarray(img.astype(np.uint8)).save(path, format="JPEG", quality=90)
+    return path
+
+
+def test_tensor_resized_crop_takes_torchvisions_crops_and_matches_its_pixels(tmp_path):
+    import torchvision.transforms as T
+    from PIL import Image
+    from kshot_bench.data import TensorResizedCrop, _read_bytes, normalize_batch
+
+    path = smooth_jpeg(tmp_path / "a.JPEG")
+    reference = T.Compose([T.RandomResizedCrop(64), T.RandomHorizontalFlip(), T.PILToTensor()])
+    got_all, want_all = [], []
+    for seed in range(12):  # the same crop and flip from the same random numbers; PIL vs tensor resize
+        torch.manual_seed(seed)
+        want = reference(Image.open(path).convert("RGB"))
+        torch.manual_seed(seed)
+        got = TensorResizedCrop(64)(_read_bytes(str(path)))
+        assert got.dtype == torch.uint8 and got.shape == want.shape == (3, 64, 64)
+        assert (got.float() - want.float()).abs().mean() < 2.5, seed  # of 255: one picture, two resize kernels
+        got_all.append(got)
+        want_all.append(want)
+    # a mirrored crop is far from the reference (the comparison above can fail)
+    assert (got_all[0].flip(-1).float() - want_all[0].float()).abs().mean() > 10
+    # normalising the uint8 batch on the device == ToTensor + Normalize == normalising in the workers
+    x = torch.stack(got_all)
+    want = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))(x.float() / 255)
+    got = normalize_batch(x, torch.device("cpu"))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(0)
+    in_worker = TensorResizedCrop(64, normalize=True)(_read_bytes(str(path)))
+    torch.testing.assert_close(in_worker, want[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(normalize_batch(in_worker[None], torch.device("cpu")), want[:1], rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- embedded sample

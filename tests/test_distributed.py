@@ -1,4 +1,5 @@
-"""Scoring under torchrun: two gloo processes split the archs and give the single process's files."""
+"""torchrun: two gloo processes train what one process trains (micro-batches as their BN parts), split the
+archs for scoring and give the single process's files; interrupted runs resume."""
 import json
 import os
 import subprocess
@@ -64,11 +65,91 @@ def test_two_processes_give_the_single_process_predictions_and_resume(tmp_path, 
     assert (tmp_path / "mixed" / "predictions.csv").read_text() == expected
 
 
+def weights(path: Path):
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {**{f"model.{k}": v for k, v in state["model"].items()}, **{f"codes.{k}": v for k, v in state["codes"].items()}}
+
+
+def assert_same_weights(a: Path, b: Path, exact: bool):
+    import torch
+
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        if exact:
+            assert torch.equal(wa[key], wb[key]), key
+        else:
+            torch.testing.assert_close(wa[key], wb[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+TRAIN_CASES = {  # smoke supernets with simplex-net steps in their second epoch (K=4)
+    "mbv2": ["--space", "mbv2", "--preset", "smoke", "--k", "4"],
+    "nb201": ["--preset", "smoke", "--k", "4", "--set", "batch_size=16", "--set", "simplex_paths=4"],
+}
+
+
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this python")
-def test_training_under_torchrun_rank_is_refused_with_a_fix(tmp_path, tiny_cifar_folder):
+@pytest.mark.parametrize("space", sorted(TRAIN_CASES))
+def test_two_processes_train_what_one_process_trains_with_two_micro_batches(tmp_path, tiny_cifar_folder, space):
+    """2 gloo processes, each half of every batch (BN on its own 8 images), gradients of the supernet and
+    the simplex-net averaged == one process whose batch is two micro-batches of 8 (BN on each)."""
+    common = ["train", *TRAIN_CASES[space], "--quiet", "--data-root", str(tiny_cifar_folder)]
+    one = run(cli(*common, "--set", "micro_batches=2", "--out", str(tmp_path / "one")))
+    assert one.returncode == 0, one.stderr
+    two = run(torchrun(*common, "--out", str(tmp_path / "two")))
+    assert two.returncode == 0, two.stderr
+    assert "2 processes, gloo" in two.stdout
+    assert_same_weights(tmp_path / "one" / "supernet.pt", tmp_path / "two" / "supernet.pt", exact=False)
+    log_one, log_two = (csv_rows(tmp_path / d / "log.csv") for d in ("one", "two"))
+    assert [r["phase"] for r in log_two] == ["warmup", "kshot"] and log_two[1]["simplex_loss"] != ""
+    for r1, r2 in zip(log_one, log_two):  # the logged epoch covers both processes' images
+        assert r1["images"] == r2["images"]
+        assert float(r1["train_loss"]) == pytest.approx(float(r2["train_loss"]), rel=1e-4)
+        assert float(r1["simplex_loss"] or 0) == pytest.approx(float(r2["simplex_loss"] or 0), rel=1e-4)
+    # without micro-batches one process computes something else (BN over 16 images): the test can fail
+    plain = run(cli(*common, "--out", str(tmp_path / "plain")))
+    assert plain.returncode == 0, plain.stderr
+    with pytest.raises(AssertionError):
+        assert_same_weights(tmp_path / "plain" / "supernet.pt", tmp_path / "two" / "supernet.pt", exact=False)
+    if space != "mbv2":
+        return
+    # interrupted mid-epoch under torchrun, resumed under torchrun: the uninterrupted run, bitwise
+    stopped = run(torchrun(*common, "--out", str(tmp_path / "resumed")), {"KSHOT_TEST_STOP_AT_STEP": "4"})
+    assert stopped.returncode != 0 and "interrupted at epoch 2" in stopped.stderr
+    assert not (tmp_path / "resumed" / "supernet.pt").exists()
+    again = run(torchrun(*common, "--resume", "--out", str(tmp_path / "resumed")))
+    assert again.returncode == 0, again.stderr
+    assert "resumed at epoch 2 step 0" in again.stdout  # the checkpoint at the end of epoch 1 (3 steps)
+    assert_same_weights(tmp_path / "resumed" / "supernet.pt", tmp_path / "two" / "supernet.pt", exact=True)
+    assert csv_rows(tmp_path / "resumed" / "log.csv")[1]["train_loss"] == log_two[1]["train_loss"]
+    # one process continues a 2-process run only with the same BN parts: micro_batches=2
+    stopped = run(torchrun(*common, "--out", str(tmp_path / "mixed")), {"KSHOT_TEST_STOP_AT_STEP": "4"})
+    assert stopped.returncode != 0
+    refused = run(cli(*common, "--resume", "--out", str(tmp_path / "mixed")))
+    assert refused.returncode != 0 and "batch norm over 2 part(s)" in refused.stderr and "fix:" in refused.stderr
+    mixed = run(cli(*common, "--resume", "--set", "micro_batches=2", "--out", str(tmp_path / "mixed")))
+    assert mixed.returncode == 0, mixed.stderr
+    assert_same_weights(tmp_path / "mixed" / "supernet.pt", tmp_path / "two" / "supernet.pt", exact=False)
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this python")
+def test_rank_trains_and_scores_under_torchrun(tmp_path, tiny_cifar_folder):
     done = run(torchrun("rank", "--preset", "smoke", "--quiet", "--data-root", str(tiny_cifar_folder),
                         "--out", str(tmp_path / "r")))
-    assert done.returncode != 0 and "scores a trained supernet" in done.stderr and "fix:" in done.stderr
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["protocol"]["world_size"] == 2
+    assert json.loads((tmp_path / "r" / "train" / "config.json").read_text())["world_size"] == 2
+    assert len(csv_rows(tmp_path / "r" / "predictions.csv")) == 12
+
+
+def csv_rows(path: Path):
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this python")
