@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import List, Optional
 
 from kshot_bench.errors import UserError
 
-DATASET_CHOICES = ("cifar10", "cifar100", "ImageNet16-120")
+DATASET_CHOICES = ("cifar10", "cifar100", "ImageNet16-120", "imagenet")
 
 
 PRESET_HELP = ("nb201: nb201 | long | cpu | demo | smoke; mbv2: imagenet | cpu | smoke (default: cpu with --data-root; demo (nb201), sized for the embedded CIFAR-10 "
@@ -66,7 +68,7 @@ def _config(args, **extra):
 
 # ----------------------------------------------------------------------------- train
 def cmd_train(args) -> int:
-    from kshot_bench.data import load_dataset
+    from kshot_bench.data import load_for
     from kshot_bench.distributed import Dist
     from kshot_bench.train import CHECKPOINT, FINAL, Trainer, machine_info, write_config
 
@@ -85,9 +87,9 @@ def cmd_train(args) -> int:
         device = dist.device(args.device)
         if dist.is_main:
             _say_data(args, cfg.dataset)
-        splits = load_dataset(cfg.dataset, args.data_root, download=not args.offline) if dist.is_main else None
+        splits = load_for(cfg, args.data_root, download=not args.offline) if dist.is_main else None
         dist.barrier()  # a download happens once, on the main process, before the others read the files
-        splits = splits or load_dataset(cfg.dataset, args.data_root, download=False)
+        splits = splits or load_for(cfg, args.data_root, download=False)
         trainer = Trainer(cfg, out, splits, device, progress=not args.quiet, dist=dist)
         resumed = trainer.resume() if args.resume else False
         if dist.is_main:
@@ -180,6 +182,60 @@ def _rank_snapshots(args, cfg, device, command: str, explicit) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- retrain & evaluate
+def cmd_retrain(args) -> int:
+    from kshot_bench.distributed import Dist
+    from kshot_bench.config import parse_sets
+    from kshot_bench.retrain import CHECKPOINT, FINAL, Retrainer, retrain_config
+    from kshot_bench.train import machine_info
+
+    cfg = retrain_config(args.preset, arch=args.arch, seed=args.seed, **parse_sets(args.sets))
+    out = Path(args.out)
+    if (out / CHECKPOINT).exists() and not args.resume:
+        raise UserError(f"{out} already holds a retrain run", fix="pass --resume to continue it, or choose another --out")
+    if args.resume and (out / FINAL).exists():
+        print(f"{out} is already finished ({FINAL} exists); nothing to do")
+        return 0
+    dist = Dist.from_env()
+    try:
+        device = dist.device(args.device)
+        job = Retrainer(cfg, out, args.data_root, device, progress=not args.quiet, dist=dist)
+        resumed = job.resume() if args.resume else False
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": cfg.hash(),
+                                                         "preset": args.preset, "train_images": job.n_train,
+                                                         "bf16": job.bf16, "world_size": dist.world_size,
+                                                         "machine": machine_info(device)}, indent=2) + "\n")
+            print(f"retrain: {cfg.arch} preset={args.preset} ({job.n_train:,} training images, {cfg.image_size}x"
+                  f"{cfg.image_size}, {'bf16' if job.bf16 else 'fp32'}) -> {out}"
+                  + (f", resumed at epoch {job.epoch + 1} step {job.step_in_epoch}" if resumed else ""))
+        try:
+            job.fit(stop_at_step=int(os.environ["KSHOT_TEST_STOP_AT_STEP"]) if os.environ.get("KSHOT_TEST_STOP_AT_STEP") else None)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted at epoch {job.epoch + 1}, step {job.step_in_epoch}; resume with the same command "
+                  f"plus --resume", file=sys.stderr)
+            return 130
+    finally:
+        dist.close()
+    if dist.is_main:
+        print(f"done: {cfg.epochs} epochs ({out / FINAL}); evaluate with: kshot-bench evaluate --checkpoint "
+              f"{out / FINAL} --data-root {args.data_root}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from kshot_bench.retrain import evaluate
+    from kshot_bench.train import pick_device
+
+    result = evaluate(args.checkpoint, args.data_root, pick_device(args.device), args.weights, progress=not args.quiet)
+    path = Path(args.checkpoint).with_name(f"eval-{args.weights}.json")
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{result['arch']}: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  ({result['images']:,} images, "
+          f"{args.weights} weights, {result['epochs']} epochs) -> {path}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- ablate & report
 def cmd_ablate(args) -> int:
     from kshot_bench.ablate import ABLATION_CODES, cells, run_ablation
@@ -236,24 +292,25 @@ def cmd_search(args) -> int:
     if args.fitness == "supernet":
         if args.checkpoint is None:
             raise UserError("--fitness supernet needs --checkpoint", fix="pass the supernet.pt of a train or rank run")
-        from kshot_bench.data import load_dataset
+        from kshot_bench.data import load_for
         from kshot_bench.datasets import DATASETS
-        from kshot_bench.rank import load_supernet, scoring_batches
+        from kshot_bench.rank import load_supernet, score_precision, scoring_batches
 
         from kshot_bench.train import uses_widths
 
         device = dist.device(args.device)
         ckpt_cfg, model, codes, _, _ = load_supernet(args.checkpoint, device, {"dataset": args.dataset,
                                                                                "space": args.space})
-        splits = load_dataset(ckpt_cfg.dataset, args.data_root, download=not args.offline)
+        splits = load_for(ckpt_cfg, args.data_root, download=not args.offline)
         images = args.score_images if args.score_images is not None else ckpt_cfg.score_images
         score_set = scoring_batches(splits, DATASETS.get(ckpt_cfg.dataset), images, ckpt_cfg.score_batch, device)
-        fitness = supernet_fitness(model, codes, score_set.batches)
+        precision = score_precision(ckpt_cfg, device)
+        fitness = supernet_fitness(model, codes, score_set.batches, precision == "bf16")
         cfg = dataclasses.replace(cfg, widths=uses_widths(ckpt_cfg))
         args.space = ckpt_cfg.space
         protocol.update({"checkpoint": str(args.checkpoint), "k": ckpt_cfg.k, "code": ckpt_cfg.code,
                          "config_hash": ckpt_cfg.hash(), "score_set": score_set.description,
-                         "epochs": ckpt_cfg.epochs, "width_search": uses_widths(ckpt_cfg)})
+                         "epochs": ckpt_cfg.epochs, "width_search": uses_widths(ckpt_cfg), "score_precision": precision})
     args.space = args.space or "nb201"
     results = []
     for seed in seeds:
@@ -377,6 +434,16 @@ Cells are rank runs in OUT/k<K>-<code>[-e<epochs>]-s<seed>; finished cells are s
   kshot-bench cost --space mbv2 --sample 1000 --seed 0 > mbv2_costs.csv
 columns: params = parameter count, flops = multiply-adds of one image's forward pass (NB201: its convention at the
 dataset's size; mbv2: SPEC 7, one 224x224 image, 1,000 classes)""",
+    "retrain": """examples:
+  kshot-bench retrain --arch 'k3e6-...-k5e6@1.0-...' --data-root ~/data/imagenet --out runs/retrain-b
+  torchrun --nproc_per_node 8 -m kshot_bench.cli retrain --arch ... --data-root ~/data/imagenet --out runs/retrain-b
+  kshot-bench retrain ... --out runs/retrain-b --resume      # continue an interrupted run
+  kshot-bench retrain --preset cpu --arch ... --data-root ~/data/cifar10-imagenet-layout --out runs/retrain-cpu
+the imagenet preset: RMSProp 0.9, batch 1024, lr 0 -> 0.128 over 5 epochs then x0.97 every 2.4 epochs,
+EMA 0.9999, label smoothing 0.1, 350 epochs, bf16 autocast on CUDA (kshot_bench/retrain.py)""",
+    "evaluate": """examples:
+  kshot-bench evaluate --checkpoint runs/retrain-b/retrained.pt --data-root ~/data/imagenet
+  kshot-bench evaluate --checkpoint runs/retrain-b/retrained.pt --data-root ~/data/imagenet --weights raw""",
 }
 
 
@@ -477,6 +544,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     p.add_argument("--no-widths", action="store_true", help="--sample with every width 1.0")
     p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("retrain", help="retrain a searched MobileNetV2 arch from scratch on ImageNet train",
+                       epilog=EXAMPLES["retrain"], formatter_class=fmt)
+    p.add_argument("--arch", required=True, help="the mbv2 arch string (e.g. from a search's result.json)")
+    p.add_argument("--preset", default="imagenet", help="imagenet (the paper's recipe) | cpu | smoke")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--data-root", type=Path, required=True, help="ImageNet image folder (train/, val/)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    _process_flags(p)
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("evaluate", help="top-1/top-5 of a retrained network on the official val set",
+                       epilog=EXAMPLES["evaluate"], formatter_class=fmt)
+    p.add_argument("--checkpoint", type=Path, required=True, help="retrained.pt of a retrain run")
+    p.add_argument("--data-root", type=Path, required=True, help="ImageNet image folder (val/)")
+    p.add_argument("--weights", default="ema", choices=("ema", "raw"), help="EMA weights (default) or the raw ones")
+    _process_flags(p)
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -22,6 +22,8 @@ Presets:
          (1 warm-up), 50 sampled archs scored on all 1,000 sample images. About a minute on 2 cores; it
          shows the whole job and its table, not a ranking anyone should cite.
   smoke  a few seconds, for tests: C=4, N=1, 2 epochs over 256 images.
+MobileNetV2 presets (`--space mbv2`) are listed beside MBV2_PRESETS below; `--dataset imagenet` reads an
+ImageNet image folder (`image_size`, `local_val_size`, `loader_workers`).
 """
 from __future__ import annotations
 
@@ -59,6 +61,10 @@ class RunConfig:
     weight_decay: float = 5e-4
     grad_clip: float = 0.0      # 0 = off
     micro_batches: int = 1      # each process's batch in this many parts, one forward/backward each (BN per part)
+    # image folders (--dataset imagenet)
+    image_size: int = 0         # training crop / evaluation size; 0 = the dataset's (224 for imagenet)
+    local_val_size: int = 50000  # images of ImageNet train held out as the local validation split (scoring)
+    loader_workers: int = -1    # DataLoader workers for image folders; -1 = every core but one, at most 8
     unique_sampling: bool = False
     train_subset: int = 0       # 0 = the whole training part; else a fixed seeded subset
     # simplex-net
@@ -78,6 +84,7 @@ class RunConfig:
     score_images: int = 0       # 0 = the whole scoring part
     score_batch: int = 512
     score_by: str = "acc"       # acc: top-1 accuracy | loss: mean cross-entropy, negated (both are always computed)
+    score_precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA, fp32 elsewhere
     # bookkeeping
     checkpoint_every: int = 200  # steps between checkpoints (plus one at every epoch end)
     snapshot_epochs: str = ""    # e.g. "25,50,100": keep the weights + simplex-net after these epochs
@@ -98,7 +105,8 @@ class RunConfig:
         return override(self, changes)
 
 
-LATER_FIELDS = {"micro_batches": 1}  # field -> default, for fields added after reports were committed
+LATER_FIELDS = {"micro_batches": 1, "image_size": 0, "local_val_size": 50000, "loader_workers": -1,
+                "score_precision": "auto"}  # field -> default, for fields added after reports were committed
 
 
 def check(cfg: RunConfig) -> None:
@@ -129,12 +137,22 @@ def check(cfg: RunConfig) -> None:
         raise UserError(f"batch_size={cfg.batch_size} does not split into micro_batches={cfg.micro_batches} equal parts of "
                         f"at least simplex_paths={cfg.simplex_paths} images",
                         fix="choose micro_batches that divides batch_size (and leaves each part >= simplex_paths images)")
+    if cfg.dataset == "imagenet" and cfg.space != "mbv2":
+        raise UserError(f"--dataset imagenet is for the MobileNetV2 space, not {cfg.space} (NB201's ImageNet is "
+                        "ImageNet16-120)", fix="add --space mbv2, or use --dataset ImageNet16-120 for NB201")
+    if cfg.image_size < 0 or cfg.local_val_size < 1 or cfg.loader_workers < -1:
+        raise UserError(f"image_size must be >= 0 (0: the dataset's size), local_val_size >= 1 and loader_workers >= -1 "
+                        f"(got {cfg.image_size}, {cfg.local_val_size}, {cfg.loader_workers})",
+                        fix="e.g. --set image_size=64 --set local_val_size=5000 --set loader_workers=4 (-1: automatic)")
     parse_snapshot_epochs(cfg)
     _check_space_options(cfg)
     if cfg.rc_weight < 0 or cfg.rc_margin <= 0 or cfg.rc_tau <= 0:
         raise UserError(f"r_c needs rc_weight >= 0, rc_margin > 0 and rc_tau > 0 (got {cfg.rc_weight}, {cfg.rc_margin}, "
                         f"{cfg.rc_tau})", fix="e.g. --set rc_weight=1 --set rc_margin=2 --set rc_tau=0.3; rc_weight=0 "
                                               "switches r_c off")
+    if cfg.score_precision not in ("auto", "fp32", "bf16"):
+        raise UserError(f"unknown score_precision {cfg.score_precision!r}",
+                        fix="use fp32, bf16 (autocast) or auto (bf16 on CUDA, fp32 elsewhere)")
     if cfg.score_by not in ("acc", "loss"):
         raise UserError(f"unknown score {cfg.score_by!r}", fix="use --score acc (top-1 accuracy) or --score loss "
                                                                "(mean cross-entropy, lower ranks higher)")
@@ -196,7 +214,7 @@ def _coerce(name: str, kind: type, value: Any) -> Any:
 
 
 def override(cfg: RunConfig, changes: Mapping[str, Any]) -> RunConfig:
-    types = {f.name: f.type for f in fields(RunConfig)}
+    types = {f.name: f.type for f in fields(type(cfg))}  # RunConfig, or another config dataclass (retrain)
     kinds = {"int": int, "float": float, "bool": bool, "str": str}
     clean = {}
     for key, value in changes.items():

@@ -485,7 +485,7 @@ def normalize_batch(x: Tensor, device: torch.device, mean=IMAGENET_MEAN, std=IMA
 
 
 def imagenet_parts(root: Path, local_val_size: int = 50000, seed: int = 0, image_size: int = 224,
-                   fast: bool = True, uint8: Optional[bool] = None) -> ImageNetParts:
+                   fast: bool = True, uint8: Optional[bool] = None, eval_uint8: Optional[bool] = None) -> ImageNetParts:
     """ImageNet from an image folder, split as in SPOS / K-shot NAS: `local_val_size` images drawn
     from train with a seeded permutation form the local validation set, the rest trains the
     supernet; the official val set is the test set. Training: RandomResizedCrop + flip; evaluation:
@@ -493,8 +493,9 @@ def imagenet_parts(root: Path, local_val_size: int = 50000, seed: int = 0, image
     as uint8 tensors (`TensorResizedCrop`); with `uint8` (the default on CUDA machines) every part stays
     uint8 for `normalize_batch` on the GPU (a quarter of the bytes through workers and pinned memory),
     without it (the default on CPUs, where the main process would do that work alone) the workers
-    normalise. `fast=False`: the classic torchvision pipeline (PIL, float tensors normalised in the
-    workers). benchmarks/imagenet_loader.py compares them; `normalize_batch` takes either output."""
+    normalise (`eval_uint8` sets the evaluation parts apart: scoring keeps a fixed uint8 subset).
+    `fast=False`: the classic torchvision pipeline (PIL, float tensors normalised in the workers).
+    benchmarks/imagenet_loader.py compares them; `normalize_batch` takes either output."""
     import torchvision.transforms as T
     from torch.utils.data import Subset
     from torchvision.datasets import ImageFolder
@@ -505,11 +506,12 @@ def imagenet_parts(root: Path, local_val_size: int = 50000, seed: int = 0, image
             raise UserError(f"no ImageNet {part}/ folder under {root}", fix=f"expected {IMAGENET_LAYOUT}")
     resize = [T.Resize(int(image_size * 256 / 224)), T.CenterCrop(image_size)]
     uint8 = torch.cuda.is_available() if uint8 is None else uint8
+    eval_uint8 = uint8 if eval_uint8 is None else eval_uint8
     normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     if fast:
         train_aug = ImageFolder(str(root / "train"), transform=TensorResizedCrop(image_size, normalize=not uint8),
                                 loader=_read_bytes)
-        eval_tf = T.Compose([*resize, T.PILToTensor()] if uint8 else [*resize, T.ToTensor(), normalize])
+        eval_tf = T.Compose([*resize, T.PILToTensor()] if eval_uint8 else [*resize, T.ToTensor(), normalize])
     else:
         train_tf = T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
         train_aug = ImageFolder(str(root / "train"), transform=train_tf)
@@ -527,6 +529,90 @@ def imagenet_parts(root: Path, local_val_size: int = 50000, seed: int = 0, image
     return ImageNetParts(Subset(train_aug, train_idx.tolist()), Subset(train_eval, val_idx.tolist()), test,
                          f"ImageNet folder {root}: {len(train_idx)} train / {local_val_size} local val "
                          f"(seed {seed}) / {len(test)} test")
+
+
+@dataclass
+class FolderSplits:
+    """An image-folder dataset (ImageNet) for `train` and scoring: the training images stay on disk and
+    stream through `FolderLoader`; scoring decodes only the fixed subset it needs (`score_subset`)."""
+
+    train: object        # Dataset of (image, label), training augmentation
+    local_val: object    # Dataset of (uint8 image, label), evaluation transform
+    source: str
+    embedded: bool = False
+
+    def score_subset(self, indices) -> Tuple[Tensor, Tensor]:
+        """uint8 images [n, 3, S, S] and labels of these local-validation indices, decoded once."""
+        from torch.utils.data import DataLoader, Subset
+
+        loader = DataLoader(Subset(self.local_val, [int(i) for i in indices]), batch_size=256,
+                            num_workers=default_workers())
+        xs, ys = zip(*loader)
+        return torch.cat(xs), torch.cat(ys)
+
+    def __len__(self) -> int:
+        return len(self.local_val)
+
+
+class _SeededSample(torch.utils.data.Dataset):
+    """Item (i, epoch): sample i augmented with torch random numbers seeded by (seed, epoch, i), so an
+    image gets the same crop and flip whichever worker (or process) loads it, and a resumed epoch
+    repeats the interrupted one exactly. The caller's random state is left as it was."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        i, epoch = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(np.random.SeedSequence([self.seed, epoch, i]).generate_state(1, np.uint64)[0] >> 1))
+            return self.dataset[i]
+
+
+class FolderLoader:
+    """TensorLoader's interface over an image folder: `epoch(e, start, shard)` yields normalised
+    channels_last batches on `device`, from batch `start` on, the `shard` part of every global batch;
+    the order of epoch e is a permutation seeded by (seed, e), the augmentation is seeded per image
+    (`_SeededSample`): the same batches whatever the worker count, and exact on resume."""
+
+    def __init__(self, dataset, batch_size: int, seed: int, device: torch.device, workers: int = -1):
+        self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
+        self.workers = default_workers() if workers < 0 else workers
+
+    def __len__(self) -> int:
+        return len(self.dataset) // self.batch_size
+
+    def epoch(self, epoch: int, start: int = 0, shard: Tuple[int, int] = (0, 1)) -> Iterator[Tuple[Tensor, Tensor]]:
+        from torch.utils.data import DataLoader
+
+        part, parts = shard
+        per = self.batch_size // parts
+        order = torch.randperm(len(self.dataset), generator=_epoch_generator(self.seed, epoch)).tolist()
+        batches = [[(i, epoch) for i in order[b * self.batch_size:(b + 1) * self.batch_size][part * per:(part + 1) * per]]
+                   for b in range(start, len(self))]
+        if not batches:
+            return
+        # its own generator: a DataLoader draws its workers' base seed from the global RNG otherwise, which
+        # would make the dropout of a resumed run differ (the augmentation is seeded per image anyway)
+        loader = DataLoader(_SeededSample(self.dataset, self.seed), batch_sampler=batches, num_workers=self.workers,
+                            pin_memory=self.device.type == "cuda", generator=_epoch_generator(self.seed, epoch))
+        for x, y in loader:
+            yield normalize_batch(x, self.device), y.to(self.device, non_blocking=True)
+
+
+def load_for(cfg, root: Optional[Path], download: bool = True):
+    """The data of a run config: `load_dataset`, or for `--dataset imagenet` the image folder split by
+    the config (local validation size, seed 0 as the protocol, image size)."""
+    if cfg.dataset != "imagenet":
+        return load_dataset(cfg.dataset, root, download)
+    if root is None:
+        raise UserError("--dataset imagenet needs --data-root (an ImageNet image folder)", fix=f"expected {IMAGENET_LAYOUT}")
+    size = cfg.image_size or DATASETS.get("imagenet").input_size
+    parts = imagenet_parts(root, cfg.local_val_size, seed=0, image_size=size, eval_uint8=True)
+    return FolderSplits(parts.train, parts.local_val, parts.source + f"; {size}x{size} images")
 
 
 def imagenet_loader(dataset, batch_size: int, train: bool, workers: Optional[int] = None, distributed: bool = False,

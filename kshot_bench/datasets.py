@@ -40,3 +40,9 @@ DATASETS.register("cifar100", DatasetInfo(
 DATASETS.register("ImageNet16-120", DatasetInfo(
     "ImageNet16-120", 120, 16, _IN16_MEAN, _IN16_STD, "params_M_imagenet16", "imagenet16_xtest_200ep",
     "ImageNet16-120 training set", "NB201 'xvalid' half of the ImageNet16-120 test set", crop_pad=2))
+# ImageNet (ILSVRC-2012 image folders) for the MobileNetV2 space: no NB201 columns, no ground truth;
+# input size = the training crop (`image_size` in the config can lower it for small runs)
+DATASETS.register("imagenet", DatasetInfo(
+    "imagenet", 1000, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "", "",
+    "ImageNet train minus the seeded local validation split (RandomResizedCrop + flip)",
+    "the local validation split carved from ImageNet train (paper Sec. 5.1; resize + center crop)", crop_pad=0))

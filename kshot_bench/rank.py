@@ -211,25 +211,37 @@ def scoring_batches(splits, info, limit: int, batch_size: int, device) -> ScoreS
 
     from kshot_bench.data import TensorLoader
 
-    n_all = len(splits.score_x)
+    n_all = len(splits.score_x) if hasattr(splits, "score_x") else len(splits)
     n = n_all if limit <= 0 else min(limit, n_all)
     keep = torch.as_tensor(np.random.default_rng(SCORE_SUBSET_SEED).permutation(n_all)[:n])
-    loader = TensorLoader(splits.score_x[keep].to(device), splits.score_y[keep].to(device), info, batch_size,
-                          seed=0, augment=False, drop_last=False)
+    # an image folder (ImageNet) decodes only the subset it scores on
+    x, y = splits.score_subset(keep) if hasattr(splits, "score_subset") else (splits.score_x[keep], splits.score_y[keep])
+    loader = TensorLoader(x.to(device), y.to(device), info, batch_size, seed=0, augment=False, drop_last=False)
     desc = (f"{n:,} images of {info.score_part} (seeded subset {SCORE_SUBSET_SEED} of {n_all:,}), "
             f"batches of {batch_size}, BN with batch statistics")
     return ScoreSet(loader.fixed_batches(), n, desc)
 
 
-def score_arch(model, arch, code, batches) -> Tuple[float, float]:
-    """Top-1 accuracy (%) and mean cross-entropy of one arch with its code over the scoring batches."""
+def score_precision(cfg, device) -> str:
+    """The scoring precision of a run: `score_precision`, with auto = bf16 on CUDA, fp32 elsewhere (bf16
+    autocast is the GPU's fast path; on CPUs without bf16 units it is slower). Recorded in the protocol;
+    benchmarks/bf16_scoring.py measures how far bf16 moves a ranking."""
+    if cfg.score_precision != "auto":
+        return cfg.score_precision
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
+def score_arch(model, arch, code, batches, bf16: bool = False) -> Tuple[float, float]:
+    """Top-1 accuracy (%) and mean cross-entropy of one arch with its code over the scoring batches
+    (`bf16`: under bfloat16 autocast; the loss is computed in float32 as autocast does for it)."""
     import torch
     import torch.nn.functional as F
 
-    correct = torch.zeros((), dtype=torch.long, device=batches[0][0].device)
-    loss = torch.zeros((), dtype=torch.float64, device=batches[0][0].device)
+    dev = batches[0][0].device
+    correct = torch.zeros((), dtype=torch.long, device=dev)
+    loss = torch.zeros((), dtype=torch.float64, device=dev)
     n = 0
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
         for x, y in batches:
             logits = model(x, arch, code)
             correct += (logits.argmax(1) == y).sum()
@@ -242,7 +254,7 @@ PARTIAL = "predictions.partial.csv"
 
 
 def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir: Path, k: int,
-                progress: bool = True, dist=None) -> Dict:
+                progress: bool = True, dist=None, bf16: bool = False) -> Dict:
     """Score every arch (each with its own code), resuming from the journal `out_dir/predictions.partial*.csv`.
 
     `keys` name the archs in that journal and in the result (NB201: index; other spaces: arch string).
@@ -279,7 +291,7 @@ def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir:
             if stop_after and j == stop_after:
                 raise KeyboardInterrupt
             code = all_codes[j]
-            acc, loss = score_arch(model, arch, code, batches)
+            acc, loss = score_arch(model, arch, code, batches, bf16)
             lam = code.tolist()
             done[key] = {"score": acc, "val_loss": loss, **{f"lam_{i}": v for i, v in enumerate(lam)}}
             writer.writerow([key, f"{acc:.6g}", f"{loss:.6g}"] + [f"{v:.6g}" for v in lam])
@@ -502,7 +514,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     rank job that every search space shares. Under torchrun (`dist`) the processes train together
     (each its share of every batch, gradients averaged) and split the archs for scoring (the same
     images and codes on each)."""
-    from kshot_bench.data import load_dataset
+    from kshot_bench.data import load_for
     from kshot_bench.datasets import DATASETS
     from kshot_bench.distributed import Dist
     from kshot_bench.search_space import SPACES
@@ -516,12 +528,12 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         scoring = {f: getattr(cfg, f) for f in ("archs", "score_images", "score_batch", "score_by")}
         ckpt_cfg, model, codes, finished, state = load_supernet(Path(checkpoint), device, expect or {})
         cfg = ckpt_cfg.replace(**scoring)
-        splits = load_dataset(cfg.dataset, data_root, download)
+        splits = load_for(cfg, data_root, download)
         train_s = float("nan")
         trained_epochs = state.get("epochs", state.get("epoch"))
         source = f"checkpoint {checkpoint}" + ("" if finished else f" (unfinished run, epoch {trained_epochs})")
     else:
-        splits = load_dataset(cfg.dataset, data_root, download)
+        splits = load_for(cfg, data_root, download)
         run_dir = out / "train"
         trainer = Trainer(cfg, run_dir, splits, device, progress=progress, dist=dist)
         trainer.resume()  # re-running the same rank command continues an interrupted training
@@ -542,9 +554,11 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     info = DATASETS.get(cfg.dataset)
     score_set = scoring_batches(splits, info, cfg.score_images, cfg.score_batch, device)
     t1 = time.perf_counter()
-    scored = score_archs(model, codes, score_set.batches, keys, archs, out, cfg.k, progress, dist)
+    precision = score_precision(cfg, device)
+    scored = score_archs(model, codes, score_set.batches, keys, archs, out, cfg.k, progress, dist, precision == "bf16")
     score_s = time.perf_counter() - t1
-    train_images = min(cfg.train_subset or len(splits.train_x), len(splits.train_x))
+    n_train = len(splits.train_x) if hasattr(splits, "train_x") else len(splits.train)
+    train_images = min(cfg.train_subset or n_train, n_train)
     protocol = {
         "space": cfg.space, "dataset": cfg.dataset, "k": cfg.k, "code": cfg.code, "code_label": code_label(cfg.k, cfg.code),
         "preset": preset, "seed": cfg.seed, "config_hash": cfg.hash(), "channels": cfg.channels, "cells": cfg.cells,
@@ -554,7 +568,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,
         "train_s": train_s, "score_s": score_s, "archs_per_s": len(keys) / score_s if score_s > 0 else None,
         "total_s": time.perf_counter() - t0, "machine": machine_info(device), "command": command,
-        "world_size": dist.world_size,
+        "world_size": dist.world_size, "score_precision": precision,
     }
     return Scored(cfg, keys, archs, set_desc, scored, score_set, protocol, codes)
 

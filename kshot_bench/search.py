@@ -319,7 +319,7 @@ def oracle_fitness(dataset: str, truth_name: Optional[str] = None):
     return fitness
 
 
-def supernet_fitness(model, codes, batches):
+def supernet_fitness(model, codes, batches, bf16: bool = False):
     import torch
 
     from kshot_bench.rank import score_arch
@@ -328,7 +328,7 @@ def supernet_fitness(model, codes, batches):
         model.eval()
         with torch.no_grad():
             lam = codes(list(archs))
-        return [(score_arch(model, a, lam[i], batches)[0], lam[i].tolist()) for i, a in enumerate(archs)]
+        return [(score_arch(model, a, lam[i], batches, bf16)[0], lam[i].tolist()) for i, a in enumerate(archs)]
 
     return fitness
 

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from kshot_bench.config import RunConfig, from_dict, parse_snapshot_epochs
-from kshot_bench.data import Splits, TensorLoader, stratified_half
+from kshot_bench.data import FolderLoader, FolderSplits, Splits, TensorLoader, stratified_half
 from kshot_bench.datasets import DATASETS
 from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
@@ -195,15 +195,24 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = build_supernet(cfg).to(device)
         self.codes = build_code_source(cfg).to(device)
-        train_x, train_y = splits.train_x, splits.train_y
-        if cfg.train_subset and cfg.train_subset < len(train_x):
-            keep, _ = stratified_half(train_y.cpu().numpy(), SUBSET_SEED)  # balanced classes
-            keep = np.random.default_rng(SUBSET_SEED).permutation(keep)[: cfg.train_subset]
-            keep = torch.as_tensor(np.sort(keep))
-            train_x, train_y = train_x[keep], train_y[keep]
-        self.loader = TensorLoader(train_x.to(device), train_y.to(device), self.info, cfg.batch_size, cfg.seed)
+        if isinstance(splits, FolderSplits):  # an image folder: streamed from disk, loader workers augment
+            train = splits.train
+            if cfg.train_subset and cfg.train_subset < len(train):
+                keep = np.sort(np.random.default_rng(SUBSET_SEED).permutation(len(train))[: cfg.train_subset])
+                train = torch.utils.data.Subset(train, keep.tolist())
+            self.loader = FolderLoader(train, cfg.batch_size, cfg.seed, device, cfg.loader_workers)
+            n_train = len(train)
+        else:
+            train_x, train_y = splits.train_x, splits.train_y
+            if cfg.train_subset and cfg.train_subset < len(train_x):
+                keep, _ = stratified_half(train_y.cpu().numpy(), SUBSET_SEED)  # balanced classes
+                keep = np.random.default_rng(SUBSET_SEED).permutation(keep)[: cfg.train_subset]
+                keep = torch.as_tensor(np.sort(keep))
+                train_x, train_y = train_x[keep], train_y[keep]
+            self.loader = TensorLoader(train_x.to(device), train_y.to(device), self.info, cfg.batch_size, cfg.seed)
+            n_train = len(train_x)
         if len(self.loader) == 0:
-            raise UserError(f"the training part has {len(train_x)} images, fewer than one batch of {cfg.batch_size}",
+            raise UserError(f"the training part has {n_train} images, fewer than one batch of {cfg.batch_size}",
                             fix="lower batch_size or use more training images")
         self.params = list(self.model.parameters())
         self.opt = torch.optim.SGD(self.params, lr=cfg.lr, momentum=cfg.momentum,
@@ -499,7 +508,8 @@ def load_checkpoint(path: Path, device: torch.device) -> Dict:
 
 
 # fields that may differ between a checkpoint and the run that loads it: they do not change the weights
-SCORING_FIELDS = ("archs", "score_images", "score_batch", "score_by", "checkpoint_every")
+SCORING_FIELDS = ("archs", "score_images", "score_batch", "score_by", "checkpoint_every", "loader_workers",
+                  "score_precision")
 
 
 def check_same_config(cfg: RunConfig, saved: Dict, path: Path, ignore=SCORING_FIELDS) -> None:

@@ -120,3 +120,27 @@ def test_baselines_reproduce_the_reference_taus():
     assert rank.kendall_tau(naswot[finite], truth[finite]) == pytest.approx(0.598, abs=0.0015)
     assert rank.kendall_tau(naswot, truth) == pytest.approx(0.608, abs=0.0015)
     assert "random" not in base  # chance is the null band of ranking_metrics, not one random draw
+
+
+def test_bf16_scoring_is_autocast_close_to_fp32_and_auto_means_cuda_only():
+    import torch
+
+    from kshot_bench.config import from_preset
+    from kshot_bench.search_space import SPACES
+    from kshot_bench.train import build_supernet
+
+    cfg = from_preset("smoke", k=2)
+    assert rank.score_precision(cfg, torch.device("cpu")) == "fp32"
+    assert rank.score_precision(cfg, torch.device("cuda")) == "bf16"
+    assert rank.score_precision(cfg.replace(score_precision="fp32"), torch.device("cuda")) == "fp32"
+    with pytest.raises(UserError, match="score_precision"):
+        cfg.replace(score_precision="fp16")
+    torch.manual_seed(0)
+    model = build_supernet(cfg).eval()
+    x = torch.randn(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (64,))
+    arch = SPACES.get("nb201").sample(np.random.default_rng(0))
+    code = torch.tensor([0.5, 0.5])
+    acc32, loss32 = rank.score_arch(model, arch, code, [(x, y)])
+    acc16, loss16 = rank.score_arch(model, arch, code, [(x, y)], bf16=True)
+    assert abs(loss16 - loss32) < 0.05 * loss32 and loss16 != loss32  # bfloat16 ran, and stayed close
