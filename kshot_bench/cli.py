@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -67,6 +66,16 @@ def _config(args, **extra):
 
 
 # ----------------------------------------------------------------------------- train
+def _finished(out: Path, resume: bool, checkpoint: str, final: str, what: str) -> bool:
+    """Refuse to start over a run without --resume; True (after saying so) when a resumed run is done."""
+    if (out / checkpoint).exists() and not resume:
+        raise UserError(f"{out} already holds a {what} run", fix="pass --resume to continue it, or choose another --out")
+    if resume and (out / final).exists():
+        print(f"{out} is already finished ({final} exists); nothing to do")
+        return True
+    return False
+
+
 def cmd_train(args) -> int:
     from kshot_bench.data import load_for
     from kshot_bench.distributed import Dist
@@ -74,10 +83,7 @@ def cmd_train(args) -> int:
 
     cfg = _config(args)
     out = Path(args.out)
-    if (out / CHECKPOINT).exists() and not args.resume:
-        raise UserError(f"{out} already holds a training run", fix="pass --resume to continue it, or choose another --out")
-    if args.resume and (out / FINAL).exists():
-        print(f"{out} is already finished ({FINAL} exists); nothing to do")
+    if _finished(out, args.resume, CHECKPOINT, FINAL, "training"):
         return 0
     if args.until_epoch is not None and args.until_epoch < 1:
         raise UserError(f"--until-epoch must be >= 1, got {args.until_epoch}", fix=f"pick an epoch in 1..{cfg.epochs}")
@@ -191,10 +197,7 @@ def cmd_retrain(args) -> int:
 
     cfg = retrain_config(args.preset, arch=args.arch, seed=args.seed, **parse_sets(args.sets))
     out = Path(args.out)
-    if (out / CHECKPOINT).exists() and not args.resume:
-        raise UserError(f"{out} already holds a retrain run", fix="pass --resume to continue it, or choose another --out")
-    if args.resume and (out / FINAL).exists():
-        print(f"{out} is already finished ({FINAL} exists); nothing to do")
+    if _finished(out, args.resume, CHECKPOINT, FINAL, "retrain"):
         return 0
     dist = Dist.from_env()
     try:
@@ -211,7 +214,7 @@ def cmd_retrain(args) -> int:
                   f"{cfg.image_size}, {'bf16' if job.bf16 else 'fp32'}) -> {out}"
                   + (f", resumed at epoch {job.epoch + 1} step {job.step_in_epoch}" if resumed else ""))
         try:
-            job.fit(stop_at_step=int(os.environ["KSHOT_TEST_STOP_AT_STEP"]) if os.environ.get("KSHOT_TEST_STOP_AT_STEP") else None)
+            job.fit()
         except KeyboardInterrupt:
             print(f"\ninterrupted at epoch {job.epoch + 1}, step {job.step_in_epoch}; resume with the same command "
                   f"plus --resume", file=sys.stderr)

@@ -19,12 +19,10 @@ buffer broadcast would give.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
@@ -35,6 +33,7 @@ import torch.nn.functional as F
 from kshot_bench.config import override
 from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
+from kshot_bench.loop import append_log_row
 from kshot_bench.registry import Registry
 
 LOG = "log.csv"
@@ -190,38 +189,17 @@ class Retrainer:
         m["images"] += len(y)
 
     def fit(self, stop_at_step: Optional[int] = None) -> None:
-        from tqdm import tqdm
+        from kshot_bench.loop import run_epochs
 
         self.model.train()
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        try:
-            while self.epoch < self.cfg.epochs:
-                bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, disable=not self.progress,
-                           desc=f"retrain {self.epoch + 1}/{self.cfg.epochs}", unit="step", leave=False)
-                t0 = time.perf_counter()
-                for x, y in self.loader.epoch(self.epoch, self.step_in_epoch, (self.dist.rank, self.dist.world_size)):
-                    step = self.epoch * self.steps_per_epoch + self.step_in_epoch
-                    if stop_at_step is not None and step == stop_at_step:
-                        raise KeyboardInterrupt
-                    self.step(x, y, step)
-                    self.step_in_epoch += 1
-                    bar.update(1)
-                    if self.step_in_epoch % self.cfg.checkpoint_every == 0 and self.step_in_epoch < self.steps_per_epoch:
-                        self.meters["time"] += time.perf_counter() - t0
-                        t0 = time.perf_counter()
-                        self.save(CHECKPOINT)
-                bar.close()
-                self.meters["time"] += time.perf_counter() - t0
-                self._end_epoch()
-        except KeyboardInterrupt:
-            self.meters["time"] += time.perf_counter() - t0
-            if not self.dist.active:
-                self.save(CHECKPOINT)
-            raise
+        run_epochs(self, self.cfg.epochs, self.step, stop_at_step, desc="retrain")
         self.save(FINAL)
         self.dist.barrier()
+
+    def save_checkpoint(self) -> None:
+        self.save(CHECKPOINT)
 
     def _end_epoch(self) -> None:
         m = self.meters
@@ -234,13 +212,7 @@ class Retrainer:
                    "train_loss": m["loss"] / max(1, m["images"]), "train_acc": 100 * m["correct"] / max(1, m["images"]),
                    "images": int(m["images"]), "time_s": m["time"],
                    "images_per_s": m["images"] / m["time"] if m["time"] else 0.0}
-            path = self.run_dir / LOG
-            new = not path.exists() or row["epoch"] == 1
-            with open(path, "w" if new else "a", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
-                if new:
-                    writer.writeheader()
-                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+            append_log_row(self.run_dir / LOG, row, LOG_FIELDS)
         self.epoch, self.step_in_epoch = self.epoch + 1, 0
         self.meters = {"loss": 0.0, "correct": 0.0, "images": 0.0, "time": 0.0}
         self.save(CHECKPOINT)

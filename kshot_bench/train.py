@@ -27,7 +27,6 @@ import math
 import os
 import platform
 import resource
-import time
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -41,6 +40,7 @@ from kshot_bench.data import FolderLoader, FolderSplits, Splits, TensorLoader, s
 from kshot_bench.datasets import DATASETS
 from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
+from kshot_bench.loop import append_log_row
 from kshot_bench.registry import Registry
 from kshot_bench.search_space import SPACES
 from kshot_bench.simplex import CodeSource, code_stats, make_code_source
@@ -258,6 +258,16 @@ class Trainer:
         return stats
 
     # ------------------------------------------------------------------ steps
+    def iteration(self, x: torch.Tensor, y: torch.Tensor, step: int) -> None:
+        """Algorithm 1 on one batch: the supernet step, then (after warm-up, every simplex_interval) a
+        simplex-net step on the same batch."""
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(step)
+        self.supernet_step(x, y, step)
+        if (self.simplex_opt is not None and step >= self.warmup_steps
+                and (step - self.warmup_steps) % self.cfg.simplex_interval == 0):
+            self.simplex_step(x, y, step)
+
     def supernet_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> None:
         arch = self.path(step)
         if step < self.warmup_steps:
@@ -317,46 +327,13 @@ class Trainer:
     def fit(self, stop_at_step: Optional[int] = None, until_epoch: Optional[int] = None) -> Dict[str, float]:
         """Train to the end, or to the end of epoch `until_epoch` (a checkpoint, no supernet.pt: a later
         call continues). `stop_at_step` (tests) raises KeyboardInterrupt at that global step."""
-        from tqdm import tqdm
+        from kshot_bench.loop import run_epochs
 
         self.model.train()
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        if stop_at_step is None and os.environ.get("KSHOT_TEST_STOP_AT_STEP"):  # tests: interrupt at this step
-            stop_at_step = int(os.environ["KSHOT_TEST_STOP_AT_STEP"])
         last = self.cfg.epochs if until_epoch is None else min(until_epoch, self.cfg.epochs)
-        t0 = time.perf_counter()
-        try:
-            while self.epoch < last:
-                bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, disable=not self.progress,
-                           desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="step", leave=False)
-                t0 = time.perf_counter()
-                for x, y in self.loader.epoch(self.epoch, self.step_in_epoch, (self.dist.rank, self.dist.world_size)):
-                    step = self.epoch * self.steps_per_epoch + self.step_in_epoch
-                    if stop_at_step is not None and step == stop_at_step:
-                        raise KeyboardInterrupt
-                    for group in self.opt.param_groups:
-                        group["lr"] = self.lr_at(step)
-                    self.supernet_step(x, y, step)
-                    if (self.simplex_opt is not None and step >= self.warmup_steps
-                            and (step - self.warmup_steps) % self.cfg.simplex_interval == 0):
-                        self.simplex_step(x, y, step)
-                    self.step_in_epoch += 1
-                    bar.update(1)
-                    if self.progress and self.step_in_epoch % 10 == 0:
-                        bar.set_postfix(loss=f"{self.meters['loss'] / max(1, self.meters['images']):.3f}")
-                    if self.step_in_epoch % self.cfg.checkpoint_every == 0 and self.step_in_epoch < self.steps_per_epoch:
-                        self.meters["time"] += time.perf_counter() - t0
-                        t0 = time.perf_counter()
-                        self.save_checkpoint()
-                bar.close()
-                self.meters["time"] += time.perf_counter() - t0
-                self._end_epoch()
-        except KeyboardInterrupt:
-            self.meters["time"] += time.perf_counter() - t0
-            if not self.dist.active:  # under torchrun the other processes may be gone: the periodic checkpoint stands
-                self.save_checkpoint()
-            raise
+        run_epochs(self, last, self.iteration, stop_at_step)
         if self.epoch == self.cfg.epochs:
             self.save_final()
         self.dist.barrier()  # the main process has written the log and files before any process reads them
@@ -392,13 +369,7 @@ class Trainer:
             "images_per_s": m["images"] / m["time"] if m["time"] else 0.0,
             "peak_mem_mb": peak_memory_mb(self.device),
         }
-        path = self.run_dir / LOG
-        new = not path.exists() or row["epoch"] == 1
-        with open(path, "w" if new else "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        append_log_row(self.run_dir / LOG, row, LOG_FIELDS)
 
     def read_log(self) -> List[Dict[str, str]]:
         path = self.run_dir / LOG
