@@ -163,3 +163,31 @@ def test_search_scoring_split_across_two_processes_takes_the_same_path(tmp_path,
     assert (tmp_path / "two" / "history.csv").read_text() == (tmp_path / "one" / "history.csv").read_text()
     assert json.loads((tmp_path / "two" / "result.json").read_text())["world_size"] == 2
     assert not list((tmp_path / "two").glob("scores.partial*"))
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this python")
+def test_retrain_runs_under_torchrun_and_resumes(tmp_path):
+    from conftest import write_imagenet_folder
+
+    folder = write_imagenet_folder(tmp_path / "imagenet", classes=4, per_class=12, val_per_class=2)
+    common = ["retrain", "--preset", "smoke", "--arch", "id-" * 20 + "id", "--set", "loader_workers=0",
+              "--data-root", str(folder), "--quiet"]
+    straight = run(torchrun(*common, "--out", str(tmp_path / "a")))
+    assert straight.returncode == 0, straight.stderr
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["world_size"] == 2
+    stopped = run(torchrun(*common, "--out", str(tmp_path / "b")), {"KSHOT_TEST_STOP_AT_STEP": "4"})
+    assert stopped.returncode != 0 and "interrupted" in stopped.stderr
+    again = run(torchrun(*common, "--resume", "--out", str(tmp_path / "b")))
+    assert again.returncode == 0, again.stderr
+    assert_same_weights_retrained(tmp_path / "a" / "retrained.pt", tmp_path / "b" / "retrained.pt")
+    refused = run(cli(*common, "--resume", "--out", str(tmp_path / "b")))
+    assert refused.returncode == 0 and "already finished" in refused.stdout
+
+
+def assert_same_weights_retrained(a: Path, b: Path):
+    import torch
+
+    sa, sb = (torch.load(p, map_location="cpu", weights_only=True) for p in (a, b))
+    for key in ("model", "ema"):
+        for name in sa[key]:
+            assert torch.equal(sa[key][name], sb[key][name]), (key, name)

@@ -58,7 +58,7 @@ def test_training_from_the_folder_resumes_exactly(tmp_path, folder):
             assert torch.equal(a, b), n
 
 
-def test_train_rank_and_search_on_the_command_line(tmp_path, folder, capsys):
+def test_the_pipeline_on_the_command_line_train_rank_search_retrain_evaluate_report(tmp_path, folder, capsys):
     opts = ["--set", "image_size=32", "--set", "local_val_size=8", "--set", "loader_workers=0"]
     assert main(["train", "--space", "mbv2", "--dataset", "imagenet", "--preset", "smoke", "--k", "4", *opts,
                  "--data-root", str(folder), "--out", str(tmp_path / "t"), "--quiet"]) == 0
@@ -74,6 +74,15 @@ def test_train_rank_and_search_on_the_command_line(tmp_path, folder, capsys):
     with open(tmp_path / "s" / "history.csv", newline="") as fh:
         history = list(csv.DictReader(fh))
     assert history and all(float(r["flops_M"]) <= 330 for r in history)
+    # the rest of the pipeline: retrain the winner from scratch, evaluate it, report the runs
+    best = json.loads((tmp_path / "s" / "result.json").read_text())["arch_str"]
+    assert main(["retrain", "--preset", "smoke", "--arch", best, "--set", "loader_workers=0", "--data-root", str(folder),
+                 "--out", str(tmp_path / "w"), "--quiet"]) == 0
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "w" / "retrained.pt"), "--data-root", str(folder),
+                 "--quiet"]) == 0
+    assert json.loads((tmp_path / "w" / "eval-ema.json").read_text())["arch"] == best
+    assert main(["report", str(tmp_path / "r"), str(tmp_path / "s"), "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "report.md").exists()
 
 
 def test_bad_imagenet_options_say_what_and_how(tmp_path):
