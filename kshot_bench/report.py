@@ -106,6 +106,13 @@ class SearchRun:
     result: Dict
 
 
+@dataclass
+class RetrainRun:
+    path: Path
+    config: Dict             # retrain's config.json
+    evals: Dict[str, Dict]   # weights (ema | raw) -> eval-<weights>.json
+
+
 def _load_json(path: Path, what: str) -> Dict:
     try:
         return json.loads(path.read_text())
@@ -135,6 +142,7 @@ class Runs:
     searches: List[SearchRun]                              # searches with ground truth of the chosen arch
     unranked: List[Tuple[Path, Dict]] = field(default_factory=list)   # scored runs of spaces without truth
     unranked_searches: List[SearchRun] = field(default_factory=list)
+    retrains: List[RetrainRun] = field(default_factory=list)  # retrained + evaluated archs (Table 2 shape)
 
 
 def discover(paths: Sequence[Path]) -> Runs:
@@ -155,7 +163,10 @@ def discover(paths: Sequence[Path]) -> Runs:
                 if key not in res:
                     raise UserError(f"search run {r.parent}: result.json lacks {key!r}", fix="re-run `kshot-bench search`")
             (found.searches if res["truth"] is not None else found.unranked_searches).append(SearchRun(r.parent, res))
-    if not (found.ranks or found.searches or found.unranked or found.unranked_searches):
+        for d in sorted({e.parent for e in root.rglob("eval-*.json")}) if root.is_dir() else []:
+            evals = {e.stem[len("eval-"):]: _load_json(e, "evaluation") for e in sorted(d.glob("eval-*.json"))}
+            found.retrains.append(RetrainRun(d, _load_json(d / "config.json", "retrain config"), evals))
+    if not (found.ranks or found.searches or found.unranked or found.unranked_searches or found.retrains):
         raise UserError(f"no runs found under {', '.join(map(str, paths))}",
                         fix="pass directories holding metrics.json (rank/ablate) or result.json (search)")
     return found
@@ -655,6 +666,35 @@ def scatter_grid(ranks, out: Path) -> Tuple[Optional[str], str]:
     return name, f"Predicted vs true for each run ({len(runs)} runs)."
 
 
+def table2(retrains: List[RetrainRun], searches: Sequence[SearchRun]) -> List[str]:
+    """Searched archs retrained from scratch (paper Table 2 shape): FLOPs and params at 224x224 / 1,000
+    classes, top-1/top-5 on the evaluation set, and the search that chose the arch (archs it scored)."""
+    from kshot_bench.search_space import mbv2
+
+    if not retrains:
+        return []
+    lines = ["### Retrained archs (Table 2 shape)", "",
+             "| retrain run | FLOPs (M) | params (M) | top-1 (%) | top-5 (%) | weights | epochs | images | chosen by | "
+             "archs scored | supernet | arch |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for rr in retrains:
+        arch = rr.config.get("config", {}).get("arch", "")
+        params, flops = mbv2.cost(mbv2.from_str(arch))
+        chooser = next((s for s in searches if s.result.get("arch_str") == arch), None)
+        by = (f"{chooser.path.name} ({chooser.result['algo']}, limit {chooser.result.get('flops_limit_M')} M)"
+              if chooser else "–")
+        sup = chooser.result.get("protocol", {}) if chooser else {}
+        sup_text = method_name(int(sup["k"]), sup["code"]) if "k" in sup and "code" in sup else "–"
+        for weights, ev in rr.evals.items():
+            lines.append(f"| {rr.path.name} | {flops / 1e6:.1f} | {params / 1e6:.2f} | {ev['top1']:.2f} | {ev['top5']:.2f} | "
+                         f"{weights} | {ev['epochs']} | {ev['images']:,} ({ev['image_size']}px) | {by} | "
+                         f"{chooser.result['n_evaluated'] if chooser else '–'} | {sup_text} | `{md(arch)}` |")
+    scale = sorted({f"{rr.config.get('preset', '?')} preset, {rr.config.get('train_images', '?')} training images"
+                    for rr in retrains})
+    return lines + ["", f"Scale: {'; '.join(scale)}. FLOPs and params by the SPEC 7 convention (one 224x224 image, "
+                        "1,000 classes) whatever size the run trained at. Top-1/top-5 on the evaluation set named in "
+                        "each eval file (the official val set for ImageNet).", ""]
+
+
 def _percentile(searches: Sequence[SearchRun]) -> str:
     """Share of all archs (of the truth column) with lower ground truth than the chosen arch, mean over runs."""
     from kshot_bench.ground_truth import truth_column
@@ -688,7 +728,8 @@ def search_table(searches: List[SearchRun]) -> List[str]:
 
 # ----------------------------------------------------------------------------- the report
 RUN_FILES = ("metrics.json", "baselines.json", "config.json", "summary.md", "predictions.csv", "scatter.png",
-             "train/log.csv", "train/config.json", "result.json", "pareto.csv", "history.csv")
+             "train/log.csv", "train/config.json", "result.json", "pareto.csv", "history.csv", "log.csv",
+             "eval-ema.json", "eval-raw.json")
 
 
 def copy_run_files(roots: Sequence[Path], ranks, searches, dest: Path, extra: Sequence[Path] = ()) -> Dict[Path, str]:
@@ -723,11 +764,13 @@ def build_report(paths: Sequence[Path], out: Path, command: str = "") -> Path:
     n_runs = len(ranks) + len(runs.unranked)
     lines = ["# kshot_bench report", "",
              f"Built by `{command or 'kshot-bench report'}` from {n_runs} rank runs and "
-             f"{len(searches) + len(runs.unranked_searches)} search runs (read only; nothing was trained for this report).", ""]
+             f"{len(searches) + len(runs.unranked_searches)} search runs"
+             + (f" and {len(runs.retrains)} retrained networks" if runs.retrains else "")
+             + " (read only; nothing was trained for this report).", ""]
     if ranks:
         lines += table4(ranks) + paired_comparisons(ranks) + table_ablation(ranks, searches) + table1(ranks)
-    lines += unranked_tables(runs)
-    if searches or not runs.unranked_searches:
+    lines += unranked_tables(runs) + table2(runs.retrains, searches + runs.unranked_searches)
+    if searches or not (runs.unranked_searches or runs.retrains):
         lines += search_table(searches)
     figures = []
     if ranks:
@@ -744,7 +787,7 @@ def build_report(paths: Sequence[Path], out: Path, command: str = "") -> Path:
     if missing:
         lines += ["### Not drawn", ""] + [f"- {m}" for m in missing] + [""]
     copies = copy_run_files(paths, ranks, searches + runs.unranked_searches, out / "runs",
-                            extra=[p for p, _ in runs.unranked])
+                            extra=[p for p, _ in runs.unranked] + [r.path for r in runs.retrains])
     lines += ["## Runs", "", "Each run's small result files are copied under `runs/` beside this report.", ""]
     if ranks:
         lines += ["| run | dataset | method | K | seed | epochs | config | tau |", "|---|---|---|---|---|---|---|---|"]

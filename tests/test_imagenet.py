@@ -81,8 +81,13 @@ def test_the_pipeline_on_the_command_line_train_rank_search_retrain_evaluate_rep
     assert main(["evaluate", "--checkpoint", str(tmp_path / "w" / "retrained.pt"), "--data-root", str(folder),
                  "--quiet"]) == 0
     assert json.loads((tmp_path / "w" / "eval-ema.json").read_text())["arch"] == best
-    assert main(["report", str(tmp_path / "r"), str(tmp_path / "s"), "--out", str(tmp_path / "report")]) == 0
-    assert (tmp_path / "report" / "report.md").exists()
+    assert main(["report", str(tmp_path / "r"), str(tmp_path / "s"), str(tmp_path / "w"), "--out",
+                 str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| w |"))  # Table 2 shape
+    top1 = json.loads((tmp_path / "w" / "eval-ema.json").read_text())["top1"]
+    assert f"| {top1:.2f} |" in row and "| s (nsga2, limit 330.0 M) |" in row and "K-shot + simplex-net" in row
+    assert "smoke preset" in report and (tmp_path / "report" / "runs" / "w" / "eval-ema.json").exists()
 
 
 def test_bad_imagenet_options_say_what_and_how(tmp_path):
