@@ -193,7 +193,7 @@ def cmd_retrain(args) -> int:
     from kshot_bench.distributed import Dist
     from kshot_bench.config import parse_sets
     from kshot_bench.retrain import CHECKPOINT, FINAL, Retrainer, retrain_config
-    from kshot_bench.train import machine_info
+    from kshot_bench.train import machine_info, write_config
 
     cfg = retrain_config(args.preset, arch=args.arch, seed=args.seed, **parse_sets(args.sets))
     out = Path(args.out)
@@ -205,11 +205,8 @@ def cmd_retrain(args) -> int:
         job = Retrainer(cfg, out, args.data_root, device, progress=not args.quiet, dist=dist)
         resumed = job.resume() if args.resume else False
         if dist.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": cfg.hash(),
-                                                         "preset": args.preset, "train_images": job.n_train,
-                                                         "bf16": job.bf16, "world_size": dist.world_size,
-                                                         "machine": machine_info(device)}, indent=2) + "\n")
+            write_config(cfg, out, {"preset": args.preset, "train_images": job.n_train, "bf16": job.bf16,
+                                    "world_size": dist.world_size, "machine": machine_info(device)})
             print(f"retrain: {cfg.arch} preset={args.preset} ({job.n_train:,} training images, {cfg.image_size}x"
                   f"{cfg.image_size}, {'bf16' if job.bf16 else 'fp32'}) -> {out}"
                   + (f", resumed at epoch {job.epoch + 1} step {job.step_in_epoch}" if resumed else ""))

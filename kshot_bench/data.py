@@ -53,6 +53,18 @@ class Splits:
         return Splits(self.train_x.to(device), self.train_y.to(device), self.score_x.to(device),
                       self.score_y.to(device), self.source, self.embedded)
 
+    # the interface FolderSplits shares, so that scoring and protocols need not ask which kind they hold
+    @property
+    def n_train(self) -> int:
+        return len(self.train_x)
+
+    @property
+    def n_score(self) -> int:
+        return len(self.score_x)
+
+    def score_subset(self, indices) -> Tuple[Tensor, Tensor]:
+        return self.score_x[indices], self.score_y[indices]
+
 
 # ----------------------------------------------------------------------------- package split files
 def official_split(name: str) -> np.ndarray:
@@ -550,8 +562,25 @@ class FolderSplits:
         xs, ys = zip(*loader)
         return torch.cat(xs), torch.cat(ys)
 
-    def __len__(self) -> int:
+    @property
+    def n_train(self) -> int:
+        return len(self.train)
+
+    @property
+    def n_score(self) -> int:
         return len(self.local_val)
+
+    def __len__(self) -> int:
+        return self.n_score
+
+
+def folder_subset(dataset, n: int):
+    """A fixed seeded subset of n images of an image-folder dataset (all of it for n = 0 or n >= its size);
+    the seed is part of the protocol, the same for every run seed."""
+    if not n or n >= len(dataset):
+        return dataset
+    keep = np.sort(np.random.default_rng(0).permutation(len(dataset))[:n])
+    return torch.utils.data.Subset(dataset, keep.tolist())
 
 
 class _SeededSample(torch.utils.data.Dataset):

@@ -211,11 +211,10 @@ def scoring_batches(splits, info, limit: int, batch_size: int, device) -> ScoreS
 
     from kshot_bench.data import TensorLoader
 
-    n_all = len(splits.score_x) if hasattr(splits, "score_x") else len(splits)
+    n_all = splits.n_score
     n = n_all if limit <= 0 else min(limit, n_all)
     keep = torch.as_tensor(np.random.default_rng(SCORE_SUBSET_SEED).permutation(n_all)[:n])
-    # an image folder (ImageNet) decodes only the subset it scores on
-    x, y = splits.score_subset(keep) if hasattr(splits, "score_subset") else (splits.score_x[keep], splits.score_y[keep])
+    x, y = splits.score_subset(keep)  # an image folder (ImageNet) decodes only these
     loader = TensorLoader(x.to(device), y.to(device), info, batch_size, seed=0, augment=False, drop_last=False)
     desc = (f"{n:,} images of {info.score_part} (seeded subset {SCORE_SUBSET_SEED} of {n_all:,}), "
             f"batches of {batch_size}, BN with batch statistics")
@@ -226,9 +225,9 @@ def score_precision(cfg, device) -> str:
     """The scoring precision of a run: `score_precision`, with auto = bf16 on CUDA, fp32 elsewhere (bf16
     autocast is the GPU's fast path; on CPUs without bf16 units it is slower). Recorded in the protocol;
     benchmarks/bf16_scoring.py measures how far bf16 moves a ranking."""
-    if cfg.score_precision != "auto":
-        return cfg.score_precision
-    return "bf16" if device.type == "cuda" else "fp32"
+    from kshot_bench.runtime import use_bf16
+
+    return "bf16" if use_bf16(cfg.score_precision, device) else "fp32"
 
 
 def score_arch(model, arch, code, batches, bf16: bool = False) -> Tuple[float, float]:
@@ -557,8 +556,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     precision = score_precision(cfg, device)
     scored = score_archs(model, codes, score_set.batches, keys, archs, out, cfg.k, progress, dist, precision == "bf16")
     score_s = time.perf_counter() - t1
-    n_train = len(splits.train_x) if hasattr(splits, "train_x") else len(splits.train)
-    train_images = min(cfg.train_subset or n_train, n_train)
+    train_images = min(cfg.train_subset or splits.n_train, splits.n_train)
     protocol = {
         "space": cfg.space, "dataset": cfg.dataset, "k": cfg.k, "code": cfg.code, "code_label": code_label(cfg.k, cfg.code),
         "preset": preset, "seed": cfg.seed, "config_hash": cfg.hash(), "channels": cfg.channels, "cells": cfg.cells,

@@ -35,6 +35,7 @@ from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
 from kshot_bench.loop import append_log_row
 from kshot_bench.registry import Registry
+from kshot_bench.runtime import use_bf16
 
 LOG = "log.csv"
 CHECKPOINT = "checkpoint.pt"
@@ -101,7 +102,8 @@ def retrain_config(preset: str, **changes) -> RetrainConfig:
 
 
 def full_train_set(root: Path, image_size: int):
-    """All of ImageNet train/ with the training augmentation (`TensorResizedCrop`), and val/ for evaluation."""
+    """All of ImageNet train/ with the training augmentation (`TensorResizedCrop`); val/ must be there too,
+    for `evaluate`, so a missing one is reported before a long run rather than after it."""
     from torchvision.datasets import ImageFolder
 
     from kshot_bench.data import IMAGENET_LAYOUT, TensorResizedCrop, _read_bytes
@@ -110,8 +112,7 @@ def full_train_set(root: Path, image_size: int):
     for part in ("train", "val"):
         if not (root / part).is_dir():
             raise UserError(f"no ImageNet {part}/ folder under {root}", fix=f"expected {IMAGENET_LAYOUT}")
-    train = ImageFolder(str(root / "train"), transform=TensorResizedCrop(image_size), loader=_read_bytes)
-    return train, test_set(root, image_size)
+    return ImageFolder(str(root / "train"), transform=TensorResizedCrop(image_size), loader=_read_bytes)
 
 
 def test_set(root: Path, image_size: int):
@@ -130,16 +131,12 @@ def lr_at(cfg: RetrainConfig, step: int, steps_per_epoch: int) -> float:
     return cfg.lr * cfg.decay_rate ** math.floor(epoch / cfg.decay_epochs)
 
 
-def use_bf16(amp: str, device: torch.device) -> bool:
-    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
-
-
 class Retrainer:
     def __init__(self, cfg: RetrainConfig, run_dir: Path, data_root: Path, device: torch.device,
                  progress: bool = True, dist: Optional[Dist] = None):
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        from kshot_bench.data import FolderLoader
+        from kshot_bench.data import FolderLoader, folder_subset
         from kshot_bench.search_space import mbv2
         from kshot_bench.supernet.mbv2 import MBV2Network
 
@@ -150,9 +147,7 @@ class Retrainer:
         if cfg.batch_size % self.dist.world_size:
             raise UserError(f"batch_size={cfg.batch_size} does not split over {self.dist.world_size} processes",
                             fix="use a process count that divides batch_size")
-        train, _ = full_train_set(data_root, cfg.image_size)
-        if cfg.train_subset and cfg.train_subset < len(train):
-            train = torch.utils.data.Subset(train, list(range(0, len(train), len(train) // cfg.train_subset))[: cfg.train_subset])
+        train = folder_subset(full_train_set(data_root, cfg.image_size), cfg.train_subset)
         self.loader = FolderLoader(train, cfg.batch_size, cfg.seed, device, cfg.loader_workers)
         if len(self.loader) == 0:
             raise UserError(f"train/ has {len(train)} images, fewer than one batch of {cfg.batch_size}",
@@ -234,7 +229,9 @@ class Retrainer:
         path = self.run_dir / CHECKPOINT
         if not path.exists():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        from kshot_bench.train import load_checkpoint
+
+        state = load_checkpoint(path, self.device)
         if state.get("kind") != "retrain":
             raise UserError(f"{path} is not a retrain checkpoint", fix="resume a run directory that `retrain` wrote")
         saved = RetrainConfig(**state["config"])

@@ -7,6 +7,9 @@ and keeping freed memory (no trimming) lets the heap recycle the same pages. Mea
 project's 2-core machine: scoring 266 -> 485-540 images/s (NB201 C=16 N=5, batch 512); training
 steps unchanged within noise. The cost: the process keeps its peak memory until it exits.
 Called by the CLI and the benchmarks; a no-op off glibc.
+
+`use_bf16`: the one rule behind every `auto` precision setting (scoring, retraining): bf16 autocast on
+CUDA, fp32 elsewhere.
 """
 from __future__ import annotations
 
@@ -29,3 +32,8 @@ def tune_allocator() -> bool:
         return False
     _done = ok
     return ok
+
+
+def use_bf16(setting: str, device) -> bool:
+    """bf16 autocast for `setting` (auto | bf16 | fp32) on `device`: auto means CUDA only."""
+    return setting == "bf16" or (setting == "auto" and device.type == "cuda")

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from kshot_bench.config import RunConfig, from_dict, parse_snapshot_epochs
-from kshot_bench.data import FolderLoader, FolderSplits, Splits, TensorLoader, stratified_half
+from kshot_bench.data import FolderLoader, FolderSplits, Splits, TensorLoader, folder_subset, stratified_half
 from kshot_bench.datasets import DATASETS
 from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
@@ -196,10 +196,7 @@ class Trainer:
         self.model = build_supernet(cfg).to(device)
         self.codes = build_code_source(cfg).to(device)
         if isinstance(splits, FolderSplits):  # an image folder: streamed from disk, loader workers augment
-            train = splits.train
-            if cfg.train_subset and cfg.train_subset < len(train):
-                keep = np.sort(np.random.default_rng(SUBSET_SEED).permutation(len(train))[: cfg.train_subset])
-                train = torch.utils.data.Subset(train, keep.tolist())
+            train = folder_subset(splits.train, cfg.train_subset)
             self.loader = FolderLoader(train, cfg.batch_size, cfg.seed, device, cfg.loader_workers)
             n_train = len(train)
         else:
