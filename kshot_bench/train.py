@@ -73,7 +73,7 @@ def _nb201_supernet(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
 def _mbv2_supernet(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
     from kshot_bench.supernet.mbv2 import KShotMBV2
 
-    return KShotMBV2(cfg.k, num_classes, cfg.bn_affine, cfg.kshot_init)
+    return KShotMBV2(cfg.k, num_classes, cfg.bn_affine, cfg.kshot_init, cfg.net_scale)
 
 
 # the supernet class of each search space: (config, class count) -> module with forward(x, arch, code)

@@ -107,7 +107,7 @@ def hook_count(net: nn.Module, size: int):
 
 def test_analytic_costs_equal_the_hook_counter_on_many_archs():
     rng = np.random.default_rng(4)
-    archs = ARCHS + [s.sample(rng) for _ in range(200)] + [s.sample(rng, widths=False) for _ in range(20)]
+    archs = ARCHS + [s.sample(rng) for _ in range(60)] + [s.sample(rng, widths=False) for _ in range(10)]
     for a in archs:
         with torch.device("meta"):
             net = MBV2Network(a, 1000)
@@ -116,6 +116,27 @@ def test_analytic_costs_equal_the_hook_counter_on_many_archs():
         with torch.device("meta"):
             net = MBV2Network(a, classes)
         assert s.cost(a, classes, size) == hook_count(net, size)
+    for scale in (0.25, 0.5, 0.35, 1.5):  # a narrower / wider network of the same archs
+        for a in archs[::12]:
+            with torch.device("meta"):
+                net = MBV2Network(a, 10, scale=scale)
+            assert s.cost(a, 10, 32, scale=scale) == hook_count(net, 32), (scale, s.to_str(a))
+
+
+def test_network_scale_rounds_channels_and_keeps_the_papers_residuals():
+    assert s.macro(1.0) == (s.STEM_CHANNELS, s.FIRST_CHANNELS, s.HEAD_CHANNELS, s.LAYERS)
+    m = s.macro(0.25)
+    assert (m.stem, m.first, m.head) == (8, 8, 320)
+    assert [c % 8 for l in m.layers for c in (l.c_in, l.c_out)] == [0] * 42
+    assert [l.stride for l in m.layers] == [l.stride for l in s.LAYERS]
+    # 80 -> 96 (stride 1, no residual in the paper's net) both round to 24 at 0.25: `id` stays a 1x1 conv
+    i = next(i for i, l in enumerate(s.LAYERS) if l.c_in == 80 and l.c_out == 96)
+    assert m.layers[i].c_in == m.layers[i].c_out == 24 and not s.has_residual(i)
+    net = MBV2Network(s.Arch((s.ID,) * 21, (s.FULL,) * 24), 10, scale=0.25)
+    assert not isinstance(net.layers[i], nn.Identity)
+    for bad in (0, -1.0, 5.0, "half"):
+        with pytest.raises(UserError, match="scale"):
+            s.macro(bad)
 
 
 def test_the_op_space_spans_the_spec_flops():
@@ -171,15 +192,17 @@ def copy_merged(sup: KShotMBV2, net: MBV2Network, arch, code):
 @pytest.fixture(scope="module")
 def supernets():
     torch.manual_seed(0)
-    return {(k, affine): KShotMBV2(k, 10, bn_affine=affine).double() for k in (1, 3) for affine in (False, True)}
+    nets = {(k, affine, 1.0): KShotMBV2(k, 10, bn_affine=affine).double() for k in (1, 3) for affine in (False, True)}
+    nets[(3, True, 0.25)] = KShotMBV2(3, 10, bn_affine=True, scale=0.25).double()
+    return nets
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: s.to_str(a)[:20])
-@pytest.mark.parametrize("k, affine", [(1, False), (3, False), (3, True)])
-def test_subnet_equals_standalone_network_with_merged_weights(supernets, arch, k, affine):
+@pytest.mark.parametrize("k, affine, scale", [(1, False, 1.0), (3, False, 1.0), (3, True, 1.0), (3, True, 0.25)])
+def test_subnet_equals_standalone_network_with_merged_weights(supernets, arch, k, affine, scale):
     """Forward and gradients (float64): the merged-weight gradient that the stand-alone network gets,
     spread over the K copies by the code, is the supernet's gradient; and the code's gradient."""
-    sup = supernets[(k, affine)]
+    sup = supernets[(k, affine, scale)]
     torch.manual_seed(1)
     if affine:  # BN affine away from its identity init, so the merge of gamma/beta is tested
         with torch.no_grad():
@@ -189,7 +212,7 @@ def test_subnet_equals_standalone_network_with_merged_weights(supernets, arch, k
     code = torch.softmax(torch.randn(k, dtype=torch.float64), 0).requires_grad_(k > 1)
     x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
     y = torch.tensor([0, 3, 5, 9])
-    net = MBV2Network(arch, 10, dropout=0.0).double().train()
+    net = MBV2Network(arch, 10, dropout=0.0, scale=scale).double().train()
     copy_merged(sup, net, arch, code.detach())
     sup.zero_grad(set_to_none=True)
     out = sup(x, arch, code if k > 1 else None)
@@ -257,7 +280,7 @@ def test_k1_is_spos_and_a_vertex_code_selects_one_copy(supernets):
     """K=1 runs theta[0] itself (a plain SPOS supernet); a K-shot supernet at the vertex code e_j
     computes what a K=1 supernet holding copy j computes."""
     torch.manual_seed(2)
-    three = supernets[(3, False)]
+    three = supernets[(3, False, 1.0)]
     one = KShotMBV2(1, 10).double()
     with torch.no_grad():
         for (_, p1), (_, p3) in zip(one.named_parameters(), three.named_parameters()):

@@ -12,12 +12,20 @@ stage width, so residuals stay valid. In the three fixed layers it scales their 
 `id` layers have no width: their width id stays in the arch (and in the encoding) and the network
 ignores it.
 
+Network scale (not in the paper): `macro(scale)` multiplies every nominal channel count of the macro-
+architecture (stem 32, first block 16, the stage widths, head 1280) by `scale`, rounded to a multiple of 8
+as MobileNet width multipliers are (never below 8). The arch, its string, the width rule and which layers
+have residuals stay those of the paper's network; only the channel counts shrink. Scale 1.0 is the paper's
+network and the one FLOPs limits refer to (`COST_CONVENTION`); smaller scales make CPU runs and tests
+affordable (the `cpu` and `smoke` presets), and `cost(arch, scale=...)` counts what such a network holds.
+
 Arch string (SPEC 7): the 21 op names joined by `-`, then optionally `@` and the 24 multipliers joined
 by `-`; no `@` part means every width is 1.0. `to_str` always writes the widths.
 """
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -63,6 +71,33 @@ def _layers() -> Tuple[LayerSpec, ...]:
 LAYERS = _layers()
 
 
+class Macro(NamedTuple):
+    """Channel counts of the network at one scale: stem, first block, head, and the 21 searchable layers."""
+    stem: int
+    first: int
+    head: int
+    layers: Tuple[LayerSpec, ...]
+
+
+def _divisible(channels: float, divisor: int = 8) -> int:
+    """MobileNet's rounding of a scaled channel count: nearest multiple of `divisor`, at least `divisor`,
+    and never more than 10% below the unrounded count."""
+    out = max(divisor, int(channels + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * channels else out
+
+
+@lru_cache(maxsize=None)
+def macro(scale: float = 1.0) -> Macro:
+    if not (isinstance(scale, (int, float)) and 0 < scale <= 4):
+        raise UserError(f"the MBV2 network scale must be in (0, 4], got {scale!r}",
+                        fix="use 1.0 for the paper's network, e.g. 0.5 or 0.25 for a narrower one")
+    if scale == 1.0:
+        return Macro(STEM_CHANNELS, FIRST_CHANNELS, HEAD_CHANNELS, LAYERS)
+    layers = tuple(LayerSpec(_divisible(s.c_in * scale), _divisible(s.c_out * scale), s.stride) for s in LAYERS)
+    return Macro(_divisible(STEM_CHANNELS * scale), _divisible(FIRST_CHANNELS * scale),
+                 _divisible(HEAD_CHANNELS * scale), layers)
+
+
 class Arch(NamedTuple):
     ops: Tuple[int, ...]
     widths: Tuple[int, ...]
@@ -73,12 +108,12 @@ def scaled(channels: int, width_id: int) -> int:
     return -(-(width_id + 1) * channels // len(WIDTHS))
 
 
-def mid_channels(layer: int, op: int, width_id: int) -> int:
+def mid_channels(layer: int, op: int, width_id: int, scale: float = 1.0) -> int:
     """Expanded channels of searchable layer `layer` (0-based) running `op` at width `width_id`."""
     spec = OP_SPECS[op]
     if spec is None:
         return 0
-    return scaled(LAYERS[layer].c_in * spec[1], width_id)
+    return scaled(macro(scale).layers[layer].c_in * spec[1], width_id)
 
 
 def se_channels(mid: int) -> int:
@@ -86,6 +121,8 @@ def se_channels(mid: int) -> int:
 
 
 def has_residual(layer: int) -> bool:
+    """The paper network's rule at every scale (stride 1 and nominal in == out), so an arch means the same
+    network at every scale even where rounding makes a layer's scaled in and out equal."""
     spec = LAYERS[layer]
     return spec.stride == 1 and spec.c_in == spec.c_out
 
@@ -255,33 +292,34 @@ def encode_width(arch) -> List[float]:
 
 
 # ----------------------------------------------------------------------------- cost
-def cost(arch, num_classes: int = 1000, input_size: int = 224) -> Tuple[int, int]:
+def cost(arch, num_classes: int = 1000, input_size: int = 224, scale: float = 1.0) -> Tuple[int, int]:
     """(parameters, FLOPs) of the stand-alone network of `arch` (SPEC 7 convention).
 
     FLOPs: multiply-adds of every conv and the classifier for one `input_size` image (SE convs at 1x1;
     biases, BN, activations, the SE multiply, pooling and additions not counted). Parameters: every
     parameter (conv weights, SE conv biases, BN affine pairs, classifier weight and bias). Equal to
-    hook-based counting on `MBV2Network` (tests/test_mbv2.py).
+    hook-based counting on `MBV2Network` (tests/test_mbv2.py). `scale`: the network scale (`macro`).
     """
     arch = validate(arch)
+    m = macro(scale)
     w = arch.widths
     size = _out(input_size, 2)
-    stem = scaled(STEM_CHANNELS, w[0])
+    stem = scaled(m.stem, w[0])
     params = 3 * stem * 9 + 2 * stem
     flops = 3 * stem * 9 * size * size
-    first = scaled(FIRST_CHANNELS, w[1])  # depthwise 3x3 on the stem output, then project (no expand conv)
+    first = scaled(m.first, w[1])  # depthwise 3x3 on the stem output, then project (no expand conv)
     params += stem * 9 + 2 * stem + stem * first + 2 * first
     flops += (stem * 9 + stem * first) * size * size
     c_in = first
-    for i, (op, spec) in enumerate(zip(arch.ops, LAYERS)):
+    for i, (op, spec) in enumerate(zip(arch.ops, m.layers)):
         out_size = _out(size, spec.stride)
         if op == ID:
-            if spec.stride != 1 or spec.c_in != spec.c_out:
+            if not has_residual(i):
                 params += c_in * spec.c_out + 2 * spec.c_out
                 flops += c_in * spec.c_out * out_size * out_size
         else:
             k, _, se = OP_SPECS[op]
-            mid = mid_channels(i, op, w[i + 2])
+            mid = mid_channels(i, op, w[i + 2], scale)
             params += c_in * mid + 2 * mid + mid * k * k + 2 * mid + mid * spec.c_out + 2 * spec.c_out
             flops += c_in * mid * size * size + mid * k * k * out_size * out_size + mid * spec.c_out * out_size * out_size
             if se:
@@ -289,7 +327,7 @@ def cost(arch, num_classes: int = 1000, input_size: int = 224) -> Tuple[int, int
                 params += 2 * mid * r + r + mid
                 flops += 2 * mid * r
         c_in, size = spec.c_out, out_size
-    head = scaled(HEAD_CHANNELS, w[-1])
+    head = scaled(m.head, w[-1])
     params += c_in * head + 2 * head + head * num_classes + num_classes
     flops += c_in * head * size * size + head * num_classes
     return params, flops

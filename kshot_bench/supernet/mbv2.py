@@ -90,26 +90,27 @@ class _MB(nn.Module):
 class MBV2Network(nn.Module):
     """The stand-alone network of one arch (any class count and input size); costs: `space.cost`."""
 
-    def __init__(self, arch, num_classes: int = 1000, dropout: float = 0.2):
+    def __init__(self, arch, num_classes: int = 1000, dropout: float = 0.2, scale: float = 1.0):
         super().__init__()
         arch = space.validate(arch)
+        m = space.macro(scale)
         w = arch.widths
-        stem, first = space.scaled(space.STEM_CHANNELS, w[0]), space.scaled(space.FIRST_CHANNELS, w[1])
+        stem, first = space.scaled(m.stem, w[0]), space.scaled(m.first, w[1])
         self.stem = _conv_bn(3, stem, 3, 2)
         self.first = _MB(stem, stem, first, 3, 1, False, False, expand=False)
         layers: List[nn.Module] = []
         c_in = first
-        for i, (op, spec) in enumerate(zip(arch.ops, space.LAYERS)):
+        for i, (op, spec) in enumerate(zip(arch.ops, m.layers)):
             if op == space.ID:
                 layers.append(nn.Identity() if space.has_residual(i) else
                               nn.Sequential(_StridedPointwise(c_in, spec.c_out, spec.stride), nn.BatchNorm2d(spec.c_out)))
             else:
                 k, _, se = space.OP_SPECS[op]
-                layers.append(_MB(c_in, space.mid_channels(i, op, w[i + 2]), spec.c_out, k, spec.stride, se,
+                layers.append(_MB(c_in, space.mid_channels(i, op, w[i + 2], scale), spec.c_out, k, spec.stride, se,
                                   space.has_residual(i)))
             c_in = spec.c_out
         self.layers = nn.Sequential(*layers)
-        head = space.scaled(space.HEAD_CHANNELS, w[-1])
+        head = space.scaled(m.head, w[-1])
         self.head = _conv_bn(c_in, head)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(head, num_classes)
@@ -128,15 +129,17 @@ def _bn(x: Tensor, gamma: Optional[Tensor] = None, beta: Optional[Tensor] = None
 
 class KShotMBV2(nn.Module):
     """K-shot MBV2 supernet. `forward(x, arch, code)`: `code` a `[K]` tensor on the simplex (ignored,
-    and may be None, when K = 1)."""
+    and may be None, when K = 1). `scale`: the network scale (`search_space.mbv2.macro`; 1.0 = the paper's)."""
 
-    def __init__(self, k: int, num_classes: int = 1000, bn_affine: bool = False, init: str = "independent"):
+    def __init__(self, k: int, num_classes: int = 1000, bn_affine: bool = False, init: str = "independent",
+                 scale: float = 1.0):
         super().__init__()
         if not isinstance(k, int) or k < 1:
             from kshot_bench.errors import UserError
             raise UserError(f"K must be an integer >= 1, got {k!r}", fix="use K=1 for a one-shot supernet, K>=2 for K-shot")
-        self.k, self.num_classes, self.bn_affine, self.init = k, num_classes, bn_affine, init
-        S, F0, H = space.STEM_CHANNELS, space.FIRST_CHANNELS, space.HEAD_CHANNELS
+        self.k, self.num_classes, self.bn_affine, self.init, self.scale = k, num_classes, bn_affine, init, scale
+        self.macro = m = space.macro(scale)
+        S, F0, H = m.stem, m.first, m.head
         self.stem = self._conv(S, 3, 3)
         self.stem_bn = self._bn_params(S)
         self.first_dw = self._conv(S, 1, 3)
@@ -144,7 +147,7 @@ class KShotMBV2(nn.Module):
         self.first_proj = self._conv(F0, S, 1)
         self.first_proj_bn = self._bn_params(F0)
         self.layers = nn.ModuleList()
-        for i, spec in enumerate(space.LAYERS):
+        for i, spec in enumerate(m.layers):
             layer = nn.ModuleDict()
             for op, op_spec in enumerate(space.OP_SPECS):
                 if op_spec is None:
@@ -163,7 +166,7 @@ class KShotMBV2(nn.Module):
                                  se_expand=self._conv(mid, r, 1), se_expand_b=kshot_parameter(self.k, (mid,), init, fan_in=r))
                 layer[space.OPS[op]] = self._block(**parts)
             self.layers.append(layer)
-        self.head = self._conv(H, space.LAYERS[-1].c_out, 1)
+        self.head = self._conv(H, m.layers[-1].c_out, 1)
         self.head_bn = self._bn_params(H)
         self.fc_w = kshot_parameter(self.k, (num_classes, H), init, fan_in=H)
         self.fc_b = kshot_parameter(self.k, (num_classes,), init, fan_in=H)
@@ -198,17 +201,17 @@ class KShotMBV2(nn.Module):
             raise ValueError(f"a K={self.k} supernet needs a code of shape ({self.k},), got "
                              f"{None if code is None else tuple(code.shape)}")
         arch = space.validate(arch)
-        w = arch.widths
-        stem = space.scaled(space.STEM_CHANNELS, w[0])
-        first = space.scaled(space.FIRST_CHANNELS, w[1])
+        w, m = arch.widths, self.macro
+        stem = space.scaled(m.stem, w[0])
+        first = space.scaled(m.first, w[1])
         h = F.relu(self._norm(F.conv2d(x, merge(self.stem[:, :stem], code), stride=2, padding=1),
                               self.stem_bn, stem, code))
         h = F.hardswish(self._norm(F.conv2d(h, merge(self.first_dw[:, :stem], code), padding=1, groups=stem),
                                    self.first_dw_bn, stem, code))
         h = self._norm(F.conv2d(h, merge(self.first_proj[:, :first, :stem], code)), self.first_proj_bn, first, code)
-        for i, (op, spec) in enumerate(zip(arch.ops, space.LAYERS)):
+        for i, (op, spec) in enumerate(zip(arch.ops, m.layers)):
             h = self._layer(h, i, op, w[i + 2], spec, code)
-        head = space.scaled(space.HEAD_CHANNELS, w[-1])
+        head = space.scaled(m.head, w[-1])
         h = F.relu(self._norm(F.conv2d(h, merge(self.head[:, :head], code)), self.head_bn, head, code)).mean((2, 3))
         return F.linear(h, merge(self.fc_w[:, :, :head], code), merge(self.fc_b, code))
 
@@ -222,7 +225,7 @@ class KShotMBV2(nn.Module):
                               spec.c_out, code)
         b = self.layers[i][name]
         k, _, se = space.OP_SPECS[op]
-        mid = space.mid_channels(i, op, width)
+        mid = space.mid_channels(i, op, width, self.scale)
         c_in = x.shape[1]
         h = F.hardswish(self._norm(F.conv2d(x, merge(b.expand[:, :mid, :c_in], code)), getattr(b, "expand_bn", None), mid, code))
         h = F.hardswish(self._norm(F.conv2d(h, merge(b.dw[:, :mid], code), stride=spec.stride, padding=k // 2,
