@@ -310,7 +310,8 @@ def cmd_search(args) -> int:
         args.space = ckpt_cfg.space
         protocol.update({"checkpoint": str(args.checkpoint), "k": ckpt_cfg.k, "code": ckpt_cfg.code,
                          "config_hash": ckpt_cfg.hash(), "score_set": score_set.description,
-                         "epochs": ckpt_cfg.epochs, "width_search": uses_widths(ckpt_cfg), "score_precision": precision})
+                         "epochs": ckpt_cfg.epochs, "width_search": uses_widths(ckpt_cfg), "score_precision": precision,
+                         "rc_weight": ckpt_cfg.rc_weight, "net_scale": ckpt_cfg.net_scale})
     args.space = args.space or "nb201"
     results = []
     for seed in seeds:

@@ -674,7 +674,8 @@ def unranked_job(job: Scored, out: Path) -> Dict:
         "kendall_tau_vs_flops": kendall_tau(scores, [c[1] for c in costs]),
         "kendall_tau_vs_params": kendall_tau(scores, [c[0] for c in costs]),
         "code_stats": stats,
-        "protocol": {**job.protocol, "truth": None, "cost_convention": f"{size}x{size} input, {classes} classes"},
+        "protocol": {**job.protocol, "truth": None, "cost_convention": f"{size}x{size} input, {classes} classes",
+                     "width_search": uses_widths(cfg), "rc_weight": cfg.rc_weight, "net_scale": cfg.net_scale},
     }
     write_json(out / "metrics.json", metrics)
     p = metrics["protocol"]

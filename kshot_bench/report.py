@@ -14,6 +14,14 @@ Table/figure shapes (paper numbering), NB201 at the scale of the runs given:
   Fig. 6    histogram of the K code values of (up to) 1,000 archs of a simplex-net run
   Fig. 7    tau against K and training epochs
   scatter   predicted vs true per run
+MobileNetV2 runs (no ground truth), at the scale of the runs given:
+  Table 5/6 the paper's ablation rows (one-shot, + channel, fixed / random K-shot, + simplex-net, + channel,
+            + r_c): each supernet's scores, the arch its search chose, and that arch's retrained top-1
+  Table 1   training time per epoch and peak memory against K
+  Table 2   searched archs retrained and evaluated
+  Fig. 4    best supernet fitness against the number of archs searched, one line per search
+  Fig. 6    code histogram of 1,000 archs of a simplex-net run
+  (Fig. 7 needs retrained accuracies at several K and budgets: listed as not drawn)
 """
 from __future__ import annotations
 
@@ -39,6 +47,24 @@ def method_name(k: int, code: str) -> str:
     if k == 1:
         return METHOD_ORDER[0]
     return {"uniform": METHOD_ORDER[1], "random": METHOD_ORDER[2], "simplex": METHOD_ORDER[3]}.get(code, code)
+
+
+MBV2_VARIANTS = ["one-shot", "one-shot + channel", "fixed K-shot", "fixed K-shot + channel", "random K-shot",
+                 "random K-shot + channel", "K-shot + simplex-net", "K-shot + simplex-net + channel",
+                 "K-shot + simplex-net + channel + r_c"]  # paper Tables 5/6 order
+
+
+def variant_name(p: Dict) -> str:
+    """The ablation row of a MobileNetV2 supernet (paper Tables 5/6) from its protocol."""
+    k, code, widths, rc = int(p["k"]), p["code"], p.get("width_search"), p.get("rc_weight")
+    channel = " + channel" if widths else ""
+    if k == 1:
+        return "one-shot" + channel
+    if code != "simplex":
+        return {"uniform": "fixed K-shot", "random": "random K-shot"}.get(code, code) + channel
+    if not widths:
+        return "K-shot + simplex-net"
+    return "K-shot + simplex-net + channel" + ("" if rc is not None and rc <= 0 else " + r_c")
 
 
 @dataclass
@@ -120,6 +146,14 @@ def _load_json(path: Path, what: str) -> Dict:
         raise UserError(f"cannot read {what} {path}: {err}", fix="re-run the command that writes it") from None
 
 
+def _train_log(path: Path) -> List[Dict[str, str]]:
+    log_path = path / "train" / "log.csv"
+    if not log_path.exists():
+        return []
+    with open(log_path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def load_rank_run(path: Path) -> RankRun:
     metrics = _load_json(path / "metrics.json", "metrics file")
     missing = [k for k in REQUIRED if k not in metrics]
@@ -128,12 +162,7 @@ def load_rank_run(path: Path) -> RankRun:
         raise UserError(f"run {path}: metrics.json lacks {', '.join(missing)}",
                         fix="re-run `kshot-bench rank` for this run (its metrics.json is incomplete or from another tool)")
     baselines = _load_json(path / "baselines.json", "baselines file") if (path / "baselines.json").exists() else {}
-    log = []
-    log_path = path / "train" / "log.csv"
-    if log_path.exists():
-        with open(log_path, newline="") as fh:
-            log = list(csv.DictReader(fh))
-    return RankRun(path, metrics, baselines, log)
+    return RankRun(path, metrics, baselines, _train_log(path))
 
 
 @dataclass
@@ -145,6 +174,19 @@ class Runs:
     retrains: List[RetrainRun] = field(default_factory=list)  # retrained + evaluated archs (Table 2 shape)
 
 
+def _with_train_config(path: Path, metrics: Dict) -> Dict:
+    """metrics with width_search / rc_weight in its protocol: runs scored before rank wrote them get them
+    from the supernet's own train/config.json where the run has one."""
+    p = metrics.get("protocol", {})
+    cfg_path = path / "train" / "config.json"
+    if ("width_search" in p and "rc_weight" in p) or not cfg_path.is_file():
+        return metrics
+    cfg = _load_json(cfg_path, "training config")
+    cfg = cfg.get("config", cfg)
+    extra = {"width_search": bool(cfg.get("width_search", True)), "rc_weight": cfg.get("rc_weight")}
+    return {**metrics, "protocol": {**extra, **p}}
+
+
 def discover(paths: Sequence[Path]) -> Runs:
     found = Runs([], [])
     for root in paths:
@@ -154,7 +196,7 @@ def discover(paths: Sequence[Path]) -> Runs:
         for m in sorted(root.rglob("metrics.json")) if root.is_dir() else []:
             metrics = _load_json(m, "metrics file")
             if metrics.get("protocol", {}).get("space", "nb201") != "nb201":
-                found.unranked.append((m.parent, metrics))
+                found.unranked.append((m.parent, _with_train_config(m.parent, metrics)))
             else:
                 found.ranks.append(load_rank_run(m.parent))
         for r in sorted(root.rglob("result.json")) if root.is_dir() else []:
@@ -201,6 +243,87 @@ def unranked_tables(runs: Runs) -> List[str]:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _retrained_top1(arch: str, retrains: Sequence["RetrainRun"]) -> List[float]:
+    return [rr.evals.get("ema", next(iter(rr.evals.values())))["top1"] for rr in retrains
+            if rr.config.get("config", {}).get("arch") == arch and rr.evals]
+
+
+def table_ablation_unranked(runs: Runs) -> List[str]:
+    """Paper Tables 5/6 shape for MobileNetV2: one row per supernet (ablation variant), its scores on the
+    local validation split, the arch its search chose under the FLOPs limit, and that arch retrained."""
+    def where(path) -> Optional[str]:
+        return str(Path(path).expanduser().resolve()) if path else None
+
+    def supernet_file(p: Dict) -> Optional[str]:  # rank's protocol: "checkpoint FILE [(unfinished ...)]" | "trained here in DIR"
+        text = p.get("supernet", "")
+        if text.startswith("checkpoint "):
+            return where(text[len("checkpoint "):].split(" (unfinished run")[0])
+        return where(Path(text[len("trained here in "):]) / "supernet.pt") if text.startswith("trained here in ") else None
+
+    searches = group(runs.unranked_searches, lambda sr: where(sr.result.get("protocol", {}).get("checkpoint")))
+    rows = [(variant_name(m["protocol"]), m["protocol"], path.name, m, searches.pop(supernet_file(m["protocol"]), []))
+            for path, m in runs.unranked]
+    rows += [(variant_name(ss[0].result["protocol"]), ss[0].result["protocol"], "–", None, ss)
+             for h, ss in searches.items() if h is not None and "k" in ss[0].result.get("protocol", {})]
+    if not rows:
+        return []
+    order = {v: i for i, v in enumerate(MBV2_VARIANTS)}
+    rows.sort(key=lambda r: (order.get(r[0], 99), int(r[1]["k"]), -int(r[1].get("epochs", 0)), r[2]))
+    lines = ["### Tables 5/6 shape: ablation of the K-shot parts (MobileNetV2)", "",
+             "| # | variant | K | epochs | supernet run | score mean ± std (%) | search | FLOPs (M) | supernet fitness (%) | "
+             "retrained top-1 (%) | config |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for n, (variant, p, name, m, ss) in enumerate(rows, 1):
+        scores = f"{m['score_mean']:.2f} ± {m['score_std']:.2f}" if m else "–"
+        if not ss:
+            lines.append(f"| {n} | {variant} | {p['k']} | {p.get('epochs', '?')} | {name} | {scores} | no search run | – | – | – | "
+                         f"{p['config_hash']} |")
+        for sr in ss:
+            r = sr.result
+            top1 = _retrained_top1(r["arch_str"], runs.retrains)
+            lines.append(f"| {n} | {variant} | {p['k']} | {p.get('epochs', '?')} | {name} | {scores} | {sr.path.name} "
+                         f"({r['algo']}, limit {r.get('flops_limit_M')} M, {r['n_evaluated']} archs) | {r['flops_M']:.1f} | "
+                         f"{r['fitness_value']:.2f} | {pm(top1, digits=2) if top1 else 'not retrained'} | {p['config_hash']} |")
+    missing = [v for v in MBV2_VARIANTS if v not in {r[0] for r in rows}]
+    lines += ["", "A search belongs to the row of the supernet file it searched with. Score and fitness: top-1 of each arch "
+              "with its own code on the scoring images (the local validation "
+              "split for ImageNet folders) through the supernet. Retrained top-1: the chosen arch trained from scratch "
+              "and evaluated (Table 2 shape below). FLOPs by the SPEC 7 convention (224x224, 1,000 classes). Rows "
+              "differ in what they train; with one seed each, a difference between two rows carries the run-to-run "
+              "noise of one search and one retraining.", ""]
+    return lines + ([f"Not covered by the runs given: {', '.join(missing)}.", ""] if missing else [])
+
+
+def fig4_search(searches: Sequence["SearchRun"], out: Path) -> Tuple[Optional[str], str]:
+    """Paper Fig. 4 shape without ground truth: the best supernet fitness found against the number of archs
+    the search has scored, one line per search (its supernet's ablation variant)."""
+    curves = []
+    for sr in searches:
+        hist = sr.path / "history.csv"
+        if not hist.is_file():
+            continue
+        with open(hist, newline="") as fh:
+            fit = [float(row["fitness"]) for row in sorted(csv.DictReader(fh), key=lambda row: int(row["order"]))]
+        if fit:
+            curves.append((sr, np.maximum.accumulate(fit)))
+    if not curves:
+        return None, "Fig. 4 (search) needs search runs with history.csv."
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4), dpi=130)
+    for sr, best in curves:
+        p = sr.result.get("protocol", {})
+        label = f"{sr.path.name}: {variant_name(p)} (K={p['k']})" if "k" in p else sr.path.name
+        ax.plot(np.arange(1, len(best) + 1), best, linewidth=1.6, label=label)
+    ax.set_xlabel("archs scored by the search")
+    ax.set_ylabel("best supernet fitness so far (top-1 %)")
+    limits = sorted({str(sr.result.get("flops_limit_M")) for sr, _ in curves})
+    ax.set_title(f"Fig. 4 shape: search progress under a FLOPs limit of {', '.join(limits)} M", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    name = _save(plt, fig, out, "fig4_search_progress.png")
+    return name, (f"Fig. 4 shape from {len(curves)} search runs ({', '.join(sr.path.name for sr, _ in curves)}): each "
+                  "line is one search's best supernet fitness so far; fitness is each supernet's own estimate, so lines "
+                  "of different supernets compare what each supernet believes, not retrained accuracy.")
+
+
 def md(text: str) -> str:
     """Escape pipes for a Markdown table cell (NB201 arch strings are full of them)."""
     return str(text).replace("|", "\\|")
@@ -540,9 +663,17 @@ def run_codes(run: RankRun, n: int = FIG6_ARCHS) -> Tuple[np.ndarray, str]:
         from kshot_bench.train import code_source_from, load_checkpoint
 
         codes = code_source_from(load_checkpoint(ckpt, torch.device("cpu")))
-        idx, desc = arch_set(str(n), int(run.p["seed"]))
+        if run.p.get("space", "nb201") == "nb201":
+            idx, desc = arch_set(str(n), int(run.p["seed"]))
+            archs = [nb201.from_index(i) for i in idx]
+        else:
+            from kshot_bench.search_space import SPACES
+
+            space, rng = SPACES.get(run.p["space"]), np.random.default_rng([int(run.p["seed"]), 6])
+            archs = [space.sample(rng, widths=bool(run.p.get("width_search", True))) for _ in range(n)]
+            desc = f"{n:,} archs sampled uniformly (seed {run.p['seed']})"
         with torch.no_grad():
-            lam = codes.eval()([nb201.from_index(i) for i in idx]).numpy()
+            lam = codes.eval()(archs).numpy()
         return lam, f"the simplex-net of run {run.label} (train/supernet.pt) on {desc}"
     with open(run.path / "predictions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))[:n]
@@ -767,16 +898,25 @@ def build_report(paths: Sequence[Path], out: Path, command: str = "") -> Path:
              f"{len(searches) + len(runs.unranked_searches)} search runs"
              + (f" and {len(runs.retrains)} retrained networks" if runs.retrains else "")
              + " (read only; nothing was trained for this report).", ""]
+    unranked = [RankRun(path, m, {}, _train_log(path)) for path, m in runs.unranked]
     if ranks:
         lines += table4(ranks) + paired_comparisons(ranks) + table_ablation(ranks, searches) + table1(ranks)
-    lines += unranked_tables(runs) + table2(runs.retrains, searches + runs.unranked_searches)
+    lines += unranked_tables(runs) + table_ablation_unranked(runs)
+    lines += table1(unranked) if any(r.log for r in unranked) else []
+    lines += table2(runs.retrains, searches + runs.unranked_searches)
     if searches or not (runs.unranked_searches or runs.retrains):
         lines += search_table(searches)
     figures = []
     if ranks:
         figures = [fig4(ranks, searches, out), fig5(ranks, out), fig6(ranks, out), fig7(ranks, out), scatter_grid(ranks, out)]
-    else:
-        figures = [(None, "Figures 4-7 need rank runs (metrics.json); none were given.")]
+    if runs.unranked_searches:
+        figures.append(fig4_search(runs.unranked_searches, out))
+    if unranked:
+        figures.append(fig6(unranked, out))
+        figures.append((None, "Fig. 7 (MobileNetV2): needs retrained accuracies of searches at several K and training "
+                              "budgets; a supernet's own scores are not comparable across supernets."))
+    if not figures:
+        figures = [(None, "Figures 4-7 need rank runs (metrics.json) or search runs; none were given.")]
     lines += ["## Figures", ""]
     missing = []
     for name, caption in figures:

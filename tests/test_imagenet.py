@@ -88,6 +88,25 @@ def test_the_pipeline_on_the_command_line_train_rank_search_retrain_evaluate_rep
     top1 = json.loads((tmp_path / "w" / "eval-ema.json").read_text())["top1"]
     assert f"| {top1:.2f} |" in row and "| s (nsga2, limit 330.0 M) |" in row and "K-shot + simplex-net" in row
     assert "smoke preset" in report and (tmp_path / "report" / "runs" / "w" / "eval-ema.json").exists()
+    # Tables 5/6 shape: the supernet's row carries its search and the searched arch's retrained top-1
+    row = next(line for line in report.splitlines() if line.startswith("| 1 | K-shot + simplex-net + channel + r_c | 4 |"))
+    assert "| r |" in row and "s (nsga2, limit 330.0 M" in row and f"| {top1:.2f} ± " in row
+    assert "fig4_search_progress.png" in report
+    assert (tmp_path / "report" / "fig4_search_progress.png").exists() and (tmp_path / "report" / "fig6_code_histogram.png").exists()
+
+
+def test_mbv2_ablation_variants_are_named_as_the_paper_rows():
+    from kshot_bench.report import MBV2_VARIANTS, variant_name
+
+    cases = [(dict(k=1, code="simplex", width_search=False), "one-shot"),
+             (dict(k=1, code="simplex", width_search=True, rc_weight=1.0), "one-shot + channel"),
+             (dict(k=4, code="uniform", width_search=False), "fixed K-shot"),
+             (dict(k=4, code="random", width_search=True), "random K-shot + channel"),
+             (dict(k=4, code="simplex", width_search=False, rc_weight=1.0), "K-shot + simplex-net"),
+             (dict(k=4, code="simplex", width_search=True, rc_weight=0.0), "K-shot + simplex-net + channel"),
+             (dict(k=4, code="simplex", width_search=True, rc_weight=1.0), "K-shot + simplex-net + channel + r_c")]
+    for protocol, name in cases:
+        assert variant_name(protocol) == name and name in MBV2_VARIANTS
 
 
 def test_bad_imagenet_options_say_what_and_how(tmp_path):

@@ -419,6 +419,11 @@ def test_mbv2_end_to_end_on_the_command_line(tmp_path, capsys):
     assert main(["report", str(run), str(search), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Scored runs without ground truth" in text and "Searched archs without ground truth" in text
+    # a supernet trained by the rank run: its Table 5/6 row holds its search, and Table 1 its epoch times
+    row = next(line for line in text.splitlines() if line.startswith("| 1 | K-shot + simplex-net + channel + r_c | 2 |"))
+    assert f"| {run.name} |" in row and f"| {search.name} (nsga2, limit 300.0 M" in row and "not retrained" in row
+    table1 = text[text.index("### Table 1 shape"):]
+    assert next(line for line in table1.splitlines() if line.startswith("| 2 | simplex |"))
     capsys.readouterr()
     assert main(["cost", "--space", "mbv2", "--sample", "3", "--seed", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
