@@ -21,7 +21,7 @@ MobileNetV2 runs (no ground truth), at the scale of the runs given:
   Table 2   searched archs retrained and evaluated
   Fig. 4    best supernet fitness against the number of archs searched, one line per search
   Fig. 6    code histogram of 1,000 archs of a simplex-net run
-  (Fig. 7 needs retrained accuracies at several K and budgets: listed as not drawn)
+  Fig. 7    top-1 of the searched, retrained archs against K and supernet epochs
 """
 from __future__ import annotations
 
@@ -322,6 +322,38 @@ def fig4_search(searches: Sequence["SearchRun"], out: Path) -> Tuple[Optional[st
     return name, (f"Fig. 4 shape from {len(curves)} search runs ({', '.join(sr.path.name for sr, _ in curves)}): each "
                   "line is one search's best supernet fitness so far; fitness is each supernet's own estimate, so lines "
                   "of different supernets compare what each supernet believes, not retrained accuracy.")
+
+
+def fig7_retrained(searches: Sequence["SearchRun"], retrains: Sequence["RetrainRun"], out: Path) -> Tuple[Optional[str], str]:
+    """Paper Fig. 7 shape (ImageNet): top-1 of the searched, retrained archs against the supernet's K and
+    training epochs; one point per retrained network, one line per K."""
+    pts = defaultdict(list)  # (k, epochs) -> top-1 of each retrained arch its searches chose
+    for sr in searches:
+        p = sr.result.get("protocol", {})
+        if "k" in p and "epochs" in p:
+            for top1 in _retrained_top1(sr.result["arch_str"], retrains):
+                pts[(int(p["k"]), int(p["epochs"]))].append(top1)
+    if len([v for vs in pts.values() for v in vs]) < 2:
+        return None, ("Fig. 7 (MobileNetV2) needs two or more retrained archs chosen by searches on supernets of "
+                      "different K or training epochs (retrain, then evaluate, each search's arch).")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=130)
+    for k in sorted({k for k, _ in pts}):
+        es = sorted(e for kk, e in pts if kk == k)
+        st = [mean_std(pts[(k, e)]) for e in es]
+        ax.errorbar(es, [x[0] for x in st], yerr=[x[1] for x in st], marker="o", capsize=3,
+                    label="one-shot (K=1)" if k == 1 else f"K={k}")
+        for e, (m, _, n) in zip(es, st):
+            ax.annotate(f"n={n}", (e, m), textcoords="offset points", xytext=(6, -10), fontsize=7)
+    epochs = sorted({e for _, e in pts})
+    ax.set_xticks(epochs, [str(e) for e in epochs])
+    ax.set_xlabel("supernet training epochs")
+    ax.set_ylabel("top-1 of the searched arch, retrained (%)")
+    ax.set_title("Fig. 7 shape: searched models against K and supernet epochs", fontsize=10)
+    ax.legend(fontsize=8)
+    name = _save(plt, fig, out, "fig7_retrained_vs_k_epochs.png")
+    return name, (f"Fig. 7 shape from {sum(len(v) for v in pts.values())} retrained archs; error bars: std over the "
+                  "archs of a point (none with one). Each point is one search and one retraining: their noise is in it.")
 
 
 def md(text: str) -> str:
@@ -820,9 +852,10 @@ def table2(retrains: List[RetrainRun], searches: Sequence[SearchRun]) -> List[st
                          f"{weights} | {ev['epochs']} | {ev['images']:,} ({ev['image_size']}px) | {by} | "
                          f"{chooser.result['n_evaluated'] if chooser else '–'} | {sup_text} | `{md(arch)}` |")
     scale = sorted({f"{rr.config.get('preset', '?')} preset, {rr.config.get('train_images', '?')} training images"
-                    for rr in retrains})
+                    + (f", the network at net_scale {rr.config['config'].get('net_scale', 1.0)} (channels x that)"
+                       if rr.config.get("config", {}).get("net_scale", 1.0) != 1.0 else "") for rr in retrains})
     return lines + ["", f"Scale: {'; '.join(scale)}. FLOPs and params by the SPEC 7 convention (one 224x224 image, "
-                        "1,000 classes) whatever size the run trained at. Top-1/top-5 on the evaluation set named in "
+                        "1,000 classes, net_scale 1.0) whatever size and scale the run trained at. Top-1/top-5 on the evaluation set named in "
                         "each eval file (the official val set for ImageNet).", ""]
 
 
@@ -913,8 +946,8 @@ def build_report(paths: Sequence[Path], out: Path, command: str = "") -> Path:
         figures.append(fig4_search(runs.unranked_searches, out))
     if unranked:
         figures.append(fig6(unranked, out))
-        figures.append((None, "Fig. 7 (MobileNetV2): needs retrained accuracies of searches at several K and training "
-                              "budgets; a supernet's own scores are not comparable across supernets."))
+    if runs.unranked_searches or (unranked and runs.retrains):
+        figures.append(fig7_retrained(runs.unranked_searches, runs.retrains, out))
     if not figures:
         figures = [(None, "Figures 4-7 need rank runs (metrics.json) or search runs; none were given.")]
     lines += ["## Figures", ""]
