@@ -62,6 +62,7 @@ class RunConfig:
     weight_decay: float = 5e-4
     grad_clip: float = 0.0      # 0 = off
     micro_batches: int = 1      # each process's batch in this many parts, one forward/backward each (BN per part)
+    train_precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA, fp32 elsewhere
     # image folders (--dataset imagenet)
     image_size: int = 0         # training crop / evaluation size; 0 = the dataset's (224 for imagenet)
     local_val_size: int = 50000  # images of ImageNet train held out as the local validation split (scoring)
@@ -107,7 +108,7 @@ class RunConfig:
 
 
 LATER_FIELDS = {"micro_batches": 1, "image_size": 0, "local_val_size": 50000, "loader_workers": -1,
-                "score_precision": "auto", "net_scale": 1.0}  # field -> default, for fields added after reports were committed
+                "score_precision": "auto", "net_scale": 1.0, "train_precision": "auto"}  # field -> default, for fields added after reports were committed
 
 
 def check(cfg: RunConfig) -> None:
@@ -151,9 +152,10 @@ def check(cfg: RunConfig) -> None:
         raise UserError(f"r_c needs rc_weight >= 0, rc_margin > 0 and rc_tau > 0 (got {cfg.rc_weight}, {cfg.rc_margin}, "
                         f"{cfg.rc_tau})", fix="e.g. --set rc_weight=1 --set rc_margin=2 --set rc_tau=0.3; rc_weight=0 "
                                               "switches r_c off")
-    if cfg.score_precision not in ("auto", "fp32", "bf16"):
-        raise UserError(f"unknown score_precision {cfg.score_precision!r}",
-                        fix="use fp32, bf16 (autocast) or auto (bf16 on CUDA, fp32 elsewhere)")
+    for name in ("score_precision", "train_precision"):
+        if getattr(cfg, name) not in ("auto", "fp32", "bf16"):
+            raise UserError(f"unknown {name} {getattr(cfg, name)!r}",
+                            fix="use fp32, bf16 (autocast) or auto (bf16 on CUDA, fp32 elsewhere)")
     if cfg.score_by not in ("acc", "loss"):
         raise UserError(f"unknown score {cfg.score_by!r}", fix="use --score acc (top-1 accuracy) or --score loss "
                                                                "(mean cross-entropy, lower ranks higher)")

@@ -531,6 +531,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         train_s = float("nan")
         trained_epochs = state.get("epochs", state.get("epoch"))
         source = f"checkpoint {checkpoint}" + ("" if finished else f" (unfinished run, epoch {trained_epochs})")
+        train_precision = state.get("train_precision", "fp32")
     else:
         splits = load_for(cfg, data_root, download)
         run_dir = out / "train"
@@ -545,6 +546,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         train_s = sum(float(r["time_s"]) for r in trainer.read_log())
         trained_epochs = cfg.epochs
         source = f"trained here in {run_dir}"
+        train_precision = trainer.precision
     space = SPACES.get(cfg.space)
     keys, archs, set_desc = arch_sample(space, cfg)
     if dist.is_main:
@@ -561,7 +563,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         "space": cfg.space, "dataset": cfg.dataset, "k": cfg.k, "code": cfg.code, "code_label": code_label(cfg.k, cfg.code),
         "preset": preset, "seed": cfg.seed, "config_hash": cfg.hash(), "channels": cfg.channels, "cells": cfg.cells,
         "epochs": trained_epochs, "warmup_epochs": cfg.warmup_epochs, "train_images": train_images,
-        "train_part": info.train_part, "data": splits.source, "supernet": source,
+        "train_part": info.train_part, "data": splits.source, "supernet": source, "train_precision": train_precision,
         "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,
         "train_s": train_s, "score_s": score_s, "archs_per_s": len(keys) / score_s if score_s > 0 else None,

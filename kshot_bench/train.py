@@ -42,6 +42,7 @@ from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
 from kshot_bench.loop import append_log_row
 from kshot_bench.registry import Registry
+from kshot_bench.runtime import use_bf16
 from kshot_bench.search_space import SPACES
 from kshot_bench.simplex import CodeSource, code_stats, make_code_source
 
@@ -182,6 +183,8 @@ class Trainer:
         self.cfg, self.run_dir, self.device = cfg, Path(run_dir), device
         self.progress = progress and self.dist.is_main
         self.parts = self.dist.world_size * cfg.micro_batches  # BN parts of the global batch
+        self.bf16 = use_bf16(cfg.train_precision, device)  # autocast of the supernet and simplex-net forwards
+        self.precision = "bf16" if self.bf16 else "fp32"
         if cfg.batch_size % self.parts or cfg.batch_size // self.parts < cfg.simplex_paths:
             raise UserError(f"batch_size={cfg.batch_size} does not split into {self.dist.world_size} processes x "
                             f"{cfg.micro_batches} micro-batches of at least simplex_paths={cfg.simplex_paths} images",
@@ -275,8 +278,9 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         m, scale = self.meters, 1.0 / self.cfg.micro_batches
         for xp, yp in self.micro(x, y):
-            logits = self.model(xp, arch, code)
-            loss = F.cross_entropy(logits, yp)
+            with self.autocast():
+                logits = self.model(xp, arch, code)
+            loss = F.cross_entropy(logits.float(), yp)
             (loss if scale == 1.0 else loss * scale).backward()
             m["loss"] += float(loss.detach()) * len(yp)
             m["correct"] += float((logits.argmax(1) == yp).sum())
@@ -286,6 +290,9 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         self.opt.step()
         m["steps"] += 1
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def micro(self, x: torch.Tensor, y: torch.Tensor):
         """This process's batch in `micro_batches` equal parts (one part: the batch itself)."""
@@ -301,10 +308,11 @@ class Trainer:
         self.simplex_opt.zero_grad(set_to_none=True)
         total, scale = 0.0, 1.0 / self.cfg.micro_batches
         for xp, yp in self.micro(x, y):
-            if self.cfg.simplex_batched and len(yp) % m == 0 and hasattr(self.model, "forward_groups"):
-                total += self.simplex_loss_batched(xp, yp, archs, scale) * scale
-            else:  # the reference; also where the batch does not split into equal groups or the space has no batching
-                total += self.simplex_loss_sequential(xp, yp, archs, scale) * scale
+            with self.autocast():
+                if self.cfg.simplex_batched and len(yp) % m == 0 and hasattr(self.model, "forward_groups"):
+                    total += self.simplex_loss_batched(xp, yp, archs, scale) * scale
+                else:  # the reference; also where the batch does not split into equal groups or the space has no batching
+                    total += self.simplex_loss_sequential(xp, yp, archs, scale) * scale
         if uses_widths(self.cfg) and self.cfg.rc_weight > 0:  # the same on every process: the mean keeps it
             rc = channel_regulariser_loss(self.codes, self.space, archs, rng, self.cfg)
             (self.cfg.rc_weight * rc).backward(inputs=list(self.codes.parameters()))
@@ -389,6 +397,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "log_rows": len(self.read_log()),
             "bn_parts": self.parts,
+            "train_precision": self.precision,
         }
 
     def save_checkpoint(self) -> None:
@@ -401,7 +410,8 @@ class Trainer:
     def weights(self) -> Dict:
         """What scoring needs: config, supernet weights, code source, epochs trained."""
         return {"config": self.cfg.to_dict(), "model": self.model.state_dict(), "codes": self.codes.state_dict(),
-                "epochs": self.epoch, "data": self.source, "machine": machine_info(self.device)}
+                "epochs": self.epoch, "data": self.source, "machine": machine_info(self.device),
+                "train_precision": self.precision}
 
     def save_final(self) -> None:
         if self.dist.is_main:
@@ -423,6 +433,11 @@ class Trainer:
         state = load_checkpoint(path, self.device)
         # processes x micro_batches is what the computation depends on (checked next), not either alone
         check_same_config(self.cfg, state["config"], path, ignore=SCORING_FIELDS + ("micro_batches",))
+        if state.get("train_precision", "fp32") != self.precision:
+            raise UserError(f"checkpoint {path} was trained in {state.get('train_precision', 'fp32')}; this run would "
+                            f"train in {self.precision} (train_precision={self.cfg.train_precision} on {self.device.type})",
+                            fix=f"resume with --set train_precision={state.get('train_precision', 'fp32')}, or start a "
+                                "new --out directory")
         parts = state.get("bn_parts", 1)
         if parts != self.parts:
             raise UserError(f"checkpoint {path} was trained with batch norm over {parts} part(s) of each batch "

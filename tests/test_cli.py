@@ -100,7 +100,7 @@ def test_rank_writes_every_result_file(ranked, truth_csv):
     m = json.loads((ranked / "metrics.json").read_text())
     for key in ("kendall_tau", "spearman", "split_tau", "top_tau", "precision_at_k", "regret", "n_archs", "protocol"):
         assert key in m
-    assert m["n_archs"] == 20 and m["protocol"]["n_score_images"] == 64
+    assert m["n_archs"] == 20 and m["protocol"]["n_score_images"] == 64 and m["protocol"]["train_precision"] == "fp32"
     b = json.loads((ranked / "baselines.json").read_text())
     assert {"params", "naswot", "synflow", "logsynflow", "nregions", "train_12ep"} <= set(b) and "random" not in b
     assert not (ranked / "predictions.partial.csv").exists()
@@ -114,6 +114,7 @@ def test_rank_from_checkpoint_and_mismatches(capsys, ranked, tiny_cifar_folder, 
     import json
     m = json.loads((tmp_path / "u" / "metrics.json").read_text())
     assert m["n_archs"] == 30 and m["protocol"]["k"] == 3 and m["protocol"]["n_score_images"] == 16
+    assert m["protocol"]["train_precision"] == "fp32"  # read from the checkpoint
     for flags, words in ((["--k", "4"], "k: checkpoint 3, asked 4"),
                          (["--dataset", "cifar100"], "dataset: checkpoint 'cifar10', asked 'cifar100'"),
                          (["--truth", "cifar10_best"], "unknown ground-truth column"),

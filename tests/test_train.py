@@ -135,3 +135,36 @@ def test_snapshots_and_training_in_parts_are_exact(tmp_path, splits):
 def test_bad_snapshot_epochs(value, words):
     with pytest.raises(UserError, match=words):
         smoke(epochs=3, snapshot_epochs=value)
+
+
+def test_bf16_training_is_autocast_recorded_exact_on_resume_and_not_mixed(tmp_path, splits):
+    """train_precision=bf16 (the CUDA default under auto) on the CPU: the forwards run in bf16 (the weights
+    come out different from fp32 training), the checkpoint and weights record it, a resume is exact, and a
+    checkpoint trained in one precision is not continued in the other."""
+    cpu = torch.device("cpu")
+    fp32 = Trainer(smoke(k=2), tmp_path / "fp32", splits, cpu, progress=False)
+    fp32.fit()
+    cfg = smoke(k=2, train_precision="bf16")
+    straight = Trainer(cfg, tmp_path / "bf16", splits, cpu, progress=False)
+    straight.fit()
+    assert (fp32.precision, straight.precision) == ("fp32", "bf16")
+    assert load_checkpoint(tmp_path / "bf16" / FINAL, cpu)["train_precision"] == "bf16"
+    a, b = fp32.model.state_dict(), straight.model.state_dict()
+    assert any(not torch.equal(a[n], b[n]) for n in a) and all(torch.isfinite(b[n]).all() for n in b)
+    assert all(abs(float(r["train_loss"]) - float(s["train_loss"])) < 0.2
+               for r, s in zip(rows(tmp_path / "fp32"), rows(tmp_path / "bf16")))
+    stopped = Trainer(cfg, tmp_path / "stopped", splits, cpu, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit(stop_at_step=9)
+    resumed = Trainer(cfg, tmp_path / "stopped", splits, cpu, progress=False)
+    assert resumed.resume()
+    resumed.fit()
+    for (name, x), (_, y) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(x, y), name
+    # `auto` resolves per device: a bf16 checkpoint (as CUDA writes under auto) is not continued in fp32 here
+    state = torch.load(tmp_path / "stopped" / CHECKPOINT, weights_only=False)
+    state["config"]["train_precision"] = "auto"
+    torch.save(state, tmp_path / "stopped" / CHECKPOINT)
+    with pytest.raises(UserError, match="trained in bf16; this run would train in fp32") as err:
+        Trainer(smoke(k=2), tmp_path / "stopped", splits, cpu, progress=False).resume()
+    assert "--set train_precision=bf16" in err.value.fix
