@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from kshot_bench.errors import UserError
+from kshot_bench.runtime import layout_name
 
 DATASET_CHOICES = ("cifar10", "cifar100", "ImageNet16-120", "imagenet")
 
@@ -311,6 +312,7 @@ def cmd_search(args) -> int:
         protocol.update({"checkpoint": str(args.checkpoint), "k": ckpt_cfg.k, "code": ckpt_cfg.code,
                          "config_hash": ckpt_cfg.hash(), "score_set": score_set.description,
                          "epochs": ckpt_cfg.epochs, "width_search": uses_widths(ckpt_cfg), "score_precision": precision,
+                         "memory_format": layout_name(device),
                          "rc_weight": ckpt_cfg.rc_weight, "net_scale": ckpt_cfg.net_scale})
     args.space = args.space or "nb201"
     results = []

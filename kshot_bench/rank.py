@@ -33,6 +33,7 @@ import numpy as np
 from scipy import stats
 
 from kshot_bench.errors import UserError
+from kshot_bench.runtime import layout_name
 
 SPLIT_NS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 PRECISION_KS = (5, 10, 20, 50, 100)
@@ -218,7 +219,9 @@ def scoring_batches(splits, info, limit: int, batch_size: int, device) -> ScoreS
     loader = TensorLoader(x.to(device), y.to(device), info, batch_size, seed=0, augment=False, drop_last=False)
     desc = (f"{n:,} images of {info.score_part} (seeded subset {SCORE_SUBSET_SEED} of {n_all:,}), "
             f"batches of {batch_size}, BN with batch statistics")
-    return ScoreSet(loader.fixed_batches(), n, desc)
+    from kshot_bench.runtime import device_layout
+
+    return ScoreSet([(device_layout(xb, device), yb) for xb, yb in loader.fixed_batches()], n, desc)
 
 
 def score_precision(cfg, device) -> str:
@@ -568,7 +571,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,
         "train_s": train_s, "score_s": score_s, "archs_per_s": len(keys) / score_s if score_s > 0 else None,
         "total_s": time.perf_counter() - t0, "machine": machine_info(device), "command": command,
-        "world_size": dist.world_size, "score_precision": precision,
+        "world_size": dist.world_size, "score_precision": precision, "memory_format": layout_name(device),
     }
     return Scored(cfg, keys, archs, set_desc, scored, score_set, protocol, codes)
 

@@ -8,8 +8,12 @@ project's 2-core machine: scoring 266 -> 485-540 images/s (NB201 C=16 N=5, batch
 steps unchanged within noise. The cost: the process keeps its peak memory until it exits.
 Called by the CLI and the benchmarks; a no-op off glibc.
 
-`use_bf16`: the one rule behind every `auto` precision setting (scoring, retraining): bf16 autocast on
-CUDA, fp32 elsewhere.
+`use_bf16`: the one rule behind every `auto` precision setting (scoring, training, retraining): bf16
+autocast on CUDA, fp32 elsewhere.
+
+`device_layout`: image batches in channels_last on CUDA (cuDNN's NHWC kernels, which bf16 tensor cores
+want), unchanged elsewhere (the CPU paths were measured contiguous). The same numbers either way
+(tests/test_supernet.py checks both supernets).
 """
 from __future__ import annotations
 
@@ -37,3 +41,16 @@ def tune_allocator() -> bool:
 def use_bf16(setting: str, device) -> bool:
     """bf16 autocast for `setting` (auto | bf16 | fp32) on `device`: auto means CUDA only."""
     return setting == "bf16" or (setting == "auto" and device.type == "cuda")
+
+
+def device_layout(x, device):
+    """`x` (an N x C x H x W batch) in the memory layout that is fast on `device`: channels_last on CUDA."""
+    import torch
+
+    if device.type == "cuda" and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def layout_name(device) -> str:
+    return "channels_last" if device.type == "cuda" else "contiguous"

@@ -42,7 +42,7 @@ from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
 from kshot_bench.loop import append_log_row
 from kshot_bench.registry import Registry
-from kshot_bench.runtime import use_bf16
+from kshot_bench.runtime import device_layout, use_bf16
 from kshot_bench.search_space import SPACES
 from kshot_bench.simplex import CodeSource, code_stats, make_code_source
 
@@ -263,6 +263,7 @@ class Trainer:
         simplex-net step on the same batch."""
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(step)
+        x = device_layout(x, self.device)
         self.supernet_step(x, y, step)
         if (self.simplex_opt is not None and step >= self.warmup_steps
                 and (step - self.warmup_steps) % self.cfg.simplex_interval == 0):

@@ -327,3 +327,31 @@ def test_benchmark_reference_supernet_computes_the_same_function(arch):
     F.cross_entropy(out_r, y).backward()
     g_ref = ref.classifier.weight.grad
     torch.testing.assert_close(kshot.fc_w.grad[0], g_ref, rtol=1e-3, atol=1e-5 * float(g_ref.abs().max()))
+
+
+def test_channels_last_batches_compute_what_contiguous_ones_do():
+    """The CUDA layout (`device_layout`): both supernets, forward and gradients, on channels_last input
+    (run here on the CPU, where the CPU kernels take the same path by layout) equal the contiguous ones."""
+    from kshot_bench.runtime import device_layout, layout_name
+    from kshot_bench.search_space import mbv2
+    from kshot_bench.supernet.mbv2 import KShotMBV2
+    from kshot_bench.supernet.nb201 import KShotNB201
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    assert device_layout(x, cuda).is_contiguous(memory_format=torch.channels_last)
+    assert device_layout(x, cpu) is x and (layout_name(cuda), layout_name(cpu)) == ("channels_last", "contiguous")
+    torch.manual_seed(0)
+    nets = [(KShotNB201(3, 10, 8, 1).double(), (1, 2, 3, 4, 0, 2)),
+            (KShotMBV2(3, 10, scale=0.25).double(), mbv2.sample(np.random.default_rng(0)))]
+    code = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    for net, arch in nets:
+        outs = []
+        for inp in (x, device_layout(x, cuda)):
+            net.zero_grad(set_to_none=True)
+            out = net(inp, arch, code)
+            out.square().sum().backward()
+            outs.append((out.detach(), [p.grad.clone() for p in net.parameters() if p.grad is not None]))
+        torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-9, atol=1e-9)
+        for a, b in zip(outs[0][1], outs[1][1]):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
