@@ -355,3 +355,15 @@ def test_channels_last_batches_compute_what_contiguous_ones_do():
         torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-9, atol=1e-9)
         for a, b in zip(outs[0][1], outs[1][1]):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_pool_constants_cached_under_inference_mode_serve_training():
+    """Scoring (inference_mode) first, then training in the same process (ablate, or bf16 scoring then bf16
+    training): the cached pooling constants must not be inference tensors."""
+    ops._pool_consts.cache_clear()
+    x = torch.randn(2, 5, 17, 17, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        ops.avg_pool3x3(x)
+    y = x.clone().requires_grad_()
+    ops.avg_pool3x3(y).float().sum().backward()
+    assert y.grad is not None and torch.isfinite(y.grad.float()).all()

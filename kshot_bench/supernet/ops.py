@@ -26,9 +26,12 @@ def conv2d(x: Tensor, w: Tensor, stride: int = 1) -> Tensor:
 
 @functools.lru_cache(maxsize=None)
 def _pool_consts(channels: int, h: int, w: int, dtype: torch.dtype, device: torch.device) -> Tuple[Tensor, Tensor]:
-    ones = torch.ones(channels, 1, 3, 3, dtype=dtype, device=device).contiguous(memory_format=torch.channels_last)
-    count = F.avg_pool2d(torch.ones(1, 1, h, w, dtype=dtype, device=device), 3, 1, 1, count_include_pad=True) * 9
-    return ones, count.reciprocal_()
+    # made as normal tensors even when the first call comes from scoring under inference_mode: the cache
+    # outlives that call, and a training step (same process: ablate, tests) must be able to use them
+    with torch.inference_mode(False):
+        ones = torch.ones(channels, 1, 3, 3, dtype=dtype, device=device).contiguous(memory_format=torch.channels_last)
+        count = F.avg_pool2d(torch.ones(1, 1, h, w, dtype=dtype, device=device), 3, 1, 1, count_include_pad=True) * 9
+        return ones, count.reciprocal_()
 
 
 def avg_pool3x3(x: Tensor) -> Tensor:
