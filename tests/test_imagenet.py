@@ -136,6 +136,7 @@ def test_retrain_lr_schedule_is_the_papers():
 def test_retrain_resumes_exactly_and_evaluate_reads_it(tmp_path, folder):
     from kshot_bench.retrain import FINAL, Retrainer, evaluate, retrain_config
     from kshot_bench.search_space import mbv2
+    from kshot_bench.supernet.mbv2 import MBV2Network
 
     arch = mbv2.to_str(mbv2.sample(__import__("numpy").random.default_rng(1)))
     cfg = retrain_config("smoke", arch=arch, loader_workers=0, epochs=3)
@@ -152,8 +153,20 @@ def test_retrain_resumes_exactly_and_evaluate_reads_it(tmp_path, folder):
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), (key, name)
     assert not all(torch.equal(a["model"][n], a["ema"][n]) for n in a["model"])  # the EMA is its own average
+    # the EMA network's BN statistics were re-estimated after training: the mean over the recalibration
+    # batches of each batch's statistics, computed here again from the same seeded batches
+    assert a["ema_bn"] == "re-estimated on 48 training images after training"
+    net = MBV2Network(mbv2.from_str(arch), 1000, 0.0, cfg.net_scale)
+    net.load_state_dict(a["ema"])
+    stem_bn = net.stem[1]
+    means = []
+    for x, _ in straight.loader.epoch(cfg.epochs, 0, (0, 1)):
+        with torch.no_grad():
+            means.append(net.stem[0](x).mean((0, 2, 3)))
+    torch.testing.assert_close(stem_bn.running_mean, torch.stack(means).mean(0), rtol=1e-5, atol=1e-6)
     result = evaluate(tmp_path / "a" / FINAL, folder, CPU, progress=False, workers=0)
     assert result["images"] == 8 and 0 <= result["top1"] <= result["top5"] <= 100 and result["arch"] == arch
+    assert result["bn_statistics"].startswith("re-estimated on 48")
     with pytest.raises(UserError, match="not a retrained network"):
         evaluate(tmp_path / "a" / "log.csv", folder, CPU)
 
