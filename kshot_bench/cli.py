@@ -226,10 +226,18 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from kshot_bench.distributed import Dist
     from kshot_bench.retrain import evaluate
-    from kshot_bench.train import pick_device
 
-    result = evaluate(args.checkpoint, args.data_root, pick_device(args.device), args.weights, progress=not args.quiet)
+    dist = Dist.from_env()  # under torchrun the processes share the val set
+    try:
+        result = evaluate(args.checkpoint, args.data_root, dist.device(args.device), args.weights,
+                          progress=not args.quiet, dist=dist)
+    finally:
+        dist.close()
+    if not dist.is_main:
+        return 0
+    result["world_size"] = dist.world_size
     path = Path(args.checkpoint).with_name(f"eval-{args.weights}.json")
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{result['arch']}: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  ({result['images']:,} images, "

@@ -294,9 +294,10 @@ class Retrainer:
 
 
 def evaluate(checkpoint: Path, data_root: Path, device: torch.device, weights: str = "ema", batch_size: int = 250,
-             workers: int = -1, progress: bool = True) -> Dict:
-    """Top-1 / top-5 (%) of a retrained network on the official val set; `weights` = ema | raw."""
-    from torch.utils.data import DataLoader
+             workers: int = -1, progress: bool = True, dist: Optional[Dist] = None) -> Dict:
+    """Top-1 / top-5 (%) of a retrained network on the official val set; `weights` = ema | raw. Under
+    torchrun (`dist`) each process evaluates every world_size-th image and the counts are summed."""
+    from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
 
     from kshot_bench.data import default_workers, normalize_batch
@@ -316,17 +317,24 @@ def evaluate(checkpoint: Path, data_root: Path, device: torch.device, weights: s
     model = MBV2Network(mbv2.from_str(state["arch"]), 1000, cfg.dropout, cfg.net_scale).to(device).to(memory_format=torch.channels_last)
     model.load_state_dict(state["ema" if weights == "ema" else "model"])
     model.eval()
+    dist = dist or Dist()
     data = test_set(data_root, cfg.image_size)
+    n_all = len(data)
+    if dist.active:
+        data = Subset(data, range(dist.rank, n_all, dist.world_size))
     loader = DataLoader(data, batch_size=batch_size, num_workers=default_workers() if workers < 0 else workers,
                         pin_memory=device.type == "cuda")
     top1 = top5 = n = 0
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.amp, device)):
-        for x, y in tqdm(loader, disable=not progress, desc="evaluate", unit="batch", leave=False):
+        for x, y in tqdm(loader, disable=not (progress and dist.is_main), desc="evaluate", unit="batch", leave=False):
             y = y.to(device)
             best = model(normalize_batch(x, device)).float().topk(5, dim=1).indices
             top1 += int((best[:, 0] == y).sum())
             top5 += int((best == y[:, None]).any(1).sum())
             n += len(y)
+    if dist.active:
+        top1, top5, n = (int(round(v)) for v in dist.sum([top1, top5, n]))
+    assert n == n_all, (n, n_all)
     return {"checkpoint": str(path), "arch": state["arch"], "weights": weights, "epochs": state["epoch"],
             "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "images": n, "image_size": cfg.image_size,
             "data": f"val/ of {data_root} (resize {int(cfg.image_size * 256 / 224)}, center crop {cfg.image_size})",

@@ -182,6 +182,16 @@ def test_retrain_runs_under_torchrun_and_resumes(tmp_path):
     assert_same_weights_retrained(tmp_path / "a" / "retrained.pt", tmp_path / "b" / "retrained.pt")
     refused = run(cli(*common, "--resume", "--out", str(tmp_path / "b")))
     assert refused.returncode == 0 and "already finished" in refused.stdout
+    # evaluate under torchrun: the processes share val/ and the counts add up to one process's
+    final = str(tmp_path / "a" / "retrained.pt")
+    for launch in (cli, torchrun):
+        done = run(launch("evaluate", "--checkpoint", final, "--data-root", str(folder), "--weights", "raw", "--quiet"))
+        assert done.returncode == 0, done.stderr
+        result = json.loads((tmp_path / "a" / "eval-raw.json").read_text())
+        if launch is cli:
+            one = result
+    assert result["world_size"] == 2 and one["world_size"] == 1 and result["images"] == one["images"] == 8
+    assert (result["top1"], result["top5"]) == (one["top1"], one["top5"])
 
 
 def assert_same_weights_retrained(a: Path, b: Path):
