@@ -264,16 +264,19 @@ PRESETS.register("smoke", dict(channels=4, cells=1, epochs=2, warmup_epochs=1, b
 # diverged at full width: loss above chance), a simplex step every 4 supernet steps, 100 archs scored on 1,000
 # images; with `--dataset imagenet` on an ImageNet-layout folder of those images, 5,000 training images are the
 # local validation split. A K=1 train job takes about 8 minutes on one core. Such a supernet learns little
-# (K=1: 13.5% train accuracy after 8 epochs, one thread, CIFAR-10 folder): it tests the pipeline, not the method. `smoke`: seconds, for tests,
-# on the network at a quarter of its channels (net_scale 0.25: a K=4 supernet of 45 MB instead of 700 MB).
+# (K=1: 13.5% train accuracy after 8 epochs, one thread, CIFAR-10 folder): it tests the pipeline, not the method.
+# `smoke`: seconds, for tests, on the network at a quarter of its channels (net_scale 0.25: a K=4 supernet of
+# 54 MB instead of 670 MB).
 MBV2_PRESETS: Registry[Dict[str, Any]] = Registry("mbv2 preset")
 MBV2_PRESETS.register("imagenet", dict(space="mbv2", epochs=120, warmup_epochs=5, batch_size=1024,
                                        lr=0.12, lr_min=0.0, weight_decay=4e-5, simplex_paths=64, simplex_interval=1,
                                        archs="1000", score_images=10000, score_batch=250, checkpoint_every=500))
-MBV2_PRESETS.register("cpu", dict(space="mbv2", net_scale=0.5, image_size=32, local_val_size=5000, epochs=8, warmup_epochs=2, batch_size=64, lr=0.02, lr_min=0.0,
+MBV2_PRESETS.register("cpu", dict(space="mbv2", net_scale=0.5, image_size=32, local_val_size=5000, epochs=8,
+                                  warmup_epochs=2, batch_size=64, lr=0.02, lr_min=0.0,
                                   weight_decay=4e-5, train_subset=15000, simplex_paths=16, simplex_interval=4,
                                   archs="100", score_images=1000, score_batch=500, checkpoint_every=50))
-MBV2_PRESETS.register("smoke", dict(space="mbv2", net_scale=0.25, epochs=2, warmup_epochs=1, batch_size=16, lr=0.05, train_subset=64,
+MBV2_PRESETS.register("smoke", dict(space="mbv2", net_scale=0.25, epochs=2, warmup_epochs=1, batch_size=16, lr=0.05,
+                                    train_subset=64,
                                     simplex_paths=4, simplex_interval=2, archs="4", score_images=32, score_batch=32,
                                     checkpoint_every=4, rc_widths=3))
 PRESETS_BY_SPACE = {"nb201": PRESETS, "mbv2": MBV2_PRESETS}

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import stats
 
 from kshot_bench.errors import UserError
-from kshot_bench.runtime import layout_name
+from kshot_bench.runtime import bf16_autocast, layout_name
 
 SPLIT_NS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 PRECISION_KS = (5, 10, 20, 50, 100)
@@ -243,7 +243,7 @@ def score_arch(model, arch, code, batches, bf16: bool = False) -> Tuple[float, f
     correct = torch.zeros((), dtype=torch.long, device=dev)
     loss = torch.zeros((), dtype=torch.float64, device=dev)
     n = 0
-    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+    with torch.inference_mode(), bf16_autocast(dev, bf16):
         for x, y in batches:
             logits = model(x, arch, code)
             correct += (logits.argmax(1) == y).sum()

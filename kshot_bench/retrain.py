@@ -36,7 +36,7 @@ from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
 from kshot_bench.loop import append_log_row
 from kshot_bench.registry import Registry
-from kshot_bench.runtime import use_bf16
+from kshot_bench.runtime import bf16_autocast, use_bf16
 
 LOG = "log.csv"
 CHECKPOINT = "checkpoint.pt"
@@ -183,7 +183,7 @@ class Retrainer:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.cfg, step, self.steps_per_epoch)
         self.opt.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with bf16_autocast(self.device, self.bf16):
             logits = self.model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing)
         loss.backward()
@@ -224,7 +224,7 @@ class Retrainer:
             m.momentum = None  # a cumulative average over the batches
         net.train()
         seen, mine = 0, -(-n // self.dist.world_size)
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.no_grad(), bf16_autocast(self.device, self.bf16):
             for x, _ in self.loader.epoch(self.cfg.epochs, 0, (self.dist.rank, self.dist.world_size)):
                 net(x)
                 seen += len(x)
@@ -325,7 +325,7 @@ def evaluate(checkpoint: Path, data_root: Path, device: torch.device, weights: s
     loader = DataLoader(data, batch_size=batch_size, num_workers=default_workers() if workers < 0 else workers,
                         pin_memory=device.type == "cuda")
     top1 = top5 = n = 0
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.amp, device)):
+    with torch.inference_mode(), bf16_autocast(device, use_bf16(cfg.amp, device)):
         for x, y in tqdm(loader, disable=not (progress and dist.is_main), desc="evaluate", unit="batch", leave=False):
             y = y.to(device)
             best = model(normalize_batch(x, device)).float().topk(5, dim=1).indices

@@ -43,6 +43,13 @@ def use_bf16(setting: str, device) -> bool:
     return setting == "bf16" or (setting == "auto" and device.type == "cuda")
 
 
+def bf16_autocast(device, enabled: bool):
+    """The bf16 autocast context every precision setting uses (a no-op context when not `enabled`)."""
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def device_layout(x, device):
     """`x` (an N x C x H x W batch) in the memory layout that is fast on `device`: channels_last on CUDA."""
     import torch

@@ -42,7 +42,7 @@ from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
 from kshot_bench.loop import append_log_row
 from kshot_bench.registry import Registry
-from kshot_bench.runtime import device_layout, use_bf16
+from kshot_bench.runtime import bf16_autocast, device_layout, use_bf16
 from kshot_bench.search_space import SPACES
 from kshot_bench.simplex import CodeSource, code_stats, make_code_source
 
@@ -184,7 +184,6 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.parts = self.dist.world_size * cfg.micro_batches  # BN parts of the global batch
         self.bf16 = use_bf16(cfg.train_precision, device)  # autocast of the supernet and simplex-net forwards
-        self.precision = "bf16" if self.bf16 else "fp32"
         if cfg.batch_size % self.parts or cfg.batch_size // self.parts < cfg.simplex_paths:
             raise UserError(f"batch_size={cfg.batch_size} does not split into {self.dist.world_size} processes x "
                             f"{cfg.micro_batches} micro-batches of at least simplex_paths={cfg.simplex_paths} images",
@@ -292,8 +291,12 @@ class Trainer:
         self.opt.step()
         m["steps"] += 1
 
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        return bf16_autocast(self.device, self.bf16)
 
     def micro(self, x: torch.Tensor, y: torch.Tensor):
         """This process's batch in `micro_batches` equal parts (one part: the batch itself)."""
