@@ -24,6 +24,19 @@ def append_log_row(path: Path, row: Dict, fields: List[str]) -> None:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
+def rewrite_log(path: Path, rows: List[Dict[str, str]], fields: List[str]) -> None:
+    """Replace log.csv by `rows` (a resume drops rows written after its checkpoint). Written beside it and
+    moved over it, so a failure part-way leaves the old log whole; columns this version does not know
+    (a log written by a newer kshot_bench) are kept after ours rather than refused."""
+    extra = [k for row in rows for k in row if k not in fields]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields + list(dict.fromkeys(extra)))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
 def run_epochs(job, last: int, iteration: Callable, stop_at_step: Optional[int] = None, desc: str = "epoch") -> None:
     """Run `iteration(x, y, global_step)` over job.loader from (job.epoch, job.step_in_epoch) to the end of
     epoch `last`. The job has: cfg.epochs, cfg.checkpoint_every, loader, dist, progress, steps_per_epoch,

@@ -40,7 +40,7 @@ from kshot_bench.data import FolderLoader, FolderSplits, Splits, TensorLoader, f
 from kshot_bench.datasets import DATASETS
 from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
-from kshot_bench.loop import append_log_row
+from kshot_bench.loop import append_log_row, rewrite_log
 from kshot_bench.registry import Registry
 from kshot_bench.runtime import bf16_autocast, device_layout, use_bf16
 from kshot_bench.search_space import SPACES
@@ -460,10 +460,7 @@ class Trainer:
         rows = self.read_log()[: state["log_rows"]]  # drop rows written after this checkpoint
         self.dist.barrier()  # every process has read the log before the main one rewrites it
         if rows and self.dist.is_main:
-            with open(self.run_dir / LOG, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
-                writer.writeheader()
-                writer.writerows(rows)
+            rewrite_log(self.run_dir / LOG, rows, LOG_FIELDS)
         return True
 
 

@@ -168,3 +168,27 @@ def test_bf16_training_is_autocast_recorded_exact_on_resume_and_not_mixed(tmp_pa
     with pytest.raises(UserError, match="trained in bf16; this run would train in fp32") as err:
         Trainer(smoke(k=2), tmp_path / "stopped", splits, cpu, progress=False).resume()
     assert "--set train_precision=bf16" in err.value.fix
+
+
+def test_resume_rewrites_the_log_whole_or_not_at_all(tmp_path, splits, monkeypatch):
+    # the issue-13 runs lost their log: an older version resumed a log that a newer one had rewritten with
+    # columns it did not know, truncated the file, then failed on the first row
+    cfg = smoke(epochs=2, warmup_epochs=1)
+    Trainer(cfg, tmp_path, splits, torch.device("cpu"), progress=False).fit(until_epoch=2)
+    with open(tmp_path / LOG, newline="") as fh:
+        header, *body = list(csv.reader(fh))
+    with open(tmp_path / LOG, "w", newline="") as fh:  # a newer version's extra column
+        csv.writer(fh).writerows([header + ["from_the_future"], *[r + ["7"] for r in body]])
+    before = (tmp_path / LOG).read_text()
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", fail)
+    with pytest.raises(OSError, match="disk full"):
+        Trainer(cfg, tmp_path, splits, torch.device("cpu"), progress=False).resume()
+    assert (tmp_path / LOG).read_text() == before
+    monkeypatch.undo()
+    assert Trainer(cfg, tmp_path, splits, torch.device("cpu"), progress=False).resume()
+    log = rows(tmp_path)
+    assert [r["epoch"] for r in log] == ["1", "2"] and [r["from_the_future"] for r in log] == ["7", "7"]
