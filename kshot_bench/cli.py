@@ -464,7 +464,7 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kshot-bench", description="K-shot NAS supernets and ranking benchmarks on NAS-Bench-201.")
+    parser = argparse.ArgumentParser(prog="kshot-bench", description="K-shot NAS supernets: ranking benchmarks on NAS-Bench-201, NSGA-II search on NAS-Bench-201 and MobileNetV2 (ImageNet), reports.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
 

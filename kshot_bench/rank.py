@@ -524,19 +524,20 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
 
     dist = dist or Dist()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if checkpoint is not None:
         scoring = {f: getattr(cfg, f) for f in ("archs", "score_images", "score_batch", "score_by")}
         ckpt_cfg, model, codes, finished, state = load_supernet(Path(checkpoint), device, expect or {})
         cfg = ckpt_cfg.replace(**scoring)
         splits = load_for(cfg, data_root, download)
+        out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known good: no empty run folders
         train_s = float("nan")
         trained_epochs = state.get("epochs", state.get("epoch"))
         source = f"checkpoint {checkpoint}" + ("" if finished else f" (unfinished run, epoch {trained_epochs})")
         train_precision = state.get("train_precision", "fp32")
     else:
         splits = load_for(cfg, data_root, download)
+        out.mkdir(parents=True, exist_ok=True)
         run_dir = out / "train"
         trainer = Trainer(cfg, run_dir, splits, device, progress=progress, dist=dist)
         trainer.resume()  # re-running the same rank command continues an interrupted training

@@ -48,12 +48,14 @@ def test_cost_indices_and_all(capsys, truth_csv):
     (["train", "--set", "epochz=3", "--data-root", ".", "--out", "x"], "unknown config key 'epochz'"),
     (["train", "--set", "epochs=three", "--data-root", ".", "--out", "x"], "takes a int"),
     (["train", "--preset", "smoke", "--data-root", "/nonexistent/cifar", "--out", "x"], "does not exist"),
+    (["rank", "--preset", "smoke", "--data-root", "/nonexistent/cifar", "--out", "x"], "does not exist"),
 ])
 def test_bad_input_exits_2_with_a_fix(capsys, tmp_path, argv, words):
     argv = [a if a != "x" else str(tmp_path / "run") for a in argv]
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert words in err and "fix:" in err
+    assert not (tmp_path / "run").exists()  # refused input leaves no empty run folder behind
 
 
 def test_empty_data_dir_lists_expected_layouts(capsys, tmp_path):
