@@ -536,7 +536,8 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
         return []
     lines = ["### Paired comparisons: K-shot against one-shot on the same archs and images", "",
              "| dataset | method | K | epochs | seed | tau K-shot [95% CI] | tau one-shot [95% CI] | Δtau [95% CI] | "
-             "Δtau by loss [95% CI] | split tau n=10 / 50 / 100 (K-shot vs one-shot) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "tau by loss: K-shot vs one-shot | Δtau by loss [95% CI] | split tau n=10 / 50 / 100 (K-shot vs one-shot) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     verdicts = []
     for r, o in sorted(pairs, key=lambda ro: (ro[0].p["dataset"], -int(ro[0].p["epochs"]), ro[0].method, int(ro[0].p["k"]),
                                               int(ro[0].p["seed"]))):
@@ -553,32 +554,51 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
         lines.append(f"| {r.p['dataset']} | {r.method} | {r.p['k']} | {r.p['epochs']} | {r.p['seed']} | "
                      f"{ci_text(sr['kendall_tau'], sr['ci95']['kendall_tau'])} | "
                      f"{ci_text(so['kendall_tau'], so['ci95']['kendall_tau'])} | "
-                     f"{ci_text(d['diff'], (d['ci_lo'], d['ci_hi']))} | "
+                     f"{ci_text(d['diff'], (d['ci_lo'], d['ci_hi']))} | {loss_taus(sr, so)} | "
                      f"{ci_text(dl['diff'], (dl['ci_lo'], dl['ci_hi'])) if dl else 'n/a'} | {'; '.join(splits)} |")
-        verdicts.append((r, d))
+        verdicts.append((r, d, dl))
     lines += ["", f"Δtau = tau(K-shot) - tau(one-shot), scored {pairs[0][0].score_by} unless stated; intervals over "
               f"{stats.N_BOOT} bootstrap resamples of the archs, the same resamples for both runs.", ""]
-    top = max(int(r.p["epochs"]) for r, _ in verdicts)
+    top = max(int(r.p["epochs"]) for r, _, _ in verdicts)
     for (method, k), vs in group([v for v in verdicts if int(v[0].p["epochs"]) == top],
                                  lambda v: (v[0].method, int(v[0].p["k"]))).items():
-        parts = []
-        for r, d in vs:
-            side = "contains 0" if d["ci_lo"] <= 0 <= d["ci_hi"] else ("above 0" if d["diff"] > 0 else "below 0")
-            parts.append(f"seed {r.p['seed']}: {d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}], {side}")
-        diffs = [d["diff"] for _, d in vs]
-        if all(d["ci_lo"] > 0 for _, d in vs):
-            what = f"{method} (K={k}) ranks better than one-shot in every seed"
-        elif all(d["ci_hi"] < 0 for _, d in vs):
-            what = f"{method} (K={k}) ranks worse than one-shot in every seed"
-        elif len(vs) > 1 and min(diffs) < 0 < max(diffs):
-            what = (f"the sign of the difference flips between training seeds (mean {np.mean(diffs):+.3f}, std "
-                    f"{np.std(diffs, ddof=1):.3f}): the run-to-run spread is larger than the interval from the arch "
-                    f"sample, so no difference between {method} (K={k}) and one-shot is established")
-        else:
-            what = f"no difference between {method} (K={k}) and one-shot is established"
-        lines.append(f"- At {top} epochs, {what} ({'; '.join(parts)}). Each interval covers the choice of archs "
+        what, parts = verdict(method, k, [(r, d) for r, d, _ in vs])
+        lines.append(f"- At {top} epochs, {what} ({parts}). Each interval covers the choice of archs "
                      "only, not the training seed.")
+        if all(dl is not None for _, _, dl in vs):
+            what, parts = verdict(method, k, [(r, dl) for r, _, dl in vs])
+            lines.append(f"- Scored by validation loss instead: {what} ({parts}).")
     return lines + [""]
+
+
+def loss_taus(sr: Dict, so: Dict) -> str:
+    """The two runs' taus scored by the other score (loss, when they rank by accuracy), with intervals."""
+    a, b = sr.get("other_score"), so.get("other_score")
+    if not a or not b:
+        return "n/a"
+    return f"{ci_text(a['kendall_tau'], a['ci95']['kendall_tau'])} vs {ci_text(b['kendall_tau'], b['ci95']['kendall_tau'])}"
+
+
+def verdict(method: str, k: int, vs: List) -> Tuple[str, str]:
+    """What paired differences (run, diff) over seeds establish, and the differences as text."""
+    if not all(np.isfinite(d["diff"]) for _, d in vs):
+        return "tau is undefined (a run gave every arch the same score)", "; ".join(f"seed {r.p['seed']}" for r, _ in vs)
+    parts = []
+    for r, d in vs:
+        side = "contains 0" if d["ci_lo"] <= 0 <= d["ci_hi"] else ("above 0" if d["diff"] > 0 else "below 0")
+        parts.append(f"seed {r.p['seed']}: {d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}], {side}")
+    diffs = [d["diff"] for _, d in vs]
+    if all(d["ci_lo"] > 0 for _, d in vs):
+        what = f"{method} (K={k}) ranks better than one-shot in every seed"
+    elif all(d["ci_hi"] < 0 for _, d in vs):
+        what = f"{method} (K={k}) ranks worse than one-shot in every seed"
+    elif len(vs) > 1 and min(diffs) < 0 < max(diffs):
+        what = (f"the sign of the difference flips between training seeds (mean {np.mean(diffs):+.3f}, std "
+                f"{np.std(diffs, ddof=1):.3f}): the run-to-run spread is larger than the interval from the arch "
+                f"sample, so no difference between {method} (K={k}) and one-shot is established")
+    else:
+        what = f"no difference between {method} (K={k}) and one-shot is established"
+    return what, "; ".join(parts)
 
 
 def table1(ranks: List[RankRun]) -> List[str]:

@@ -129,7 +129,13 @@ def test_paired_comparison_of_runs_on_the_same_archs(tmp_path):
     with open(one / "predictions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     rng = np.random.default_rng(5)
-    with open(kshot / "predictions.csv", "w", newline="") as fh:  # same archs and truth, better scores
+    for r in rows:  # losses that rank like the truth, with noise
+        r["val_loss"] = 3.0 - float(r["truth"]) / 40 + rng.normal(0, 0.2)
+    with open(one / "predictions.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with open(kshot / "predictions.csv", "w", newline="") as fh:  # same archs, truth and losses, better scores
         w = csv.DictWriter(fh, fieldnames=list(rows[0]) + ["lam_1", "lam_2", "lam_3"])
         w.writeheader()
         for r in rows:
@@ -139,6 +145,12 @@ def test_paired_comparison_of_runs_on_the_same_archs(tmp_path):
     assert "### Paired comparisons" in text
     line = next(x for x in text.splitlines() if x.startswith("- At 10 epochs"))
     assert "ranks better than one-shot in every seed" in line
+    # the K-shot run kept the one-shot run's losses: scored by loss the two are the same ranking
+    loss = next(x for x in text.splitlines() if x.startswith("- Scored by validation loss instead"))
+    assert "no difference" in loss and "seed 0: +0.000 [+0.000, +0.000], contains 0" in loss
+    row = next(x for x in text.splitlines() if x.startswith("| cifar10 | K-shot + simplex-net | 4 | 10 |"))
+    loss_taus = row.split(" | ")[8]
+    assert " vs " in loss_taus and loss_taus.split(" vs ")[0] == loss_taus.split(" vs ")[1]
     assert "chance: 95% band of tau" in text and "random scores" not in text
     fake_rank_run(tmp_path / "other", 4, "uniform", 3)  # different archs: nothing to pair
     assert "Paired comparisons" not in build_report([tmp_path / "other", one], tmp_path / "r2").read_text()
