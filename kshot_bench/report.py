@@ -588,10 +588,11 @@ def verdict(method: str, k: int, vs: List) -> Tuple[str, str]:
         side = "contains 0" if d["ci_lo"] <= 0 <= d["ci_hi"] else ("above 0" if d["diff"] > 0 else "below 0")
         parts.append(f"seed {r.p['seed']}: {d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}], {side}")
     diffs = [d["diff"] for _, d in vs]
+    every = "in every seed" if len(vs) > 1 else "on these archs (one training seed)"
     if all(d["ci_lo"] > 0 for _, d in vs):
-        what = f"{method} (K={k}) ranks better than one-shot in every seed"
+        what = f"{method} (K={k}) ranks better than one-shot {every}"
     elif all(d["ci_hi"] < 0 for _, d in vs):
-        what = f"{method} (K={k}) ranks worse than one-shot in every seed"
+        what = f"{method} (K={k}) ranks worse than one-shot {every}"
     elif len(vs) > 1 and min(diffs) < 0 < max(diffs):
         what = (f"the sign of the difference flips between training seeds (mean {np.mean(diffs):+.3f}, std "
                 f"{np.std(diffs, ddof=1):.3f}): the run-to-run spread is larger than the interval from the arch "
