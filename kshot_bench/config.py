@@ -100,11 +100,17 @@ class RunConfig:
     def hash(self) -> str:
         """Short stable hash of every field: names the protocol in reports. Fields added later join it only
         when set away from their default, so the hashes of earlier runs stay what their reports say."""
-        data = {k: v for k, v in self.to_dict().items() if LATER_FIELDS.get(k, object()) != v}
-        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+        return config_hash(self.to_dict(), LATER_FIELDS)
 
     def replace(self, **changes) -> "RunConfig":
         return override(self, changes)
+
+
+def config_hash(data: Dict[str, Any], later: Dict[str, Any]) -> str:
+    """10 hex digits of sha1 over the fields, leaving out each field of `later` (field -> default) that
+    holds its default: fields added after runs were recorded do not change those runs' hashes."""
+    kept = {k: v for k, v in data.items() if later.get(k, object()) != v}
+    return hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
 
 
 LATER_FIELDS = {"micro_batches": 1, "image_size": 0, "local_val_size": 50000, "loader_workers": -1,

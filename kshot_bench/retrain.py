@@ -20,8 +20,6 @@ buffer broadcast would give.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kshot_bench.config import override
+from kshot_bench.config import config_hash, override
 from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
 from kshot_bench.loop import append_log_row
@@ -86,11 +84,10 @@ class RetrainConfig:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        data = self.to_dict()
-        for name, default in (("net_scale", 1.0), ("bn_recal_images", 10000)):  # added later: earlier runs keep
-            if data[name] == default:                                             # their hashes
-                del data[name]
-        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+        return config_hash(self.to_dict(), LATER_FIELDS)
+
+
+LATER_FIELDS = {"net_scale": 1.0, "bn_recal_images": 10000}  # field -> default, for fields added after runs were made
 
 
 # `imagenet`: the paper's recipe (above). `cpu`: the CIFAR-10 images in ImageNet layout at 32x32, the network at
