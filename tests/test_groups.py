@@ -1,12 +1,15 @@
 """The batched simplex-net step (supernet/groups.py): m paths in one pass compute what m sequential
-passes compute, and only the simplex-net learns from it."""
+passes compute, and only the simplex-net learns from it; on NB201 and on MobileNetV2 (paths of
+different widths padded to the widest)."""
 import numpy as np
 import pytest
 import torch
 
 from kshot_bench.config import from_preset
 from kshot_bench.data import Splits
+from kshot_bench.search_space import mbv2 as mb
 from kshot_bench.search_space import nb201 as s
+from kshot_bench.supernet.mbv2 import KShotMBV2
 from kshot_bench.supernet.nb201 import KShotNB201
 from kshot_bench.train import Trainer
 
@@ -20,10 +23,19 @@ SPECIAL = [
 ]
 
 
-def paths(m, seed=0):
+MB_SPECIAL = [
+    mb.Arch((mb.ID,) * mb.NUM_LAYERS, (0,) * mb.NUM_WIDTHS),          # id everywhere: strided 1x1 where the shape changes
+    mb.Arch((11,) * mb.NUM_LAYERS, (mb.FULL,) * mb.NUM_WIDTHS),      # k7e6_se, full width
+    mb.Arch((11,) * mb.NUM_LAYERS, (0,) * mb.NUM_WIDTHS),            # the same op at the narrowest width
+    mb.Arch(tuple(range(13)) + (3,) * 8, tuple(i % 5 for i in range(mb.NUM_WIDTHS))),
+]
+
+
+def paths(m, seed=0, space=s):
     rng = np.random.default_rng(seed)
-    archs = [s.sample(rng) for _ in range(m)]
-    archs[: min(m, len(SPECIAL))] = SPECIAL[:m]
+    archs = [space.sample(rng) for _ in range(m)]
+    special = SPECIAL if space is s else MB_SPECIAL
+    archs[: min(m, len(special))] = special[:m]
     return archs
 
 
@@ -41,16 +53,55 @@ def test_forward_groups_equals_each_group_alone(k, affine):
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_forward_groups_refuses_uneven_groups():
-    net = KShotNB201(2, 10, C=4, N=1)
+MB_SETS = {
+    "mixed": paths(6, seed=1, space=mb),  # layer 0: id (strided 1x1) beside MB ops, inputs of different widths
+    "one op": [mb.Arch((11,) * mb.NUM_LAYERS, (w,) * mb.NUM_WIDTHS) for w in (0, 2, 4)],  # every layer: all groups, padded
+    "residual id": [mb.Arch((mb.ID,) * mb.NUM_LAYERS, (w,) * mb.NUM_WIDTHS) for w in (1, 3)],  # layers with nothing to run
+    "sixteen": paths(16, seed=2, space=mb),
+}
+
+
+@pytest.mark.parametrize("k, affine", [(1, False), (3, False), (3, True)])
+@pytest.mark.parametrize("name", list(MB_SETS))
+def test_mbv2_forward_groups_equals_each_group_alone(k, affine, name):
+    """float64, 64x64 inputs (at 32x32 the last layers' BN sees 4 values per channel, and rounding
+    differences of 1e-15 grow to 1e-9): logits and the codes' gradient."""
+    torch.manual_seed(0)
+    net = KShotMBV2(k, 10, bn_affine=affine, scale=0.25).double()
+    if affine:  # BN affine and SE biases away from their init, so their merge and masks are tested
+        with torch.no_grad():
+            for p in net.parameters():
+                if p.dim() == 2:
+                    p.add_(0.1 * torch.randn_like(p))
+    archs, g = MB_SETS[name], 2 if name == "sixteen" else 4
+    x = torch.randn(len(archs) * g, 3, 64, 64, dtype=torch.float64)
+    codes = torch.softmax(torch.randn(len(archs), k, dtype=torch.float64), -1).requires_grad_(k > 1)
+    out = net.forward_groups(x, archs, codes)
+    ref = torch.cat([net(x[j * g:(j + 1) * g], a, codes[j]) for j, a in enumerate(archs)])
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    if k > 1:
+        w = torch.randn_like(out)
+        (got,), (want,) = (torch.autograd.grad((o * w).sum(), codes) for o in (out, ref))
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("net", [KShotNB201(2, 10, C=4, N=1), KShotMBV2(2, 10, scale=0.25)], ids=["nb201", "mbv2"])
+def test_forward_groups_refuses_uneven_groups(net):
+    archs = paths(4, space=s if isinstance(net, KShotNB201) else mb)
     with pytest.raises(ValueError, match="equal groups"):
-        net.forward_groups(torch.randn(10, 3, 32, 32), paths(4), torch.full((4, 2), 0.5))
+        net.forward_groups(torch.randn(10, 3, 32, 32), archs, torch.full((4, 2), 0.5))
+    with pytest.raises(ValueError, match="codes must have shape"):
+        net.forward_groups(torch.randn(8, 3, 32, 32), archs, torch.full((4, 3), 1 / 3))
 
 
-def trainer(tmp_path, k, m, batched=True):
-    cfg = from_preset("smoke", k=k, simplex_paths=m, batch_size=32, simplex_batched=batched, cells=2)
+def trainer(tmp_path, k, m, batched=True, space="nb201"):
+    if space == "nb201":
+        cfg = from_preset("smoke", k=k, simplex_paths=m, batch_size=32, simplex_batched=batched, cells=2)
+    else:  # 4 images a group at 64x64 (see the forward test above)
+        cfg = from_preset("smoke", space="mbv2", k=k, simplex_paths=m, batch_size=4 * m, simplex_batched=batched)
+    size = 32 if space == "nb201" else 64
     rng = np.random.default_rng(0)
-    x = torch.as_tensor(rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8))
+    x = torch.as_tensor(rng.integers(0, 256, (64, 3, size, size), dtype=np.uint8))
     y = torch.as_tensor(rng.integers(0, 10, 64))
     return Trainer(cfg, tmp_path, Splits(x, y, x, y, "random images"), torch.device("cpu"), progress=False)
 
@@ -70,17 +121,19 @@ def simplex_grads(t, x, y, archs, dtype):
 
 @pytest.mark.parametrize("k", [2, 4])
 @pytest.mark.parametrize("m", [4, 16])
-def test_batched_simplex_step_equals_sequential(tmp_path, k, m):
+@pytest.mark.parametrize("space", ["nb201", "mbv2"])
+def test_batched_simplex_step_equals_sequential(tmp_path, k, m, space):
     """In float64 the two steps agree to 1e-10: they compute the same function. In float32 each has its
     own rounding (the grouped and the per-group convolutions sum in different orders); measured against
-    the float64 result of the same weights, the batched step must be as accurate as the sequential one."""
-    t = trainer(tmp_path, k, m)
+    the float64 result of the same weights, the batched step must be as accurate as the sequential one.
+    MBV2: the simplex-net with its channel branch, paths of sampled widths."""
+    t = trainer(tmp_path, k, m, space=space)
     torch.manual_seed(1)
     with torch.no_grad():  # a trained-looking simplex-net: codes away from uniform
         for p in t.codes.parameters():
             p.normal_(0, 0.5)
     x, y = next(iter(t.loader.epoch(0)))
-    archs = paths(m, seed=k)
+    archs = paths(m, seed=k, space=s if space == "nb201" else mb)
     f32 = simplex_grads(t, x, y, archs, torch.float32)
     f64 = simplex_grads(t, x, y, archs, torch.float64)
     (lb, gb), (ls, gs) = f64["batched"], f64["sequential"]
@@ -90,7 +143,11 @@ def test_batched_simplex_step_equals_sequential(tmp_path, k, m):
     torch.testing.assert_close(gb, gs, rtol=1e-10, atol=1e-10 * scale)
     assert f32["batched"][0] == pytest.approx(ls, rel=1e-5)
     err = {name: float((g - gs).abs().max()) / scale for name, (_, g) in f32.items()}
-    assert err["batched"] <= max(2 * err["sequential"], 1e-5), err
+    # MBV2 at this size (random weights, BN over 16 values a channel in the last layers) amplifies rounding
+    # unevenly: over 12 draws of weights and paths the float32 errors of both steps ranged 1e-5 .. 7e-4 and
+    # the batched/sequential ratio 0.3 .. 5.2 (either step the worse one); a float32 flaw (a bf16 cast, a
+    # lost term) moves the error by orders of magnitude, not by such factors
+    assert err["batched"] <= max((2 if space == "nb201" else 10) * err["sequential"], 1e-5), err
 
 
 def test_uneven_groups_fall_back_to_the_sequential_step(tmp_path):

@@ -17,7 +17,9 @@ loss and the simplex-net's gradients). The layout is channels_last throughout, s
 blocks is one `index_select` over the innermost-but-one axis of a `[g, H, W, m, C]` view.
 
 Nothing here knows a search space: NB201 and MobileNetV2 supernets build their batched forward from
-these pieces (a space whose groups differ in width batches the groups that share a width).
+these pieces (`conv`/`batch_norm`/`linear` merge the K copies themselves; the `*_merged` forms take
+weights the space has merged and masked already: MobileNetV2 pads groups of different widths to the
+widest and zeroes each group's weights outside its own channels, supernet/mbv2.py).
 """
 from __future__ import annotations
 
@@ -118,22 +120,37 @@ class GroupStack:
 
     def conv(self, t: Tensor, theta: Tensor, idx: Optional[Tensor] = None, stride: int = 1) -> Tensor:
         """Grouped convolution of the (gathered) blocks with each group's merged weight, 'same' padding."""
-        w = self.merge(theta, idx)
-        n = w.shape[0]
-        return F.conv2d(t, w.reshape(n * w.shape[1], *w.shape[2:]), stride=stride, padding=w.shape[-1] // 2, groups=n)
+        return self.conv_merged(t, self.merge(theta, idx), stride)
+
+    @staticmethod
+    def conv_merged(t: Tensor, w: Tensor, stride: int = 1, bias: Optional[Tensor] = None,
+                    depthwise: bool = False) -> Tensor:
+        """The same with the groups' weights given, `w` `[n, c_out, c_in (1: depthwise), k, k]` (bias `[n, c_out]`)."""
+        n, c_out = w.shape[:2]
+        return F.conv2d(t, w.reshape(n * c_out, *w.shape[2:]), None if bias is None else bias.reshape(-1),
+                        stride=stride, padding=w.shape[-1] // 2, groups=n * c_out if depthwise else n)
 
     def batch_norm(self, t: Tensor, gamma: Optional[Tensor] = None, beta: Optional[Tensor] = None,
                    idx: Optional[Tensor] = None) -> Tensor:
         """BN with batch statistics: each channel over its own group's images; affine from K copies."""
         if gamma is None:
+            return self.batch_norm_merged(t)
+        return self.batch_norm_merged(t, self.merge(gamma, idx), self.merge(beta, idx))
+
+    @staticmethod
+    def batch_norm_merged(t: Tensor, gamma: Optional[Tensor] = None, beta: Optional[Tensor] = None) -> Tensor:
+        """The same with the groups' affine parameters given (`[n, c]`), or none."""
+        if gamma is None:
             return F.batch_norm(t, None, None, None, None, True, 0.0, BN_EPS)
-        return F.batch_norm(t, None, None, self.merge(gamma, idx).reshape(-1), self.merge(beta, idx).reshape(-1),
-                            True, 0.0, BN_EPS)
+        return F.batch_norm(t, None, None, gamma.reshape(-1), beta.reshape(-1), True, 0.0, BN_EPS)
 
     def linear(self, feat: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         """`feat` `[g, m*c]` -> logits `[m*g, out]` in the groups' row order, each with its own merged layer."""
+        return self.linear_merged(feat, self.merge(weight), self.merge(bias))
+
+    def linear_merged(self, feat: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        """The same with the groups' layers given: `w` `[m, out, c]`, `b` `[m, out]`."""
         g = feat.shape[0]
-        w, b = self.merge(weight), self.merge(bias)  # [m, out, c], [m, out]
         out = torch.einsum("gmc,moc->mgo", feat.view(g, self.m, -1), w) + b[:, None, :]
         return out.reshape(self.m * g, -1)
 

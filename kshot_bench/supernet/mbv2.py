@@ -18,15 +18,26 @@ weights. No arch state, no mode flag. BN uses batch statistics (no running stats
 of gamma/beta) when `bn_affine`. The supernet has no dropout (the stand-alone network keeps 0.2).
 Any subnet computes what `MBV2Network` of the same arch computes with the merged, sliced weights copied
 in (tests/test_mbv2.py), and K=1 is a plain SPOS supernet: theta[0] sliced.
+
+`forward_groups(x, archs, codes)`: the simplex-net step's m paths in one pass (supernet/groups.py). The
+groups' paths differ in widths, and grouped convolutions need equal groups, so a tensor whose width
+differs between groups is padded to the largest of them, and each group's merged weights (and BN affine
+parameters, SE biases) are zero outside its own channels: its padded channels hold exact zeros, which
+every op maps to zero (BN of a zero channel is zero; hardswish(0) = relu(0) = 0; a zero SE gate input
+scales a zero map), and no padded channel reaches a real one or the code's gradient. In each searchable
+layer an op runs once for the groups that chose it, padded to the largest expansion among them; the
+layer outputs (stage widths) are never searched, so the trunk between layers needs no padding.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kshot_bench.search_space import mbv2 as space
+from kshot_bench.supernet.groups import GroupStack
 from kshot_bench.supernet.kshot import kshot_parameter, merge
 from kshot_bench.supernet.ops import BN_EPS
 
@@ -237,3 +248,115 @@ class KShotMBV2(nn.Module):
             h = h * F.hardsigmoid(s)
         h = self._norm(F.conv2d(h, merge(b.project[:, :, :mid], code)), getattr(b, "project_bn", None), spec.c_out, code)
         return x + h if space.has_residual(i) else h
+
+    def forward_groups(self, x: Tensor, archs: Sequence, codes: Tensor) -> Tensor:
+        """m paths at once (the simplex-net step): `x` holds m equal groups of images (group j = rows
+        j*g .. (j+1)*g), group j runs `archs[j]` (ops and widths) with code `codes[j]`. Returns the logits
+        `[m*g, classes]` in the same row order; equal, to float rounding, to `forward(x_j, archs[j],
+        codes[j])` of each group on its own (padding of differing widths: the module docstring)."""
+        return _forward_groups(self, x, archs, codes)
+
+
+# ----------------------------------------------------------------------------- m paths in one pass
+class _Channels:
+    """The channel counts of one tensor in each of n groups, padded to the largest (`pad`); `mask`
+    `[n, pad]` is 1 on a group's own channels (None when no group is padded)."""
+
+    def __init__(self, counts: Sequence[int], like: Tensor, pad: int = 0):
+        self.counts, self.pad, self.like = list(counts), max(pad, *counts), like
+        self.mask = None
+        if min(counts) != self.pad:
+            own = torch.arange(self.pad, device=like.device) < torch.tensor(counts, device=like.device)[:, None]
+            self.mask = own.to(like.dtype)
+
+    def subset(self, groups: Sequence[int]) -> "_Channels":
+        """Some of the groups, padded as before (their blocks are gathered from the same tensor)."""
+        return _Channels([self.counts[j] for j in groups], self.like, self.pad)
+
+
+def _masked(w: Tensor, out: Optional[_Channels], inp: Optional[_Channels] = None) -> Tensor:
+    """Per-group weights `[n, c_out, c_in, ...]` (or `[n, c]`) zeroed outside each group's own channels."""
+    if out is not None and out.mask is not None:
+        w = w * out.mask.view(*out.mask.shape, *[1] * (w.dim() - 2))
+    if inp is not None and inp.mask is not None:
+        w = w * inp.mask.view(inp.mask.shape[0], 1, inp.mask.shape[1], *[1] * (w.dim() - 3))
+    return w
+
+
+def _forward_groups(net: KShotMBV2, x: Tensor, archs: Sequence, codes: Tensor) -> Tensor:
+    m = len(archs)
+    if x.shape[0] % m:
+        raise ValueError(f"{x.shape[0]} images do not split into {m} equal groups")
+    if codes.shape != (m, net.k):
+        raise ValueError(f"codes must have shape ({m}, {net.k}), got {tuple(codes.shape)}")
+    archs = [space.validate(a) for a in archs]
+    gs, mac = GroupStack(codes), net.macro
+    stem = _Channels([space.scaled(mac.stem, a.widths[0]) for a in archs], codes)
+    first = _Channels([space.scaled(mac.first, a.widths[1]) for a in archs], codes)
+    head = _Channels([space.scaled(mac.head, a.widths[-1]) for a in archs], codes)
+    h = gs.conv_merged(gs.stack(x), _masked(gs.merge(net.stem[:, :stem.pad]), stem), stride=2)
+    h = F.relu(_gnorm(gs, h, net.stem_bn, stem))
+    h = gs.conv_merged(h, _masked(gs.merge(net.first_dw[:, :stem.pad]), stem), depthwise=True)
+    h = F.hardswish(_gnorm(gs, h, net.first_dw_bn, stem))
+    h = gs.conv_merged(h, _masked(gs.merge(net.first_proj[:, :first.pad, :stem.pad]), first, stem))
+    h = _gnorm(gs, h, net.first_proj_bn, first)
+    c_in: Optional[_Channels] = first
+    for i, spec in enumerate(mac.layers):
+        h = _layer_groups(net, gs, h, i, spec, archs, c_in)
+        c_in = None  # the stage widths: equal in every group from here on
+    h = gs.conv_merged(h, _masked(gs.merge(net.head[:, :head.pad]), head))
+    feat = F.relu(_gnorm(gs, h, net.head_bn, head)).mean((2, 3))
+    return gs.linear_merged(feat, _masked(gs.merge(net.fc_w[:, :, :head.pad]), None, head), gs.merge(net.fc_b))
+
+
+def _gnorm(gs: GroupStack, t: Tensor, bn: Optional[nn.ParameterList], ch: _Channels,
+           idx: Optional[Tensor] = None) -> Tensor:
+    if bn is None:
+        return gs.batch_norm_merged(t)
+    return gs.batch_norm_merged(t, _masked(gs.merge(bn[0][:, :ch.pad], idx), ch),
+                                _masked(gs.merge(bn[1][:, :ch.pad], idx), ch))
+
+
+def _layer_groups(net: KShotMBV2, gs: GroupStack, x: Tensor, i: int, spec, archs, c_in: Optional[_Channels]) -> Tensor:
+    """Searchable layer i for every group: each op once, on the groups that chose it (their blocks of the
+    trunk gathered), its output added into theirs; a residual layer starts from the input (`id` adds nothing)."""
+    chose: dict = {}
+    for j, a in enumerate(archs):
+        chose.setdefault(a.ops[i], []).append(j)
+    residual = space.has_residual(i)
+    plan = [(op, js, None if len(js) == gs.m else torch.tensor(js, device=x.device))
+            for op, js in sorted(chose.items()) if not (residual and op == space.ID)]
+    xb = gs.blocks(x, gs.m)
+    out, owned = (xb, False) if residual else (None, False)
+    for (op, js, idx), part in zip(plan, gs.gather(xb, [idx for _, _, idx in plan])):
+        y = _op_groups(net, gs, part, i, op, spec, [archs[j] for j in js], idx,
+                       None if c_in is None else c_in.subset(js))
+        out, owned = gs.accumulate(out, owned, idx, y)
+    return gs.image(out)
+
+
+def _op_groups(net: KShotMBV2, gs: GroupStack, x: Tensor, i: int, op: int, spec, archs, idx: Optional[Tensor],
+               c_in: Optional[_Channels]) -> Tensor:
+    """Op `op` of layer i on the n groups in `idx` (x: their blocks as an image `[g, n*c_in, H, W]`)."""
+    b, n = net.layers[i][space.OPS[op]], len(archs)
+    cin_pad = x.shape[1] // n
+    out = _Channels([spec.c_out] * n, x)
+    if op == space.ID:  # a layer whose shape changes: strided 1x1 conv + BN (see `pointwise`)
+        w = _masked(gs.merge(b.conv[:, :, :cin_pad], idx), None, c_in)
+        h = gs.conv_merged(x[:, :, ::spec.stride, ::spec.stride] if spec.stride > 1 else x, w)
+        return _gnorm(gs, h, getattr(b, "bn", None), out, idx)
+    k, _, se = space.OP_SPECS[op]
+    mid = _Channels([space.mid_channels(i, op, a.widths[i + 2], net.scale) for a in archs], gs.codes)
+    h = gs.conv_merged(x, _masked(gs.merge(b.expand[:, :mid.pad, :cin_pad], idx), mid, c_in))
+    h = F.hardswish(_gnorm(gs, h, getattr(b, "expand_bn", None), mid, idx))
+    h = gs.conv_merged(h, _masked(gs.merge(b.dw[:, :mid.pad], idx), mid), stride=spec.stride, depthwise=True)
+    h = F.hardswish(_gnorm(gs, h, getattr(b, "dw_bn", None), mid, idx))
+    if se:
+        r = _Channels([space.se_channels(c) for c in mid.counts], gs.codes)
+        s = gs.conv_merged(h.mean((2, 3), keepdim=True), _masked(gs.merge(b.se_reduce[:, :r.pad, :mid.pad], idx), r, mid),
+                           bias=_masked(gs.merge(b.se_reduce_b[:, :r.pad], idx), r))
+        s = gs.conv_merged(F.hardswish(s), _masked(gs.merge(b.se_expand[:, :mid.pad, :r.pad], idx), mid, r),
+                           bias=_masked(gs.merge(b.se_expand_b[:, :mid.pad], idx), mid))
+        h = h * F.hardsigmoid(s)
+    h = gs.conv_merged(h, _masked(gs.merge(b.project[:, :, :mid.pad], idx), None, mid))
+    return _gnorm(gs, h, getattr(b, "project_bn", None), out, idx)
