@@ -128,6 +128,7 @@ def main():
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--note", default="", help="the machine's conditions, written into the result (e.g. other load)")
     args = parser.parse_args()
     if args.batch % args.paths:
         parser.error(f"--batch {args.batch} does not split into --paths {args.paths} equal groups")
@@ -158,6 +159,7 @@ def main():
                     "alternating order; ratios = total time over the same rounds"
                     + ("; bf16 autocast" if args.amp else ""),
         "machine": machine_info(device),
+        "note": args.note,
         "step_ms": {n: 1e3 * statistics.mean(t) for n, t in times.items()},
         "batched_vs_sequential": total_ratio(times["batched"], times["sequential"]),
         "batched_vs_sequential_paired_median": paired_ratio(times["batched"], times["sequential"]),
