@@ -281,6 +281,13 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from kshot_bench.report import compare
+
+    print("\n".join(compare(args.a, args.b)))
+    return 0
+
+
 # ----------------------------------------------------------------------------- search
 def cmd_search(args) -> int:
     from kshot_bench.distributed import Dist
@@ -431,6 +438,8 @@ Re-running an interrupted rank command continues its training and scoring where 
   kshot-bench ablate --dataset cifar10 --preset cpu --seeds 0 1 --k 1 4 --data-root ~/data/cifar10
   kshot-bench ablate ... --k 1 2 4 8 --epochs 6 12      # adds the training-budget axis of Fig. 7
 Cells are rank runs in OUT/k<K>-<code>[-e<epochs>]-s<seed>; finished cells are skipped on re-runs.""",
+    "compare": """examples (any epochs, seeds or methods, as long as archs, images and truth are the same):
+  kshot-bench compare reports/long-cifar10/runs/curve-k4/epoch-0050 reports/long-cifar10/runs/curve-k1/epoch-0075""",
     "report": """examples:
   kshot-bench report runs/ablation-cifar10-cpu --out reports/ablation-cpu
   kshot-bench report runs/rank-a runs/rank-b runs/search-x --out reports/mine""",
@@ -516,6 +525,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", type=Path, help="run directories or folders holding them")
     p.add_argument("--out", required=True, help="report directory (report.md + PNG figures)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="paired tau difference of two rank runs on the same archs and images",
+                       epilog=EXAMPLES["compare"], formatter_class=fmt)
+    p.add_argument("a", type=Path, help="rank run A (a folder with metrics.json and predictions.csv)")
+    p.add_argument("b", type=Path, help="rank run B, scored on the same archs and images")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("search", help="NSGA-II (or random) search over a space, by supernet or oracle fitness",
                        epilog=EXAMPLES["search"], formatter_class=fmt)

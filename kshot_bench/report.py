@@ -515,15 +515,62 @@ def table_ablation(ranks: List[RankRun], searches: List[SearchRun]) -> List[str]
     return lines
 
 
-def paired(a: RankRun, b: RankRun) -> bool:
+SAME_SCORING = ("dataset", "truth", "arch_set", "score_set")
+
+
+def paired(a: RankRun, b: RankRun, keys: Sequence[str] = ("seed", "epochs") + SAME_SCORING) -> bool:
     """Two runs can be compared pair by pair: same dataset, seed, budget, ground truth, arch set and
-    scoring images, and their predictions list the same archs with the same truth."""
-    keys = ("dataset", "seed", "epochs", "truth", "arch_set", "score_set")
+    scoring images (`keys`), and their predictions list the same archs with the same truth."""
     if any(str(a.p.get(k)) != str(b.p.get(k)) for k in keys):
         return False
     pa, pb = a.predictions(), b.predictions()
     return (pa is not None and pb is not None and np.array_equal(pa["index"], pb["index"])
             and np.array_equal(pa["truth"], pb["truth"]))
+
+
+def compare(path_a: Path, path_b: Path) -> List[str]:
+    """Any two rank runs that scored the same archs on the same images against the same truth (other
+    epochs, seeds or methods allowed: e.g. two budgets of about equal compute): each run's tau with its
+    interval, by accuracy and by loss, the paired difference A - B with its interval (joint resamples of
+    the archs), and the split taus. Markdown lines."""
+    from kshot_bench import stats
+
+    for path in (path_a, path_b):
+        if not (Path(path) / "metrics.json").is_file():
+            raise UserError(f"{path} is not a rank run (it holds no metrics.json)",
+                            fix="pass folders written by `kshot-bench rank`: a run folder, or one snapshot's epoch-EEEE/")
+    a, b = load_rank_run(Path(path_a)), load_rank_run(Path(path_b))
+    if not paired(a, b, SAME_SCORING):
+        diff = [k for k in SAME_SCORING if str(a.p.get(k)) != str(b.p.get(k))]
+        raise UserError(f"{a.path} and {b.path} did not score the same archs on the same images against the same "
+                        f"truth ({', '.join(diff) or 'their predictions.csv list different archs'} differ)",
+                        fix="compare rank runs of one protocol (same --archs sample, scoring images and dataset)")
+    pa, pb = a.predictions(), b.predictions()
+    lines = [f"A: {a.path} ({a.method}, K={a.p['k']}, {a.p['epochs']} epochs, seed {a.p['seed']}, config "
+             f"{a.p['config_hash']})",
+             f"B: {b.path} ({b.method}, K={b.p['k']}, {b.p['epochs']} epochs, seed {b.p['seed']}, config "
+             f"{b.p['config_hash']})",
+             f"on {len(pa['truth'])} archs: {a.p['arch_set']}; scored on {a.p['score_set']}; truth {a.p['truth']}", "",
+             "| scored by | tau A [95% CI] | tau B [95% CI] | A - B [95% CI] | resamples with A > B |",
+             "|---|---|---|---|---|"]
+    sa, sb = a.stats(), b.stats()
+
+    def tau(st: Dict, by: str) -> str:
+        st = st if by == a.score_by else st.get("other_score", {})
+        return ci_text(st["kendall_tau"], st["ci95"]["kendall_tau"]) if st else "n/a"
+
+    for by in ("acc", "loss"):
+        if not (np.isfinite(pa[by]).all() and np.isfinite(pb[by]).all()):
+            lines.append(f"| {by} | n/a | n/a | n/a | n/a |")
+            continue
+        d = stats.paired_tau_diff(pa[by], pb[by], pa["truth"])
+        lines.append(f"| {by} | {tau(sa, by)} | {tau(sb, by)} | {ci_text(d['diff'], (d['ci_lo'], d['ci_hi']))} | "
+                     f"{100 * d['share_of_resamples_above_0']:.0f}% |")
+    splits = [f"n={n}: {ci_text(sa['split_tau'][n], sa['ci95']['split_tau'].get(n), 2)} vs "
+              f"{ci_text(sb['split_tau'][n], sb['ci95']['split_tau'].get(n), 2)}"
+              for n in ("10", "50", "100") if int(n) < len(pa["truth"])]
+    return lines + ["", f"split tau ({a.score_by}), A vs B: " + "; ".join(splits),
+                    f"intervals: {stats.N_BOOT} bootstrap resamples of the archs, the same for A and B."]
 
 
 def paired_comparisons(ranks: List[RankRun]) -> List[str]:

@@ -154,3 +154,39 @@ def test_paired_comparison_of_runs_on_the_same_archs(tmp_path):
     assert "chance: 95% band of tau" in text and "random scores" not in text
     fake_rank_run(tmp_path / "other", 4, "uniform", 3)  # different archs: nothing to pair
     assert "Paired comparisons" not in build_report([tmp_path / "other", one], tmp_path / "r2").read_text()
+
+
+def test_compare_two_runs_of_other_budgets_on_the_same_archs(tmp_path, capsys):
+    """`kshot-bench compare`: any two runs on the same archs, images and truth (here 5 against 10 epochs),
+    with a run against itself exactly 0; runs of another protocol and folders that are no rank runs are refused."""
+    from kshot_bench.cli import main
+    from kshot_bench.report import compare
+
+    root = tmp_path / "runs"
+    b = fake_rank_run(root, 1, "uniform", 0, epochs=10)
+    a = fake_rank_run(root, 4, "simplex", 0, epochs=5)
+    with open(b / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rng = np.random.default_rng(5)
+    for which, path, noise in (("b", b, 8.0), ("a", a, 1.0)):  # a ranks like the truth, b barely
+        with open(path / "predictions.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            for r in rows:
+                w.writerow({**r, "score": float(r["truth"]) + rng.normal(0, noise),
+                            "val_loss": 3.0 - float(r["truth"]) / 40 + rng.normal(0, 0.2)})
+    lines = compare(a, b)
+    acc = next(x for x in lines if x.startswith("| acc |")).split(" | ")
+    lo, hi = (float(v) for v in acc[3].split("[")[1].rstrip("]").split(", "))
+    assert float(acc[3].split(" ")[0]) > 0 and lo > 0 and acc[4] == "100% |"
+    assert any(x.startswith("| loss |") and "n/a" not in x for x in lines)
+    assert "5 epochs" in lines[0] and "10 epochs" in lines[1]
+    same = next(x for x in compare(a, a) if x.startswith("| acc |"))
+    assert "| 0.000 [0.000, 0.000] | 0% |" in same
+    assert main(["compare", str(a), str(b)]) == 0
+    assert "| scored by | tau A [95% CI]" in capsys.readouterr().out
+    other = fake_rank_run(tmp_path / "other", 1, "uniform", 0, n=30)  # another arch sample
+    with pytest.raises(UserError, match="arch_set"):
+        compare(a, other)
+    with pytest.raises(UserError, match="not a rank run"):
+        compare(a, root)
