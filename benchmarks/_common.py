@@ -30,3 +30,31 @@ def run_memory_child(code: str, root: Path) -> Dict:
     data = json.loads(out.stdout.strip().splitlines()[-1])
     data["train_mb"] = data["peak_mb"] - data["base_mb"]
     return data
+
+
+def rss_mb(field: str) -> float:
+    """VmRSS (current) or VmHWM (peak since the last reset) of this process, MiB (Linux)."""
+    import re
+
+    with open("/proc/self/status") as fh:
+        return int(re.search(field + r":\s+(\d+)", fh.read()).group(1)) / 1024
+
+
+def memory_mark(device) -> float:
+    """Start a peak-memory measurement in a memory child: reset the peak, return the memory now (MiB).
+    GPU: allocated tensors; CPU: the process's RSS (its peak, VmHWM, reset through clear_refs)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    return rss_mb("VmRSS")
+
+
+def memory_peak(device) -> float:
+    """The peak since `memory_mark` (MiB)."""
+    import torch
+
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss_mb("VmHWM")

@@ -207,32 +207,20 @@ def paired_ratio(a, b) -> float:
 MEMORY_CHILD = r"""
 import sys, json, torch
 sys.path.insert(0, {root!r})
-from benchmarks.k_overhead import SupernetVariant, make_batch, paths, rss_mb
+from benchmarks.k_overhead import SupernetVariant, make_batch, paths
+from benchmarks._common import memory_mark, memory_peak
 device = torch.device({device!r})
 x, y = make_batch(device, batch={batch})
 archs = paths({steps})
-if device.type == "cuda":
-    torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device) / 2**20
-else:
-    open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS (VmHWM) to the current RSS
-    base = rss_mb("VmRSS")
+base = memory_mark(device)  # resets the peak
 v = SupernetVariant({k}, device)
 # steady state: first touch every weight once (all-conv paths), so every momentum buffer exists; then the
 # all-3x3 path again, the largest activation footprint, now on top of the whole optimizer state
 for arch in [(2,) * 6, (3,) * 6, (3,) * 6] + archs:
     v.step(x, y, arch)
-peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss_mb("VmHWM")
+peak = memory_peak(device)
 print(json.dumps({{"base_mb": base, "peak_mb": peak}}))
 """
-
-
-def rss_mb(field: str) -> float:
-    """VmRSS (current) or VmHWM (peak since the last reset) of this process, MiB (Linux)."""
-    import re
-
-    with open("/proc/self/status") as fh:
-        return int(re.search(field + r":\s+(\d+)", fh.read()).group(1)) / 1024
 
 
 def measure_memory(k, steps, device, batch=BATCH):

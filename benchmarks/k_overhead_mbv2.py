@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import emit, run_memory_child  # noqa: E402
-from benchmarks.k_overhead import paired_ratio, rss_mb, timed, total_ratio  # noqa: E402,F401 (rss_mb: MEMORY_CHILD)
+from benchmarks.k_overhead import paired_ratio, timed, total_ratio  # noqa: E402
 
 from kshot_bench.runtime import tune_allocator  # noqa: E402
 from kshot_bench.search_space import mbv2 as space  # noqa: E402
@@ -79,16 +79,12 @@ def every_op_paths():
 MEMORY_CHILD = r"""
 import sys, json, torch
 sys.path.insert(0, {root!r})
-from benchmarks.k_overhead_mbv2 import Variant, make_batch, paths, every_op_paths, rss_mb
+from benchmarks.k_overhead_mbv2 import Variant, make_batch, paths, every_op_paths
+from benchmarks._common import memory_mark, memory_peak
 from kshot_bench.search_space import mbv2 as space
 device = torch.device({device!r})
 x, y = make_batch(device, {batch})
-if device.type == "cuda":
-    torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device) / 2**20
-else:
-    open("/proc/self/clear_refs", "w").write("5")
-    base = rss_mb("VmRSS")
+base = memory_mark(device)  # resets the peak
 v = Variant({k}, device, {amp})
 largest = space.Arch((11,) * space.NUM_LAYERS, (space.FULL,) * space.NUM_WIDTHS)
 small_x, small_y = x[:2], y[:2]
@@ -96,7 +92,7 @@ for arch in every_op_paths():  # every weight gets its momentum buffer (cheaply,
     v.step(small_x, small_y, arch)
 for arch in [largest] + paths({steps}, 1):
     v.step(x, y, arch)
-peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss_mb("VmHWM")
+peak = memory_peak(device)
 print(json.dumps({{"base_mb": base, "peak_mb": peak}}))
 """
 

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import emit, run_memory_child  # noqa: E402
-from benchmarks.k_overhead import paired_ratio, rss_mb, timed, total_ratio  # noqa: E402,F401 (rss_mb: MEMORY_CHILD)
+from benchmarks.k_overhead import paired_ratio, timed, total_ratio  # noqa: E402
 
 from kshot_bench.runtime import tune_allocator  # noqa: E402
 from kshot_bench.search_space import mbv2 as space  # noqa: E402
@@ -88,23 +88,19 @@ def paths(n: int, seed: int):
 MEMORY_CHILD = r"""
 import sys, json, types, torch
 sys.path.insert(0, {root!r})
-from benchmarks.simplex_step_mbv2 import Setup, paths, rss_mb
+from benchmarks.simplex_step_mbv2 import Setup, paths
+from benchmarks._common import memory_mark, memory_peak
 args = types.SimpleNamespace(**{args!r})
 device = torch.device({device!r})
 s = Setup(args, device)
 s.supernet_step(paths(1, 7)[0])  # the supernet's gradients exist, as in training
-if device.type == "cuda":
-    torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device) / 2**20
-else:
-    open("/proc/self/clear_refs", "w").write("5")
-    base = rss_mb("VmRSS")
+base = memory_mark(device)  # resets the peak
 for r in range(2):
     if {mode!r} == "supernet":
         s.supernet_step(paths(args.paths, 50 + r)[0])
     else:
         s.simplex_step(paths(args.paths, 50 + r), {mode!r})
-peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss_mb("VmHWM")
+peak = memory_peak(device)
 print(json.dumps({{"base_mb": base, "peak_mb": peak}}))
 """
 
