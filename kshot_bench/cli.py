@@ -101,7 +101,7 @@ def cmd_train(args) -> int:
         resumed = trainer.resume() if args.resume else False
         if dist.is_main:
             write_config(cfg, out, {"data": splits.source, "machine": machine_info(device), "world_size": dist.world_size})
-        say(f"train: {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} (config {cfg.hash()}) -> {out}"
+        say(f"train: {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} (config {trainer.config_hash}) -> {out}"
             + (f", resumed at epoch {trainer.epoch + 1} step {trainer.step_in_epoch}" if resumed else "")
             + (f" ({dist.world_size} processes, {dist.backend}, {cfg.batch_size // dist.world_size} images each a step)"
                if dist.active else ""))
@@ -315,7 +315,7 @@ def cmd_search(args) -> int:
         from kshot_bench.train import uses_widths
 
         device = dist.device(args.device)
-        ckpt_cfg, model, codes, _, _ = load_supernet(args.checkpoint, device, {"dataset": args.dataset,
+        ckpt_cfg, model, codes, _, state = load_supernet(args.checkpoint, device, {"dataset": args.dataset,
                                                                                "space": args.space})
         splits = load_for(ckpt_cfg, args.data_root, download=not args.offline)
         images = args.score_images if args.score_images is not None else ckpt_cfg.score_images
@@ -325,7 +325,7 @@ def cmd_search(args) -> int:
         cfg = dataclasses.replace(cfg, widths=uses_widths(ckpt_cfg))
         args.space = ckpt_cfg.space
         protocol.update({"checkpoint": str(args.checkpoint), "k": ckpt_cfg.k, "code": ckpt_cfg.code,
-                         "config_hash": ckpt_cfg.hash(), "score_set": score_set.description,
+                         "config_hash": state["config_hash"], "score_set": score_set.description,
                          "epochs": ckpt_cfg.epochs, "width_search": uses_widths(ckpt_cfg), "score_precision": precision,
                          "memory_format": layout_name(device),
                          "rc_weight": ckpt_cfg.rc_weight, "net_scale": ckpt_cfg.net_scale})

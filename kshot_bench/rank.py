@@ -478,7 +478,7 @@ def load_supernet(path: Path, device, expect: Dict[str, object]):
     """Supernet + code source + config from a train checkpoint; `expect` holds fields the user set
     explicitly (dataset, k, code), which must match the checkpoint."""
     from kshot_bench.config import from_dict
-    from kshot_bench.train import build_supernet, code_source_from, load_checkpoint
+    from kshot_bench.train import build_supernet, code_source_from, load_checkpoint, recorded_hash
 
     state = load_checkpoint(path, device)
     if "model" not in state:
@@ -493,6 +493,10 @@ def load_supernet(path: Path, device, expect: Dict[str, object]):
     model.load_state_dict(state["model"])
     codes = code_source_from(state, device)
     finished = "epochs" in state
+    if not state.get("config_hash"):  # files written before checkpoints carried it: the run's config.json
+        path = Path(path)
+        run_dir = path.parent.parent if path.parent.name == "snapshots" else path.parent
+        state["config_hash"] = recorded_hash(cfg, run_dir) or cfg.hash()
     return cfg, model, codes, finished, state
 
 
@@ -529,6 +533,8 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         scoring = {f: getattr(cfg, f) for f in ("archs", "score_images", "score_batch", "score_by")}
         ckpt_cfg, model, codes, finished, state = load_supernet(Path(checkpoint), device, expect or {})
         cfg = ckpt_cfg.replace(**scoring)
+        # scored as trained: the training run's own name (its hash rule may be an older version's)
+        config_hash = state["config_hash"] if cfg == ckpt_cfg else cfg.hash()
         splits = load_for(cfg, data_root, download)
         out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known good: no empty run folders
         train_s = float("nan")
@@ -541,6 +547,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         run_dir = out / "train"
         trainer = Trainer(cfg, run_dir, splits, device, progress=progress, dist=dist)
         trainer.resume()  # re-running the same rank command continues an interrupted training
+        config_hash = trainer.config_hash
         if trainer.epoch < cfg.epochs:
             if dist.is_main:
                 write_config(cfg, run_dir, {"data": splits.source, "machine": machine_info(device),
@@ -555,7 +562,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     keys, archs, set_desc = arch_sample(space, cfg)
     if dist.is_main:
         write_config(cfg, out, {"data": splits.source, "machine": machine_info(device), "command": command,
-                                "world_size": dist.world_size})
+                                "world_size": dist.world_size}, config_hash=config_hash)
     info = DATASETS.get(cfg.dataset)
     score_set = scoring_batches(splits, info, cfg.score_images, cfg.score_batch, device)
     t1 = time.perf_counter()
@@ -565,7 +572,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     train_images = min(cfg.train_subset or splits.n_train, splits.n_train)
     protocol = {
         "space": cfg.space, "dataset": cfg.dataset, "k": cfg.k, "code": cfg.code, "code_label": code_label(cfg.k, cfg.code),
-        "preset": preset, "seed": cfg.seed, "config_hash": cfg.hash(), "channels": cfg.channels, "cells": cfg.cells,
+        "preset": preset, "seed": cfg.seed, "config_hash": config_hash, "channels": cfg.channels, "cells": cfg.cells,
         "epochs": trained_epochs, "warmup_epochs": cfg.warmup_epochs, "train_images": train_images,
         "train_part": info.train_part, "data": splits.source, "supernet": source, "train_precision": train_precision,
         "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,

@@ -388,9 +388,15 @@ class Trainer:
             return list(csv.DictReader(fh))
 
     # ------------------------------------------------------------------ persistence
+    @property
+    def config_hash(self) -> str:
+        """The run's name: the hash its config.json recorded when it started (`recorded_hash`), else today's."""
+        return recorded_hash(self.cfg, self.run_dir) or self.cfg.hash()
+
     def state(self) -> Dict:
         return {
             "config": self.cfg.to_dict(),
+            "config_hash": self.config_hash,
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "meters": dict(self.meters),
@@ -413,8 +419,8 @@ class Trainer:
 
     def weights(self) -> Dict:
         """What scoring needs: config, supernet weights, code source, epochs trained."""
-        return {"config": self.cfg.to_dict(), "model": self.model.state_dict(), "codes": self.codes.state_dict(),
-                "epochs": self.epoch, "data": self.source, "machine": machine_info(self.device),
+        return {"config": self.cfg.to_dict(), "config_hash": self.config_hash, "model": self.model.state_dict(),
+                "codes": self.codes.state_dict(), "epochs": self.epoch, "data": self.source, "machine": machine_info(self.device),
                 "train_precision": self.precision}
 
     def save_final(self) -> None:
@@ -509,9 +515,32 @@ def check_same_config(cfg: RunConfig, saved: Dict, path: Path, ignore=SCORING_FI
                             "or start a new --out directory")
 
 
-def write_config(cfg: RunConfig, run_dir: Path, extra: Optional[Dict] = None) -> None:
+def recorded_hash(cfg, run_dir: Path) -> Optional[str]:
+    """The config hash that `run_dir/config.json` recorded, if it records this same config (a field it
+    lacks counts as that field's default: added to kshot_bench after the run started); else None.
+    A run keeps the name it started with although the hash rule of later versions may differ
+    (fields added later that are not left out of the hash, config.LATER_FIELDS)."""
+    import dataclasses
+
+    try:
+        data = json.loads((Path(run_dir) / "config.json").read_text())
+        recorded = dict(data["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    now = json.loads(json.dumps(cfg.to_dict()))
+    defaults = json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(cfg)
+                                      if f.default is not dataclasses.MISSING}))
+    missing = object()
+    same = set(recorded) <= set(now) and all(recorded.get(k, defaults.get(k, missing)) == v for k, v in now.items())
+    return data.get("config_hash") if same else None
+
+
+def write_config(cfg: RunConfig, run_dir: Path, extra: Optional[Dict] = None, config_hash: Optional[str] = None) -> None:
+    """`run_dir/config.json`: the config and its hash (`config_hash` if given, else the one this file
+    recorded for the same config before, else today's)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    data = {"config": cfg.to_dict(), "config_hash": cfg.hash(), **(extra or {})}
+    data = {"config": cfg.to_dict(), "config_hash": config_hash or recorded_hash(cfg, run_dir) or cfg.hash(),
+            **(extra or {})}
     tmp = run_dir / "config.json.tmp"
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, run_dir / "config.json")

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from kshot_bench.cli import main
 
@@ -212,3 +213,38 @@ def test_rank_of_a_run_without_snapshots_says_how_to_get_them(capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     code, _, err = run(capsys, "rank", "--checkpoint", str(tmp_path / "empty"), "--quiet")
     assert code == 2 and "holds no snapshots" in err and "snapshot_epochs" in err
+
+
+def test_a_run_keeps_the_config_hash_it_started_with(capsys, tmp_path, tiny_cifar_folder):
+    """A run that an older kshot_bench started (its config.json lacks fields added since, so today's hash
+    rule may name it differently) keeps its recorded name: on resume, in its checkpoints, and in rank of
+    its snapshots, also of snapshot files written before checkpoints carried the name."""
+    import json
+
+    from kshot_bench.config import from_dict
+    from kshot_bench.train import load_checkpoint, recorded_hash
+
+    run_dir, out = tmp_path / "run", tmp_path / "curve"
+    base = ["train", "--preset", "smoke", "--k", "2", "--quiet", "--data-root", str(tiny_cifar_folder),
+            "--out", str(run_dir), "--set", "epochs=2", "--set", "snapshot_epochs=1"]
+    assert run(capsys, *base, "--until-epoch", "1")[0] == 0
+    data = json.loads((run_dir / "config.json").read_text())
+    del data["config"]["score_by"], data["config"]["rc_tau"]  # fields "added later", at their defaults
+    data["config_hash"] = "01d0000000"
+    (run_dir / "config.json").write_text(json.dumps(data))
+    snap = run_dir / "snapshots" / "epoch-0001.pt"
+    old = torch.load(snap, weights_only=True)
+    del old["config_hash"]
+    torch.save(old, snap)
+    code, text, _ = run(capsys, *base, "--resume")
+    assert code == 0 and "(config 01d0000000)" in text
+    assert json.loads((run_dir / "config.json").read_text())["config_hash"] == "01d0000000"
+    assert load_checkpoint(run_dir / "supernet.pt", torch.device("cpu"))["config_hash"] == "01d0000000"
+    code, _, _ = run(capsys, "rank", "--checkpoint", str(run_dir), "--preset", "smoke", "--quiet",
+                     "--data-root", str(tiny_cifar_folder), "--out", str(out))
+    assert code == 0
+    for epoch in ("epoch-0001", "epoch-0002"):
+        assert json.loads((out / epoch / "metrics.json").read_text())["protocol"]["config_hash"] == "01d0000000"
+        assert json.loads((out / epoch / "config.json").read_text())["config_hash"] == "01d0000000"
+    cfg = from_dict(data["config"])
+    assert recorded_hash(cfg, run_dir) == "01d0000000" and recorded_hash(cfg.replace(seed=1), run_dir) is None
