@@ -192,3 +192,26 @@ def test_resume_rewrites_the_log_whole_or_not_at_all(tmp_path, splits, monkeypat
     assert Trainer(cfg, tmp_path, splits, torch.device("cpu"), progress=False).resume()
     log = rows(tmp_path)
     assert [r["epoch"] for r in log] == ["1", "2"] and [r["from_the_future"] for r in log] == ["7", "7"]
+
+
+# the RunConfig fields of the first recorded runs (reports/ablation-cpu), and the fields added later that
+# missed config.LATER_FIELDS (runs recorded since hash them; train.recorded_hash keeps every run's own name)
+FIRST_FIELDS = {"dataset", "space", "k", "code", "seed", "channels", "cells", "bn_affine", "kshot_init", "epochs",
+                "warmup_epochs", "batch_size", "lr", "lr_min", "momentum", "nesterov", "weight_decay", "grad_clip",
+                "unique_sampling", "train_subset", "simplex_hidden", "simplex_lr", "simplex_paths", "simplex_interval",
+                "archs", "score_images", "score_batch", "checkpoint_every"}
+HASHED_SINCE_ADDED = {"simplex_batched", "snapshot_epochs", "width_search", "rc_weight", "rc_margin", "rc_tau",
+                      "rc_widths", "score_by"}
+
+
+def test_a_new_config_field_leaves_old_hashes_alone():
+    """Every field added to RunConfig goes into config.LATER_FIELDS with its default, so that the hash of
+    every config recorded before it stays what it was (add the new field there)."""
+    import dataclasses
+
+    from kshot_bench.config import LATER_FIELDS, RunConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    new = set(fields) - FIRST_FIELDS - HASHED_SINCE_ADDED
+    assert new <= set(LATER_FIELDS), f"add {sorted(new - set(LATER_FIELDS))} to config.LATER_FIELDS"
+    assert all(LATER_FIELDS[f] == fields[f] for f in LATER_FIELDS), "LATER_FIELDS must hold each field's default"
