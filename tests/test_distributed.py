@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
 def run(cmd, env_extra=None, timeout=600):
-    env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+    # torchrun leaves its torchelastic_* folder in TMPDIR: each run gets its own TMPDIR, removed afterwards
+    with tempfile.TemporaryDirectory(prefix="kshot-test-run-") as tmp:
+        env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=tmp, **(env_extra or {}))
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
 
 def cli(*argv):
