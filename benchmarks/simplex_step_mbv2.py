@@ -80,9 +80,10 @@ class Setup:
         self.simplex_opt.step()
 
 
-def paths(n: int, seed: int):
+def paths(n: int, seed: int, full_width: bool = False):
+    """n seeded paths (ops and widths; `full_width`: every width 1.0, so the batched step pads nothing)."""
     rng = np.random.default_rng(seed)
-    return [space.sample(rng) for _ in range(n)]
+    return [space.sample(rng, widths=not full_width) for _ in range(n)]
 
 
 MEMORY_CHILD = r"""
@@ -93,20 +94,20 @@ from benchmarks._common import memory_mark, memory_peak
 args = types.SimpleNamespace(**{args!r})
 device = torch.device({device!r})
 s = Setup(args, device)
-s.supernet_step(paths(1, 7)[0])  # the supernet's gradients exist, as in training
+s.supernet_step(paths(1, 7, args.full_width)[0])  # the supernet's gradients exist, as in training
 base = memory_mark(device)  # resets the peak
 for r in range(2):
     if {mode!r} == "supernet":
-        s.supernet_step(paths(args.paths, 50 + r)[0])
+        s.supernet_step(paths(args.paths, 50 + r, args.full_width)[0])
     else:
-        s.simplex_step(paths(args.paths, 50 + r), {mode!r})
+        s.simplex_step(paths(args.paths, 50 + r, args.full_width), {mode!r})
 peak = memory_peak(device)
 print(json.dumps({{"base_mb": base, "peak_mb": peak}}))
 """
 
 
 def measure_memory(args, device, mode):
-    keys = ("k", "classes", "scale", "batch", "size", "paths", "amp")
+    keys = ("k", "classes", "scale", "batch", "size", "paths", "amp", "full_width")
     code = MEMORY_CHILD.format(root=str(ROOT), args={k: getattr(args, k) for k in keys}, device=str(device), mode=mode)
     return run_memory_child(code, ROOT)
 
@@ -123,6 +124,7 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--full-width", action="store_true", help="every path at width 1.0 (nothing to pad)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--note", default="", help="the machine's conditions, written into the result (e.g. other load)")
     args = parser.parse_args()
@@ -135,11 +137,11 @@ def main():
           f"m={args.paths}, {args.rounds} rounds, {device}", flush=True)
     s = Setup(args, device)
     for mode in MODES:  # warm-up
-        s.simplex_step(paths(args.paths, 999), mode)
-    s.supernet_step(paths(1, 998)[0])
+        s.simplex_step(paths(args.paths, 999, args.full_width), mode)
+    s.supernet_step(paths(1, 998, args.full_width)[0])
     times = {name: [] for name in ("supernet", *MODES)}
     for r in range(args.rounds):
-        archs = paths(args.paths, 1 + r)
+        archs = paths(args.paths, 1 + r, args.full_width)
         times["supernet"].append(timed(device, s.supernet_step, archs[0]))
         for mode in (MODES if r % 2 == 0 else MODES[::-1]):
             times[mode].append(timed(device, s.simplex_step, archs, mode))
@@ -150,7 +152,8 @@ def main():
         "benchmark": "simplex_step_mbv2",
         "protocol": f"MobileNetV2 K={args.k} supernet at net scale {args.scale}, {args.classes} classes, batch "
                     f"{args.batch} of {args.size}x{args.size}; simplex-net step over m={args.paths} paths of "
-                    f"{args.batch // args.paths} images (channel branch on, sampled widths), batched vs sequential, "
+                    f"{args.batch // args.paths} images (channel branch on, "
+                    f"{'every width 1.0' if args.full_width else 'sampled widths'}), batched vs sequential, "
                     f"beside a supernet step on the same batch; {args.rounds} rounds of fresh paths, simplex modes in "
                     "alternating order; ratios = total time over the same rounds"
                     + ("; bf16 autocast" if args.amp else ""),
@@ -171,7 +174,8 @@ def main():
         print(f"{n:<12}{result['step_ms'][n]:>8.0f}{ratio:>12.2f}" + (f"{memory[n]['train_mb']:>8.0f}" if n in memory else ""))
     print(f"batched / sequential: {result['batched_vs_sequential']:.2f}x (paired median "
           f"{result['batched_vs_sequential_paired_median']:.2f}x)")
-    emit(result, f"simplex_step_mbv2-s{args.scale:g}-{args.size}-b{args.batch}-m{args.paths}", False,
+    emit(result, f"simplex_step_mbv2-s{args.scale:g}-{args.size}-b{args.batch}-m{args.paths}"
+         + ("-fullwidth" if args.full_width else ""), False,
          device.type + ("-bf16" if args.amp else ""), args.out)
 
 
