@@ -144,9 +144,11 @@ def test_batched_simplex_step_equals_sequential(tmp_path, k, m, space):
     assert f32["batched"][0] == pytest.approx(ls, rel=1e-5)
     err = {name: float((g - gs).abs().max()) / scale for name, (_, g) in f32.items()}
     # MBV2 at this size (random weights, BN over 16 values a channel in the last layers) amplifies rounding
-    # unevenly: over 12 draws of weights and paths the float32 errors of both steps ranged 1e-5 .. 7e-4 and
-    # the batched/sequential ratio 0.3 .. 5.2 (either step the worse one); a float32 flaw (a bf16 cast, a
-    # lost term) moves the error by orders of magnitude, not by such factors
+    # unevenly: over 12 draws of weights and paths (benchmarks/groups_float32_error.py) the float32 errors
+    # of both steps ranged 1e-6 .. 9e-3 of the gradient's scale and the batched/sequential ratio 0.05 .. 11.7
+    # (either step the worse one). So for MBV2 this check only guards against a flaw of an order of
+    # magnitude or more (a bf16 cast, a lost term) on this test's draw; the float64 check above is the
+    # equivalence test
     assert err["batched"] <= max((2 if space == "nb201" else 10) * err["sequential"], 1e-5), err
 
 
