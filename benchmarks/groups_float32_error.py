@@ -44,8 +44,9 @@ def main():
     for k, m in ((2, 16), (4, 16), (2, 4)):
         for seed in range(4):
             cfg = from_preset("smoke", space="mbv2", k=k, simplex_paths=m, batch_size=4 * m)
-            t = Trainer(cfg, Path(tempfile.mkdtemp()), Splits(images, labels, images, labels, "random images"),
-                        torch.device("cpu"), progress=False)
+            with tempfile.TemporaryDirectory() as run_dir:  # the Trainer's run folder; nothing is trained
+                t = Trainer(cfg, Path(run_dir), Splits(images, labels, images, labels, "random images"),
+                            torch.device("cpu"), progress=False)
             torch.manual_seed(1 + seed)
             with torch.no_grad():
                 for p in t.codes.parameters():
