@@ -5,13 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from kshot_bench.config import from_preset
-from kshot_bench.data import Splits
+from benchmarks.groups_float32_error import errors, make_trainer, step_grads
 from kshot_bench.search_space import mbv2 as mb
 from kshot_bench.search_space import nb201 as s
 from kshot_bench.supernet.mbv2 import KShotMBV2
 from kshot_bench.supernet.nb201 import KShotNB201
-from kshot_bench.train import Trainer
 
 SPECIAL = [
     s.from_str("|none~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"),  # convs on a zero node
@@ -95,28 +93,7 @@ def test_forward_groups_refuses_uneven_groups(net):
 
 
 def trainer(tmp_path, k, m, batched=True, space="nb201"):
-    if space == "nb201":
-        cfg = from_preset("smoke", k=k, simplex_paths=m, batch_size=32, simplex_batched=batched, cells=2)
-    else:  # 4 images a group at 64x64 (see the forward test above)
-        cfg = from_preset("smoke", space="mbv2", k=k, simplex_paths=m, batch_size=4 * m, simplex_batched=batched)
-    size = 32 if space == "nb201" else 64
-    rng = np.random.default_rng(0)
-    x = torch.as_tensor(rng.integers(0, 256, (64, 3, size, size), dtype=np.uint8))
-    y = torch.as_tensor(rng.integers(0, 10, 64))
-    return Trainer(cfg, tmp_path, Splits(x, y, x, y, "random images"), torch.device("cpu"), progress=False)
-
-
-def simplex_grads(t, x, y, archs, dtype):
-    """(loss, simplex-net gradients) of the batched and the sequential step, in `dtype`."""
-    t.model.to(dtype)
-    t.codes.to(dtype)
-    out = {}
-    for name, fn in (("batched", t.simplex_loss_batched), ("sequential", t.simplex_loss_sequential)):
-        t.codes.zero_grad(set_to_none=True)
-        loss = fn(x.to(dtype), y, archs)
-        out[name] = (loss, torch.cat([p.grad.flatten().double() for p in t.codes.parameters()]))
-        assert all(p.grad is None for p in t.model.parameters()), "supernet weights must stay frozen"
-    return out
+    return make_trainer(tmp_path, k, m, space, batched)
 
 
 @pytest.mark.parametrize("k", [2, 4])
@@ -125,8 +102,8 @@ def simplex_grads(t, x, y, archs, dtype):
 def test_batched_simplex_step_equals_sequential(tmp_path, k, m, space):
     """In float64 the two steps agree to 1e-10: they compute the same function. In float32 each has its
     own rounding (the grouped and the per-group convolutions sum in different orders); measured against
-    the float64 result of the same weights, the batched step must be as accurate as the sequential one.
-    MBV2: the simplex-net with its channel branch, paths of sampled widths."""
+    the float64 result of the same weights, the batched step must be about as accurate as the sequential
+    one. MBV2: the simplex-net with its channel branch, paths of sampled widths."""
     t = trainer(tmp_path, k, m, space=space)
     torch.manual_seed(1)
     with torch.no_grad():  # a trained-looking simplex-net: codes away from uniform
@@ -134,22 +111,25 @@ def test_batched_simplex_step_equals_sequential(tmp_path, k, m, space):
             p.normal_(0, 0.5)
     x, y = next(iter(t.loader.epoch(0)))
     archs = paths(m, seed=k, space=s if space == "nb201" else mb)
-    f32 = simplex_grads(t, x, y, archs, torch.float32)
-    f64 = simplex_grads(t, x, y, archs, torch.float64)
-    (lb, gb), (ls, gs) = f64["batched"], f64["sequential"]
+    f32 = step_grads(t, x, y, archs, torch.float32)
+    f64 = step_grads(t, x, y, archs, torch.float64)
+    assert all(p.grad is None for p in t.model.parameters()), "supernet weights must stay frozen"
+    (lb, gb, cb), (ls, gs, cs) = f64["batched"], f64["sequential"]
     assert lb == pytest.approx(ls, rel=1e-10)
     scale = float(gs.abs().max())  # relative to the gradient's scale: small entries are sums that cancel
     assert scale > 0
     torch.testing.assert_close(gb, gs, rtol=1e-10, atol=1e-10 * scale)
+    torch.testing.assert_close(cb, cs, rtol=1e-10, atol=1e-10 * float(cs.abs().max()))
     assert f32["batched"][0] == pytest.approx(ls, rel=1e-5)
-    err = {name: float((g - gs).abs().max()) / scale for name, (_, g) in f32.items()}
-    # MBV2 at this size (random weights, BN over 16 values a channel in the last layers) amplifies rounding
-    # unevenly: over 12 draws of weights and paths (benchmarks/groups_float32_error.py) the float32 errors
-    # of both steps ranged 1e-6 .. 9e-3 of the gradient's scale and the batched/sequential ratio 0.05 .. 11.7
-    # (either step the worse one). So for MBV2 this check only guards against a flaw of an order of
-    # magnitude or more (a bf16 cast, a lost term) on this test's draw; the float64 check above is the
-    # equivalence test
-    assert err["batched"] <= max((2 if space == "nb201" else 10) * err["sequential"], 1e-5), err
+    # float32: the median over groups of the error in the gradient into each group's code, not the largest
+    # error: an activation within rounding of a ReLU's kink can flip in one group, in either step, and change
+    # its gradient by a whole term (seen on this draw, MBV2 K=4 m=4, at 2 threads: 307x the sequential error
+    # by the largest entry, 0.8x by the median). benchmarks/groups_float32_error.py, 24 draws at 1 and at 2
+    # threads: median ratio 0.04 .. 2.1 (largest: 0.05 .. 14.6); with the batched step's conv weights rounded
+    # to bf16 (--flaw) 11 .. 71,000. The float64 check above is the equivalence test
+    err = errors(f32, f64)
+    median = {name: e["median_group"] for name, e in err.items()}
+    assert median["batched"] <= max(4 * median["sequential"], 1e-5), err
 
 
 def test_uneven_groups_fall_back_to_the_sequential_step(tmp_path):
