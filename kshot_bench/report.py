@@ -779,7 +779,7 @@ def run_codes(run: RankRun, n: int = FIG6_ARCHS) -> Tuple[np.ndarray, str]:
         rows = list(csv.DictReader(fh))[:n]
     k = int(run.p["k"])
     lam = np.array([[float(row[f"lam_{i}"]) for i in range(k)] for row in rows])
-    note = "" if len(rows) >= n else f" The run scored {len(rows)} archs, fewer than the paper's {n:,}, and has no train/supernet.pt to code more."
+    note = "" if len(rows) >= n else f" The run scored {len(rows)} archs, fewer than the paper's {n:,}, and has no train/supernet.pt to code more"
     return lam, f"run {run.label}, the first {len(rows)} archs of its predictions.csv.{note}"
 
 
