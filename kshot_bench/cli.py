@@ -100,7 +100,8 @@ def cmd_train(args) -> int:
         trainer = Trainer(cfg, out, splits, device, progress=not args.quiet, dist=dist)
         resumed = trainer.resume() if args.resume else False
         if dist.is_main:
-            write_config(cfg, out, {"data": splits.source, "machine": machine_info(device), "world_size": dist.world_size})
+            write_config(cfg, out, {"data": splits.source, "machine": machine_info(device), "world_size": dist.world_size},
+                         config_hash=trainer.config_hash)
         say(f"train: {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} (config {trainer.config_hash}) -> {out}"
             + (f", resumed at epoch {trainer.epoch + 1} step {trainer.step_in_epoch}" if resumed else "")
             + (f" ({dist.world_size} processes, {dist.backend}, {cfg.batch_size // dist.world_size} images each a step)"

@@ -478,7 +478,7 @@ def load_supernet(path: Path, device, expect: Dict[str, object]):
     """Supernet + code source + config from a train checkpoint; `expect` holds fields the user set
     explicitly (dataset, k, code), which must match the checkpoint."""
     from kshot_bench.config import from_dict
-    from kshot_bench.train import build_supernet, code_source_from, load_checkpoint, recorded_hash
+    from kshot_bench.train import build_supernet, code_source_from, load_checkpoint, run_hash
 
     state = load_checkpoint(path, device)
     if "model" not in state:
@@ -496,7 +496,7 @@ def load_supernet(path: Path, device, expect: Dict[str, object]):
     if not state.get("config_hash"):  # files written before checkpoints carried it: the run's config.json
         path = Path(path)
         run_dir = path.parent.parent if path.parent.name == "snapshots" else path.parent
-        state["config_hash"] = recorded_hash(cfg, run_dir) or cfg.hash()
+        state["config_hash"] = run_hash(cfg, run_dir)
     return cfg, model, codes, finished, state
 
 

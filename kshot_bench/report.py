@@ -113,6 +113,11 @@ class RankRun:
                                                   **ranking_metrics(pred[other], pred["truth"], null=False)}
         return self._stats
 
+    def scored(self, by: str) -> Dict:
+        """`stats()` of this run's ranking by score `by` ("acc" or "loss"); {} when it has none."""
+        st = self.stats()
+        return st if by == self.score_by else st.get("other_score", {})
+
     @property
     def is_snapshot(self) -> bool:
         return "snapshots/epoch-" in str(self.p.get("supernet", ""))
@@ -546,17 +551,14 @@ def compare(path_a: Path, path_b: Path) -> List[str]:
                         f"truth ({', '.join(diff) or 'their predictions.csv list different archs'} differ)",
                         fix="compare rank runs of one protocol (same --archs sample, scoring images and dataset)")
     pa, pb = a.predictions(), b.predictions()
-    lines = [f"A: {a.path} ({a.method}, K={a.p['k']}, {a.p['epochs']} epochs, seed {a.p['seed']}, config "
-             f"{a.p['config_hash']})",
-             f"B: {b.path} ({b.method}, K={b.p['k']}, {b.p['epochs']} epochs, seed {b.p['seed']}, config "
-             f"{b.p['config_hash']})",
-             f"on {len(pa['truth'])} archs: {a.p['arch_set']}; scored on {a.p['score_set']}; truth {a.p['truth']}", "",
-             "| scored by | tau A [95% CI] | tau B [95% CI] | A - B [95% CI] | resamples with A > B |",
-             "|---|---|---|---|---|"]
-    sa, sb = a.stats(), b.stats()
+    lines = [f"{name}: {r.path} ({r.method}, K={r.p['k']}, {r.p['epochs']} epochs, seed {r.p['seed']}, config "
+             f"{r.p['config_hash']})" for name, r in (("A", a), ("B", b))]
+    lines += [f"on {len(pa['truth'])} archs: {a.p['arch_set']}; scored on {a.p['score_set']}; truth {a.p['truth']}", "",
+              "| scored by | tau A [95% CI] | tau B [95% CI] | A - B [95% CI] | resamples with A > B |",
+              "|---|---|---|---|---|"]
 
-    def tau(st: Dict, by: str) -> str:
-        st = st if by == a.score_by else st.get("other_score", {})
+    def tau(run: RankRun, by: str) -> str:
+        st = run.scored(by)
         return ci_text(st["kendall_tau"], st["ci95"]["kendall_tau"]) if st else "n/a"
 
     for by in ("acc", "loss"):
@@ -564,13 +566,19 @@ def compare(path_a: Path, path_b: Path) -> List[str]:
             lines.append(f"| {by} | n/a | n/a | n/a | n/a |")
             continue
         d = stats.paired_tau_diff(pa[by], pb[by], pa["truth"])
-        lines.append(f"| {by} | {tau(sa, by)} | {tau(sb, by)} | {ci_text(d['diff'], (d['ci_lo'], d['ci_hi']))} | "
+        lines.append(f"| {by} | {tau(a, by)} | {tau(b, by)} | {ci_text(d['diff'], (d['ci_lo'], d['ci_hi']))} | "
                      f"{100 * d['share_of_resamples_above_0']:.0f}% |")
-    splits = [f"n={n}: {ci_text(sa['split_tau'][n], sa['ci95']['split_tau'].get(n), 2)} vs "
-              f"{ci_text(sb['split_tau'][n], sb['ci95']['split_tau'].get(n), 2)}"
-              for n in ("10", "50", "100") if int(n) < len(pa["truth"])]
-    return lines + ["", f"split tau ({a.score_by}), A vs B: " + "; ".join(splits),
+    by = a.score_by
+    splits = [f"n={n}: {text}" for n, text in split_taus(a.scored(by), b.scored(by), len(pa["truth"]))]
+    return lines + ["", f"split tau ({by}), A vs B: " + "; ".join(splits),
                     f"intervals: {stats.N_BOOT} bootstrap resamples of the archs, the same for A and B."]
+
+
+def split_taus(sa: Dict, sb: Dict, n_archs: int) -> List[Tuple[str, str]]:
+    """(n, "split tau of A [CI] vs of B [CI]") for n = 10, 50, 100 below the number of archs."""
+    return [(n, f"{ci_text(sa['split_tau'][n], sa['ci95']['split_tau'].get(n), 2)} vs "
+                f"{ci_text(sb['split_tau'][n], sb['ci95']['split_tau'].get(n), 2)}")
+            for n in ("10", "50", "100") if int(n) < n_archs]
 
 
 def paired_comparisons(ranks: List[RankRun]) -> List[str]:
@@ -593,11 +601,7 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
         d = stats.paired_tau_diff(pr[r.score_by], po[o.score_by], pr["truth"])
         dl = (stats.paired_tau_diff(pr["loss"], po["loss"], pr["truth"])
               if np.isfinite(pr["loss"]).all() and np.isfinite(po["loss"]).all() else None)
-        splits = []
-        for n in ("10", "50", "100"):
-            if int(n) < len(pr["truth"]):
-                splits.append(f"{ci_text(sr['split_tau'][n], sr['ci95']['split_tau'].get(n), 2)} vs "
-                              f"{ci_text(so['split_tau'][n], so['ci95']['split_tau'].get(n), 2)}")
+        splits = [text for _, text in split_taus(sr, so, len(pr["truth"]))]
         lines.append(f"| {r.p['dataset']} | {r.method} | {r.p['k']} | {r.p['epochs']} | {r.p['seed']} | "
                      f"{ci_text(sr['kendall_tau'], sr['ci95']['kendall_tau'])} | "
                      f"{ci_text(so['kendall_tau'], so['ci95']['kendall_tau'])} | "

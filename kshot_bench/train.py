@@ -181,6 +181,7 @@ class Trainer:
                  dist: Optional[Dist] = None):
         self.dist = dist or Dist()
         self.cfg, self.run_dir, self.device = cfg, Path(run_dir), device
+        self.config_hash = run_hash(cfg, self.run_dir)  # the run's name, kept from its start
         self.progress = progress and self.dist.is_main
         self.parts = self.dist.world_size * cfg.micro_batches  # BN parts of the global batch
         self.bf16 = use_bf16(cfg.train_precision, device)  # autocast of the supernet and simplex-net forwards
@@ -388,11 +389,6 @@ class Trainer:
             return list(csv.DictReader(fh))
 
     # ------------------------------------------------------------------ persistence
-    @property
-    def config_hash(self) -> str:
-        """The run's name: the hash its config.json recorded when it started (`recorded_hash`), else today's."""
-        return recorded_hash(self.cfg, self.run_dir) or self.cfg.hash()
-
     def state(self) -> Dict:
         return {
             "config": self.cfg.to_dict(),
@@ -535,11 +531,17 @@ def recorded_hash(cfg, run_dir: Path) -> Optional[str]:
     return data.get("config_hash") if same else None
 
 
+def run_hash(cfg, run_dir: Path) -> str:
+    """The name of the run of `cfg` in `run_dir`: the hash its config.json recorded (`recorded_hash`),
+    else today's `cfg.hash()` (a new run)."""
+    return recorded_hash(cfg, run_dir) or cfg.hash()
+
+
 def write_config(cfg: RunConfig, run_dir: Path, extra: Optional[Dict] = None, config_hash: Optional[str] = None) -> None:
     """`run_dir/config.json`: the config and its hash (`config_hash` if given, else the one this file
     recorded for the same config before, else today's)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    data = {"config": cfg.to_dict(), "config_hash": config_hash or recorded_hash(cfg, run_dir) or cfg.hash(),
+    data = {"config": cfg.to_dict(), "config_hash": config_hash or run_hash(cfg, run_dir),
             **(extra or {})}
     tmp = run_dir / "config.json.tmp"
     tmp.write_text(json.dumps(data, indent=2) + "\n")
