@@ -8,7 +8,9 @@ batch of m groups of g images becomes one tensor `[g, m*C, H, W]` in which group
   * a layer every path shares (stem, reductions, classifier) is one grouped convolution
     (`groups=m`) whose group j holds group j's merged weight `sum_k code[j, k] * theta[k]`;
   * a searchable op runs once for the groups whose path uses it: their channel blocks are gathered,
-    convolved with their own merged weights, and added into the target node's blocks;
+    convolved with their own merged weights, and added into the target node's blocks (NB201 runs an
+    op once per source node for all the edges that use it: a group that runs it on two edges is two
+    groups of the convolution);
   * BN with batch statistics normalises each channel over the g images of its own group, which is
     exactly the per-group BN of the sequential step;
   * every group's loss sees only its own images.
@@ -95,12 +97,12 @@ class GroupStack:
         picked = iter(_GatherBlocks.apply(b, *parts) if parts else ())
         return [self.image(b if i is None else next(picked)) for i in idxs]
 
-    def accumulate(self, node: Optional[Tensor], owned: bool, idx: Optional[Tensor], part: Tensor):
-        """`node` (blocks `[g, H, W, m, c]`, None = zero) plus `part` (an image of the groups in `idx`).
+    def accumulate(self, node: Optional[Tensor], owned: bool, idx: Optional[Tensor], pb: Tensor):
+        """`node` (blocks `[g, H, W, m, c]`, None = zero) plus `pb` (the blocks `[g, H, W, |idx|, c]` of
+        the groups in `idx`, None = all; any strides).
 
         Returns (node, owned). In-place adds go only into a base tensor made here (`owned`), never
         into a view: autograd would copy the whole base for an in-place op on a view (CopySlices)."""
-        pb = self.blocks(part, self.m if idx is None else len(idx))
         if node is None:
             if idx is None:
                 return pb, False  # may alias the source node (skip) or an op's output

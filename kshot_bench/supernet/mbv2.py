@@ -331,7 +331,7 @@ def _layer_groups(net: KShotMBV2, gs: GroupStack, x: Tensor, i: int, spec, archs
     for (op, js, idx), part in zip(plan, gs.gather(xb, [idx for _, _, idx in plan])):
         y = _op_groups(net, gs, part, i, op, spec, [archs[j] for j in js], idx,
                        None if c_in is None else c_in.subset(js))
-        out, owned = gs.accumulate(out, owned, idx, y)
+        out, owned = gs.accumulate(out, owned, idx, gs.blocks(y, len(js)))
     return gs.image(out)
 
 

@@ -241,18 +241,20 @@ class KShotNB201(nn.Module):
         return gs.batch_norm(t, idx=idx) if bn is None else gs.batch_norm(t, bn[0], bn[1], idx)
 
     def _cell_groups(self, gs: GroupStack, x: Tensor, cell_id: int, plan) -> Tensor:
-        """`run_cell` for m groups: each edge op runs once, on the groups whose live path holds it.
-        Nodes are held as channel blocks `[g, H, W, m, C]` (GroupStack.accumulate); a node is read
-        (one gather for all its out-edges) only after every edge into it has been added."""
+        """`run_cell` for m groups. Nodes are held as channel blocks `[g, H, W, m, C]`
+        (GroupStack.accumulate). Per source node, each kind of op runs once for all its uses: every
+        (edge, group) pair whose live path runs that op from this node is one group of a single grouped
+        convolution (or pooling), its output blocks then added into each edge's target node. A node is
+        read (one gather for all its out-edges) only after every edge into it has been added."""
         weights, bns = self._cell_w[cell_id], self._cell_bn[cell_id]
         nodes: List[Optional[Tensor]] = [gs.blocks(x, gs.m), None, None, None]
         owned = [False] * space.NUM_NODES
-        for source, uses in plan:
+        for source, works in plan:
             if nodes[source] is None:  # only with affine BN, where zero is not a fixed point of the ops
                 nodes[source] = torch.zeros_like(nodes[0])
-            parts = gs.gather(nodes[source], [idx for _, _, _, idx in uses])
+            parts = gs.gather(nodes[source], [idx for _, idx, _ in works])
             relu_all = None
-            for (e, target, op, idx), part in zip(uses, parts):
+            for (op, idx, uses), part in zip(works, parts):
                 if op == space.POOL:
                     part = avg_pool3x3(part)
                 elif op != space.SKIP:
@@ -261,23 +263,54 @@ class KShotNB201(nn.Module):
                         part = relu_all
                     else:
                         part = F.relu(part)
-                    part = self._gnorm(gs, gs.conv(part, weights[e][op], idx), bns[e][op], idx)
-                nodes[target], owned[target] = gs.accumulate(nodes[target], owned[target], idx, part)
+                    part = self._conv_bn_groups(gs, part, weights, bns, op, uses)
+                pb = gs.blocks(part, gs.m if idx is None else len(idx))
+                for e, target, lo, eidx in uses:
+                    piece = pb if len(uses) == 1 else pb.narrow(3, lo, gs.m if eidx is None else len(eidx))
+                    nodes[target], owned[target] = gs.accumulate(nodes[target], owned[target], eidx, piece)
         out = nodes[space.NUM_NODES - 1]
         return torch.zeros_like(x) if out is None else gs.image(out)
 
+    @staticmethod
+    def _conv_bn_groups(gs: GroupStack, part: Tensor, weights, bns, op: int, uses) -> Tensor:
+        """Conv + BN of one op for the (edge, group) pairs of `uses`, stacked in `part` in that order."""
+        merged = [gs.merge(weights[e][op], eidx) for e, _, _, eidx in uses]
+        y = gs.conv_merged(part, merged[0] if len(uses) == 1 else torch.cat(merged))
+        bn = [bns[e][op] for e, _, _, _ in uses]
+        if bn[0] is None:
+            return gs.batch_norm_merged(y)
+        gamma = torch.cat([gs.merge(b[0], eidx) for b, (_, _, _, eidx) in zip(bn, uses)])
+        beta = torch.cat([gs.merge(b[1], eidx) for b, (_, _, _, eidx) in zip(bn, uses)])
+        return gs.batch_norm_merged(y, gamma, beta)
+
 
 def _group_plan(archs: Sequence[Sequence[int]], zero_is_fixed_point: bool, device) -> list:
-    """The m paths' cell as work per source node, in node order: [(source, [(edge, target, op, group
-    ids or None = all groups)])] over the groups whose live path (`live_edges`) runs that op on that
-    edge. Edges into a node all come from lower nodes, so a node is complete when it is read.
+    """The m paths' cell as work per source node, in node order: [(source, [(op, group ids, uses)])].
+    A work runs one op once for every (edge, group) pair whose live path (`live_edges`) runs that op from
+    this source: `uses` is [(edge, target, offset, group ids)], the work's group ids being the uses'
+    concatenated (a group appears once per edge it runs the op on; None = all groups, in order, for a
+    work of one edge that every group runs). `skip` stays one work per edge (nothing is computed).
+    Edges into a node all come from lower nodes, so a node is complete when it is read.
     Equal for every cell of the network."""
+    m = len(archs)
     uses: dict = {}
     for j, arch in enumerate(archs):
         for e, target, source, op in space.live_edges(tuple(arch), zero_is_fixed_point):
             uses.setdefault((source, e, target, op), []).append(j)
-    plan: dict = {}
+    works: dict = {}
     for (source, e, target, op), js in sorted(uses.items()):
-        idx = None if len(js) == len(archs) else torch.tensor(js, device=device)
-        plan.setdefault(source, []).append((e, target, op, idx))
+        key = (source, op, e if op == space.SKIP else -1)
+        works.setdefault(key, []).append((e, target, js))
+    plan: dict = {}
+    for (source, op, _), edges in sorted(works.items()):
+        if len(edges) == 1 and len(edges[0][2]) == m:
+            e, target, _ = edges[0]
+            plan.setdefault(source, []).append((op, None, [(e, target, 0, None)]))
+            continue
+        work_uses, ids, lo = [], [], 0
+        for e, target, js in edges:
+            work_uses.append((e, target, lo, None if len(js) == m else torch.tensor(js, device=device)))
+            ids += js
+            lo += len(js)
+        plan.setdefault(source, []).append((op, torch.tensor(ids, device=device), work_uses))
     return sorted(plan.items())
