@@ -125,7 +125,7 @@ def test_batched_simplex_step_equals_sequential(tmp_path, k, m, space):
     # error: an activation within rounding of a ReLU's kink can flip in one group, in either step, and change
     # its gradient by a whole term (seen on this draw, MBV2 K=4 m=4, at 2 threads: 307x the sequential error
     # by the largest entry, 0.8x by the median). benchmarks/groups_float32_error.py, 24 draws at 1 and at 2
-    # threads: median ratio 0.04 .. 2.1 (largest: 0.05 .. 14.6); with the batched step's conv weights rounded
+    # threads: median ratio 0.03 .. 2.1 (largest: 0.05 .. 14.6); with the batched step's conv weights rounded
     # to bf16 (--flaw) 11 .. 71,000. The float64 check above is the equivalence test
     err = errors(f32, f64)
     median = {name: e["median_group"] for name, e in err.items()}
