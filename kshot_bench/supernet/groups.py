@@ -120,9 +120,9 @@ class GroupStack:
             return theta.expand(len(codes), *theta.shape[1:])
         return (codes @ theta.reshape(theta.shape[0], -1)).view(len(codes), *theta.shape[1:])
 
-    def conv(self, t: Tensor, theta: Tensor, idx: Optional[Tensor] = None, stride: int = 1) -> Tensor:
-        """Grouped convolution of the (gathered) blocks with each group's merged weight, 'same' padding."""
-        return self.conv_merged(t, self.merge(theta, idx), stride)
+    def conv(self, t: Tensor, theta: Tensor, stride: int = 1) -> Tensor:
+        """Grouped convolution of every group's blocks with its merged weight, 'same' padding."""
+        return self.conv_merged(t, self.merge(theta), stride)
 
     @staticmethod
     def conv_merged(t: Tensor, w: Tensor, stride: int = 1, bias: Optional[Tensor] = None,
@@ -132,12 +132,11 @@ class GroupStack:
         return F.conv2d(t, w.reshape(n * c_out, *w.shape[2:]), None if bias is None else bias.reshape(-1),
                         stride=stride, padding=w.shape[-1] // 2, groups=n * c_out if depthwise else n)
 
-    def batch_norm(self, t: Tensor, gamma: Optional[Tensor] = None, beta: Optional[Tensor] = None,
-                   idx: Optional[Tensor] = None) -> Tensor:
+    def batch_norm(self, t: Tensor, gamma: Optional[Tensor] = None, beta: Optional[Tensor] = None) -> Tensor:
         """BN with batch statistics: each channel over its own group's images; affine from K copies."""
         if gamma is None:
             return self.batch_norm_merged(t)
-        return self.batch_norm_merged(t, self.merge(gamma, idx), self.merge(beta, idx))
+        return self.batch_norm_merged(t, self.merge(gamma), self.merge(beta))
 
     @staticmethod
     def batch_norm_merged(t: Tensor, gamma: Optional[Tensor] = None, beta: Optional[Tensor] = None) -> Tensor:

@@ -237,8 +237,8 @@ class KShotNB201(nn.Module):
         return gs.linear(feat, self.fc_w, self.fc_b)
 
     @staticmethod
-    def _gnorm(gs: GroupStack, t: Tensor, bn: Optional[nn.ParameterList], idx: Optional[Tensor] = None) -> Tensor:
-        return gs.batch_norm(t, idx=idx) if bn is None else gs.batch_norm(t, bn[0], bn[1], idx)
+    def _gnorm(gs: GroupStack, t: Tensor, bn: Optional[nn.ParameterList]) -> Tensor:
+        return gs.batch_norm(t) if bn is None else gs.batch_norm(t, bn[0], bn[1])
 
     def _cell_groups(self, gs: GroupStack, x: Tensor, cell_id: int, plan) -> Tensor:
         """`run_cell` for m groups. Nodes are held as channel blocks `[g, H, W, m, C]`
