@@ -92,10 +92,6 @@ def test_forward_groups_refuses_uneven_groups(net):
         net.forward_groups(torch.randn(8, 3, 32, 32), archs, torch.full((4, 3), 1 / 3))
 
 
-def trainer(tmp_path, k, m, batched=True, space="nb201"):
-    return make_trainer(tmp_path, k, m, space, batched)
-
-
 @pytest.mark.parametrize("k", [2, 4])
 @pytest.mark.parametrize("m", [4, 16])
 @pytest.mark.parametrize("space", ["nb201", "mbv2"])
@@ -104,7 +100,7 @@ def test_batched_simplex_step_equals_sequential(tmp_path, k, m, space):
     own rounding (the grouped and the per-group convolutions sum in different orders); measured against
     the float64 result of the same weights, the batched step must be about as accurate as the sequential
     one. MBV2: the simplex-net with its channel branch, paths of sampled widths."""
-    t = trainer(tmp_path, k, m, space=space)
+    t = make_trainer(tmp_path, k, m, space)
     torch.manual_seed(1)
     with torch.no_grad():  # a trained-looking simplex-net: codes away from uniform
         for p in t.codes.parameters():
@@ -133,7 +129,7 @@ def test_batched_simplex_step_equals_sequential(tmp_path, k, m, space):
 
 
 def test_uneven_groups_fall_back_to_the_sequential_step(tmp_path):
-    t = trainer(tmp_path, 2, 5)  # 32 images do not split into 5 equal groups
+    t = make_trainer(tmp_path, 2, 5)  # 32 images do not split into 5 equal groups
     calls = []
     t.simplex_loss_sequential = lambda *a: calls.append(1) or 0.0
     t.simplex_step(*next(iter(t.loader.epoch(0))), step=0)

@@ -266,7 +266,7 @@ class KShotNB201(nn.Module):
                     part = self._conv_bn_groups(gs, part, weights, bns, op, uses)
                 pb = gs.blocks(part, gs.m if idx is None else len(idx))
                 for e, target, lo, eidx in uses:
-                    piece = pb if len(uses) == 1 else pb.narrow(3, lo, gs.m if eidx is None else len(eidx))
+                    piece = pb.narrow(3, lo, gs.m if eidx is None else len(eidx))  # a view
                     nodes[target], owned[target] = gs.accumulate(nodes[target], owned[target], eidx, piece)
         out = nodes[space.NUM_NODES - 1]
         return torch.zeros_like(x) if out is None else gs.image(out)
