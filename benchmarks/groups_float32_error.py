@@ -51,13 +51,13 @@ from kshot_bench.train import Trainer, machine_info  # noqa: E402
 SPACES = {"nb201": nb201, "mbv2": mbv2}
 
 
-def make_trainer(run_dir: Path, k: int, m: int, space: str = "nb201", batched: bool = True) -> Trainer:
+def make_trainer(run_dir: Path, k: int, m: int, space: str = "nb201", **changes) -> Trainer:
     """A `smoke` Trainer on 64 random images: NB201 (2 cells a stage, batch 32, 32x32) or MobileNetV2
-    (4 images a group at 64x64: at 32x32 its last BN layers see 4 values a channel)."""
+    (4 images a group at 64x64: at 32x32 its last BN layers see 4 values a channel); `changes` to the config."""
     if space == "nb201":
-        cfg = from_preset("smoke", k=k, simplex_paths=m, batch_size=32, simplex_batched=batched, cells=2)
+        cfg = from_preset("smoke", k=k, simplex_paths=m, batch_size=32, cells=2, **changes)
     else:
-        cfg = from_preset("smoke", space="mbv2", k=k, simplex_paths=m, batch_size=4 * m, simplex_batched=batched)
+        cfg = from_preset("smoke", space="mbv2", k=k, simplex_paths=m, batch_size=4 * m, **changes)
     size = 32 if space == "nb201" else 64
     rng = np.random.default_rng(0)
     x = torch.as_tensor(rng.integers(0, 256, (64, 3, size, size), dtype=np.uint8))
@@ -65,19 +65,22 @@ def make_trainer(run_dir: Path, k: int, m: int, space: str = "nb201", batched: b
     return Trainer(cfg, run_dir, Splits(x, y, x, y, "random images"), torch.device("cpu"), progress=False)
 
 
-def step_grads(t: Trainer, x, y, archs, dtype) -> Dict[str, Tuple[float, torch.Tensor, torch.Tensor]]:
-    """Per step ("batched", "sequential"), in `dtype`: (loss, the simplex-net gradient flattened, the
-    gradient into each group's code `[m, K]`), all float64."""
+def step_grads(t: Trainer, x, y, archs, dtype, steps=("batched", "sequential")) -> Dict[str, Tuple[float, torch.Tensor, torch.Tensor]]:
+    """Per step (of "batched", "sequential", "threaded"), in `dtype`: (loss, the simplex-net gradient
+    flattened, the gradient into each group's code `[m, K]`), all float64."""
     t.model.to(dtype)
     t.codes.to(dtype)
     source, out = t.codes.forward, {}
-    for name, fn in (("batched", t.simplex_loss_batched), ("sequential", t.simplex_loss_sequential)):
-        codes = []
+    fns = {"batched": t.simplex_loss_batched, "sequential": t.simplex_loss_sequential,
+           "threaded": t.simplex_loss_threaded}
+    position = {id(a): j for j, a in enumerate(archs)}
+    for name in steps:
+        fn, codes = fns[name], {}
 
-        def keep(archs_):
+        def keep(archs_):  # one call for all groups (batched) or one per group, in any thread
             c = source(archs_)
             c.retain_grad()
-            codes.append(c)
+            codes[position[id(archs_[0])]] = c
             return c
 
         t.codes.forward = keep
@@ -87,7 +90,7 @@ def step_grads(t: Trainer, x, y, archs, dtype) -> Dict[str, Tuple[float, torch.T
         finally:
             del t.codes.forward  # back to the class's forward
         grad = torch.cat([p.grad.flatten().double() for p in t.codes.parameters()])
-        out[name] = (loss, grad, torch.cat([c.grad for c in codes]).double())
+        out[name] = (loss, grad, torch.cat([codes[j].grad for j in sorted(codes)]).double())
     return out
 
 

@@ -9,10 +9,12 @@ Protocol (NB201 C=16, N=5, batch 64, CIFAR-size inputs, SGD nesterov as in train
     distribution that training samples (a heavy all-conv path weighs what it costs). The medians
     of the per-step paired ratios, which weigh every path alike, are reported beside them.
     Codes: uniform 1/K (the merge costs the same for any code).
-  * simplex-net step (m = 16 paths, b/m images each, supernet frozen) timed for K = 4 and K = 8, batched
-    (the default: every path in one pass, supernet/groups.py) and sequential (the reference), reported
-    relative to the supernet step of the same K, and the whole K-shot iteration (supernet step + simplex
-    step) relative to a one-shot (K = 1) step. Targets (issue 15): batched <= 1.2x, iteration <= 2.3x.
+  * simplex-net step (m = 16 paths, b/m images each, supernet frozen) timed for K = 4 and K = 8: batched
+    (every path in one pass, supernet/groups.py: the default on a GPU), sequential (the reference) and, on a
+    CPU, threads (the paths side by side on one worker thread per torch thread, one intra-op thread each:
+    the default on a CPU), reported relative to the supernet step of the same K, and the whole K-shot
+    iteration (supernet step + simplex step) relative to a one-shot (K = 1) step. Targets (issue 15): the
+    step <= 1.2x, the iteration <= 2.3x (the default step is named in the result).
   * memory: one fresh process per K builds the supernet, steps once through an all-1x1 and an
     all-3x3 path (so every weight has its momentum buffer: the steady state of a long run), then
     the all-3x3 path again (the largest activation footprint) and a few sampled paths; peak RSS
@@ -147,13 +149,34 @@ class StandaloneVariant(_Variant):
         return self.nets[arch](x)
 
 
-def simplex_step(variant: SupernetVariant, codes, opt, x, y, archs, batched: bool):
-    """A simplex-net step as train.Trainer.simplex_step runs it (m = len(archs) paths, supernet frozen)."""
-    from kshot_bench.train import simplex_loss_batched, simplex_loss_sequential
+SIMPLEX_MODES = ("batched", "sequential", "threads")
+
+
+def simplex_step(variant: SupernetVariant, codes, opt, x, y, archs, mode: str, workers=None):
+    """A simplex-net step as train.Trainer.simplex_step runs it (m = len(archs) paths, supernet frozen):
+    `mode` batched (one pass), sequential (one group after another) or threads (the groups side by side on
+    `workers`, a runtime.ThreadWorkers: the CPU default)."""
+    from kshot_bench.train import simplex_loss_batched, simplex_loss_sequential, simplex_loss_threaded
 
     opt.zero_grad(set_to_none=True)
-    (simplex_loss_batched if batched else simplex_loss_sequential)(variant.net, codes, x, y, archs)
+    if mode == "threads":
+        simplex_loss_threaded(variant.net, codes, x, y, archs, workers)
+    else:
+        (simplex_loss_batched if mode == "batched" else simplex_loss_sequential)(variant.net, codes, x, y, archs)
     opt.step()
+
+
+def simplex_modes(device) -> tuple:
+    """The ways of running the step timed on `device`: worker threads are a CPU setting."""
+    return SIMPLEX_MODES if device.type == "cpu" else SIMPLEX_MODES[:2]
+
+
+def default_simplex_mode(device) -> str:
+    """The step a training run uses by default on `device` (train.resolve_simplex_threads, m = 16)."""
+    from kshot_bench.config import RunConfig
+    from kshot_bench.train import resolve_simplex_threads
+
+    return "threads" if resolve_simplex_threads(RunConfig(), device) else "batched"
 
 
 def time_variants(ks, rounds, steps, device, with_simplex):
@@ -164,19 +187,21 @@ def time_variants(ks, rounds, steps, device, with_simplex):
     variants = {f"k{k}": SupernetVariant(k, device) for k in ks}
     variants["standalone"] = StandaloneVariant(archs, device)
     variants["reference"] = ReferenceVariant(device)
+    from kshot_bench.runtime import ThreadWorkers
+
+    workers = ThreadWorkers(min(torch.get_num_threads(), 16))  # what the trainer's default starts on a CPU
     simplex = {}
     for k in with_simplex:
-        for batched in (True, False):
+        for mode in simplex_modes(device):
             codes = make_code_source("simplex", k, space).to(device)
-            simplex[f"simplex_{'batched' if batched else 'sequential'}_k{k}"] = (
-                variants.get(f"k{k}") or SupernetVariant(k, device), codes,
-                torch.optim.Adam(codes.parameters(), lr=1e-3), batched)
+            simplex[f"simplex_{mode}_k{k}"] = (variants.get(f"k{k}") or SupernetVariant(k, device), codes,
+                                               torch.optim.Adam(codes.parameters(), lr=1e-3), mode)
     # warm-up: oneDNN builds its kernels for each shape on first use
     for name, v in variants.items():
         for arch in archs[:3]:
             v.step(x, y, arch)
-    for name, (v, codes, opt, batched) in simplex.items():
-        simplex_step(v, codes, opt, x, y, paths(16, 1), batched)
+    for name, (v, codes, opt, mode) in simplex.items():
+        simplex_step(v, codes, opt, x, y, paths(16, 1), mode, workers)
     # paired design: every path is stepped by every variant back to back, so drift on the machine (a noisy
     # VM here: +-15% between rounds) hits all variants alike
     times = {name: [] for name in list(variants) + list(simplex)}
@@ -186,8 +211,8 @@ def time_variants(ks, rounds, steps, device, with_simplex):
                 times[name].append(timed(device, v.step, x, y, arch))
         for i in range(max(1, steps // 4)):
             simplex_paths = paths(16, 100 + r * 50 + i)
-            for name, (v, codes, opt, batched) in simplex.items():
-                times[name].append(timed(device, simplex_step, v, codes, opt, x, y, simplex_paths, batched))
+            for name, (v, codes, opt, mode) in simplex.items():
+                times[name].append(timed(device, simplex_step, v, codes, opt, x, y, simplex_paths, mode, workers))
         n = len(archs)
         print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{name} {1e3 * statistics.mean(t[-n:]):.0f} ms"
                                                      for name, t in times.items()), flush=True)
@@ -258,6 +283,7 @@ def main():
         "mode": "quick" if args.quick else "full",
         "protocol": f"NB201 C=16 N=5, batch {BATCH}, 32x32 inputs, SGD nesterov; {rounds} rounds x {steps} seeded paths, "
                     "each path stepped by every variant back to back, ratios = total time over the same paired steps (images/s ratios), paired per-step medians beside them; memory: fresh process per K, peak RSS (CPU) or max allocated (GPU)",
+        "command": " ".join(["python"] + sys.argv),
         "machine": machine_info(device),
         "step_ms": {n: 1e3 * t for n, t in step_s.items()},
         "images_per_s": ips,
@@ -283,8 +309,9 @@ def main():
     # simplex-net steps (m = 16 paths of 4 images) against the supernet step of the same K, and the whole K-shot
     # iteration (supernet step + one simplex step: simplex_interval = 1) against a one-shot step; the simplex steps
     # run in the same rounds on their own seeded paths, so these are ratios of mean step times
+    result["default_simplex_step"] = default_simplex_mode(device)
     for k in (4, 8):
-        for mode in ("batched", "sequential"):
+        for mode in SIMPLEX_MODES:
             name = f"simplex_{mode}_k{k}"
             if name in step_s:
                 result.setdefault("simplex_step_vs_supernet_step", {})[f"{mode}_k{k}"] = step_s[name] / step_s[f"k{k}"]
@@ -309,7 +336,8 @@ def main():
     print(f"K=8: time {result['time_ratio_k8']:.3f}x (per-step median {result['time_ratio_paired_median']['k8']:.3f}x), memory {result['mem_ratio_k8']:.3f}x (targets <= 1.05); "
           f"floor from the 7 extra copies' weights + momentum alone: {result['mem_ratio_floor']['k8']:.3f}x")
     for key, ratio in result.get("simplex_step_vs_supernet_step", {}).items():
-        print(f"simplex-net step ({key}): {ratio:.2f}x the supernet step (target <= 1.2 for batched); whole K-shot "
+        default = " (the default here)" if key.startswith(result["default_simplex_step"] + "_") else ""
+        print(f"simplex-net step {key}{default}: {ratio:.2f}x the supernet step (target <= 1.2); whole K-shot "
               f"iteration {result['kshot_iteration_vs_oneshot_step'][key]:.2f}x a one-shot step (target <= 2.3)")
     for batch, m in result["mem_ratio_by_batch"].items():
         print(f"  batch {batch:>4}: K=1 {m['k1_train_mb']:.0f} MB, K=8 {m['k8_train_mb']:.0f} MB, ratio {m['mem_ratio_k8']:.3f}")

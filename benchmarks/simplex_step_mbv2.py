@@ -1,13 +1,14 @@
-"""The MobileNetV2 simplex-net step, batched (`forward_groups`) against sequential, beside a supernet step.
+"""The MobileNetV2 simplex-net step, batched (`forward_groups`), sequential and threaded, beside a supernet step.
 
 Issue 15 asks for the batched simplex-net step on the MBV2 engine too. Protocol (one process, paired):
   * one K-shot MBV2 supernet and one simplex-net with its channel branch (the default `width_search`);
     per round m freshly sampled paths (ops and widths), as training samples them;
   * on the same batch: a supernet step (SGD nesterov, one path, code from the simplex-net, as the
-    training step), the batched simplex-net step and the sequential one (m groups of b/m images,
-    supernet frozen, Adam on the simplex-net), in an order that alternates between rounds so that
-    kernel creation for new shapes (oneDNN builds them on first use; every path has its own widths,
-    so training pays this too) and drift on the machine hit both simplex steps alike;
+    training step), the batched simplex-net step, the sequential one and, on a CPU, the threaded one
+    (the CPU default: the paths side by side on one worker thread per torch thread; train.py) (m groups
+    of b/m images, supernet frozen, Adam on the simplex-net), in an order that reverses between rounds so
+    that kernel creation for new shapes (oneDNN builds them on first use; every path has its own widths,
+    so training pays this too) and drift on the machine hit the simplex steps alike;
   * ratios are total time over the same rounds; the paired per-round medians beside them;
   * memory (CPU: peak RSS of a fresh process per mode, glibc with a fixed 64 KiB mmap threshold;
     GPU: max allocated): two steps of each mode after a first supernet step (the weights' gradients
@@ -38,13 +39,16 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._common import emit, run_memory_child  # noqa: E402
 from benchmarks.k_overhead import paired_ratio, timed, total_ratio  # noqa: E402
 
-from kshot_bench.runtime import tune_allocator  # noqa: E402
+from kshot_bench.runtime import ThreadWorkers, tune_allocator  # noqa: E402
 from kshot_bench.search_space import mbv2 as space  # noqa: E402
 from kshot_bench.simplex import make_code_source  # noqa: E402
 from kshot_bench.supernet.mbv2 import KShotMBV2  # noqa: E402
-from kshot_bench.train import machine_info, pick_device, simplex_loss_batched, simplex_loss_sequential  # noqa: E402
+from kshot_bench.train import (machine_info, pick_device, simplex_loss_batched, simplex_loss_sequential,  # noqa: E402
+                               simplex_loss_threaded)
 
-MODES = ("batched", "sequential")
+
+def simplex_modes(device) -> tuple:
+    return ("batched", "sequential", "threads") if device.type == "cpu" else ("batched", "sequential")
 
 
 class Setup:
@@ -59,6 +63,7 @@ class Setup:
         self.x = torch.randn(args.batch, 3, args.size, args.size, generator=g).contiguous(
             memory_format=torch.channels_last).to(device)
         self.y = torch.randint(0, args.classes, (args.batch,), generator=g).to(device)
+        self.workers = ThreadWorkers(min(torch.get_num_threads(), args.paths)) if device.type == "cpu" else None
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
@@ -74,9 +79,12 @@ class Setup:
 
     def simplex_step(self, archs, mode):
         self.simplex_opt.zero_grad(set_to_none=True)
-        with self.autocast():
-            (simplex_loss_batched if mode == "batched" else simplex_loss_sequential)(self.net, self.codes, self.x,
-                                                                                     self.y, archs)
+        if mode == "threads":
+            simplex_loss_threaded(self.net, self.codes, self.x, self.y, archs, self.workers, autocast=self.autocast)
+        else:
+            with self.autocast():
+                (simplex_loss_batched if mode == "batched" else simplex_loss_sequential)(self.net, self.codes, self.x,
+                                                                                         self.y, archs)
         self.simplex_opt.step()
 
 
@@ -136,33 +144,35 @@ def main():
     print(f"simplex_step_mbv2: K={args.k}, scale {args.scale}, {args.size}x{args.size}, batch {args.batch}, "
           f"m={args.paths}, {args.rounds} rounds, {device}", flush=True)
     s = Setup(args, device)
-    for mode in MODES:  # warm-up
+    modes = simplex_modes(device)
+    for mode in modes:  # warm-up
         s.simplex_step(paths(args.paths, 999, args.full_width), mode)
     s.supernet_step(paths(1, 998, args.full_width)[0])
-    times = {name: [] for name in ("supernet", *MODES)}
+    times = {name: [] for name in ("supernet", *modes)}
     for r in range(args.rounds):
         archs = paths(args.paths, 1 + r, args.full_width)
         times["supernet"].append(timed(device, s.supernet_step, archs[0]))
-        for mode in (MODES if r % 2 == 0 else MODES[::-1]):
+        for mode in (modes if r % 2 == 0 else modes[::-1]):
             times[mode].append(timed(device, s.simplex_step, archs, mode))
         print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {1e3 * t[-1]:.0f} ms" for n, t in times.items()),
               flush=True)
-    memory = {} if args.no_memory else {mode: measure_memory(args, device, mode) for mode in ("supernet", *MODES)}
+    memory = {} if args.no_memory else {mode: measure_memory(args, device, mode) for mode in ("supernet", *modes)}
     result = {
         "benchmark": "simplex_step_mbv2",
         "protocol": f"MobileNetV2 K={args.k} supernet at net scale {args.scale}, {args.classes} classes, batch "
                     f"{args.batch} of {args.size}x{args.size}; simplex-net step over m={args.paths} paths of "
                     f"{args.batch // args.paths} images (channel branch on, "
-                    f"{'every width 1.0' if args.full_width else 'sampled widths'}), batched vs sequential, "
+                    f"{'every width 1.0' if args.full_width else 'sampled widths'}), {', '.join(modes)}, "
                     f"beside a supernet step on the same batch; {args.rounds} rounds of fresh paths, simplex modes in "
-                    "alternating order; ratios = total time over the same rounds"
+                    "an order reversed every other round; ratios = total time over the same rounds"
                     + ("; bf16 autocast" if args.amp else ""),
+        "command": " ".join(["python"] + sys.argv),
         "machine": machine_info(device),
         "note": args.note,
         "step_ms": {n: 1e3 * statistics.mean(t) for n, t in times.items()},
         "batched_vs_sequential": total_ratio(times["batched"], times["sequential"]),
         "batched_vs_sequential_paired_median": paired_ratio(times["batched"], times["sequential"]),
-        "simplex_step_vs_supernet_step": {m: total_ratio(times[m], times["supernet"]) for m in MODES},
+        "simplex_step_vs_supernet_step": {m: total_ratio(times[m], times["supernet"]) for m in modes},
         "raw_step_s": times,
     }
     if memory:

@@ -67,11 +67,11 @@ def main():
     x, y = make_batch(device)
     codes = make_code_source("simplex", args.k, space)
     opt = torch.optim.Adam(codes.parameters(), lr=1e-3)
-    supernet_paths = paths(args.steps, seed=7)
+    supernet_paths = paths(max(args.steps, 2), seed=7)  # the two warm-up steps use the first two
     runs = {
         "supernet": lambda i: sv.step(x, y, supernet_paths[i]),
-        "batched": lambda i: simplex_step(sv, codes, opt, x, y, paths(16, 200 + i), True),
-        "sequential": lambda i: simplex_step(sv, codes, opt, x, y, paths(16, 200 + i), False),
+        "batched": lambda i: simplex_step(sv, codes, opt, x, y, paths(16, 200 + i), "batched"),
+        "sequential": lambda i: simplex_step(sv, codes, opt, x, y, paths(16, 200 + i), "sequential"),
     }
     result = {"benchmark": "simplex_step_profile",
               "protocol": f"NB201 C=16 N=5, batch 64, K={args.k}, m=16; torch.profiler self time per step (ms) "

@@ -75,6 +75,8 @@ class RunConfig:
     simplex_paths: int = 16     # m paths per simplex-net step, b/m images each
     simplex_interval: int = 1   # supernet steps per simplex-net step after warm-up
     simplex_batched: bool = True  # the m paths in one pass (supernet/groups.py); false: one after another
+    simplex_threads: int = -1   # CPU: the m paths side by side on this many threads (1 intra-op thread each; overrides
+                                # simplex_batched); -1 = automatic: torch's thread count on CPU, 0 (batched) on a GPU
     # width search (spaces with widths: mbv2), paper Sec. 4
     width_search: bool = True   # sample widths and give the simplex-net its channel branch; false: every width 1.0
     rc_weight: float = 1.0      # alpha of the channel regulariser r_c in the simplex-net loss (0 = off)
@@ -114,7 +116,8 @@ def config_hash(data: Dict[str, Any], later: Dict[str, Any]) -> str:
 
 
 LATER_FIELDS = {"micro_batches": 1, "image_size": 0, "local_val_size": 50000, "loader_workers": -1,
-                "score_precision": "auto", "net_scale": 1.0, "train_precision": "auto"}  # field -> default, for fields added after reports were committed
+                "score_precision": "auto", "net_scale": 1.0, "train_precision": "auto",
+                "simplex_threads": -1}  # field -> default, for fields added after reports were committed
 
 
 def check(cfg: RunConfig) -> None:
@@ -152,6 +155,9 @@ def check(cfg: RunConfig) -> None:
         raise UserError(f"image_size must be >= 0 (0: the dataset's size), local_val_size >= 1 and loader_workers >= -1 "
                         f"(got {cfg.image_size}, {cfg.local_val_size}, {cfg.loader_workers})",
                         fix="e.g. --set image_size=64 --set local_val_size=5000 --set loader_workers=4 (-1: automatic)")
+    if cfg.simplex_threads < -1:
+        raise UserError(f"simplex_threads must be -1 (automatic), 0 or a thread count, got {cfg.simplex_threads}",
+                        fix="e.g. --set simplex_threads=2; -1 picks torch's thread count on CPU and the batched step on a GPU")
     parse_snapshot_epochs(cfg)
     _check_space_options(cfg)
     if cfg.rc_weight < 0 or cfg.rc_margin <= 0 or cfg.rc_tau <= 0:

@@ -11,6 +11,9 @@ Called by the CLI and the benchmarks; a no-op off glibc.
 `use_bf16`: the one rule behind every `auto` precision setting (scoring, training, retraining): bf16
 autocast on CUDA, fp32 elsewhere.
 
+`ThreadWorkers`: threads that each run whole small computations with one intra-op thread (the CPU
+simplex-net step runs its m paths on them: train.simplex_loss_threaded).
+
 `device_layout`: image batches in channels_last on CUDA (cuDNN's NHWC kernels, which bf16 tensor cores
 want), unchanged elsewhere (the CPU paths were measured contiguous). The same numbers either way
 (tests/test_supernet.py checks both supernets).
@@ -19,6 +22,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, List, Sequence, TypeVar
+
+T = TypeVar("T")
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _done = False
@@ -36,6 +43,44 @@ def tune_allocator() -> bool:
         return False
     _done = ok
     return ok
+
+
+class ThreadWorkers:
+    """`n` threads that run `fn(item)` for many items at once, each with one intra-op thread.
+
+    Small computations (a 4-image path of the simplex-net step) use many cores poorly through intra-op
+    parallelism; run side by side, one per core, they use them fully. Each item is computed on one
+    intra-op thread whichever worker runs it, so its result does not depend on `n` or on the scheduling,
+    and `map` returns the results in item order. torch's thread setting is per thread for the worker
+    itself, but `torch.set_num_threads` also sets the default that new threads take: `map` restores the
+    caller's setting when it returns. Autograd, grad mode and autocast state are per thread: `fn` must
+    enter any autocast itself."""
+
+    def __init__(self, n: int):
+        if n < 1:
+            raise ValueError(f"ThreadWorkers needs n >= 1, got {n}")
+        self.n = n
+        self._pool = ThreadPoolExecutor(n, thread_name_prefix="kshot-worker")
+
+    def map(self, fn: Callable[..., T], items: Sequence) -> List[T]:
+        import torch
+
+        threads = torch.get_num_threads()
+
+        def run(item):
+            torch.set_num_threads(1)
+            return fn(item)
+
+        futures = [self._pool.submit(run, item) for item in items]
+        try:
+            return [f.result() for f in futures]
+        finally:
+            for f in futures:  # after an error (or Ctrl-C): drop the items not started
+                f.cancel()
+            torch.set_num_threads(threads)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def use_bf16(setting: str, device) -> bool:

@@ -5,7 +5,10 @@ Each iteration takes one batch b:
     (1/K during the first `warmup_epochs`), update the K-shot weights Theta;
   * after warm-up, every `simplex_interval` iterations and only for a trainable code source: a
     simplex-net step on the same batch: m paths, the batch split into m groups of b/m images, the
-    mean loss back-propagated into sigma only (Theta frozen), Adam.
+    mean loss back-propagated into sigma only (Theta frozen), Adam. On a CPU its m paths run side by
+    side on worker threads, one intra-op thread each (`simplex_threads`); on a GPU in one batched pass
+    (`simplex_batched`, supernet/groups.py); the sequential form is the reference. All three compute
+    the same step (tests/test_groups.py).
 Design choices the paper leaves open (docs/design.md): per-step cosine LR; the simplex step reuses
 the iteration's batch; every code mode warms up with 1/K; SGD updates only the ops on the sampled
 path (gradients are set to None, so off-path weights see neither momentum nor weight decay).
@@ -28,8 +31,9 @@ import os
 import platform
 import resource
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, ContextManager, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -42,7 +46,7 @@ from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
 from kshot_bench.loop import append_log_row, rewrite_log
 from kshot_bench.registry import Registry
-from kshot_bench.runtime import bf16_autocast, device_layout, use_bf16
+from kshot_bench.runtime import ThreadWorkers, bf16_autocast, device_layout, use_bf16
 from kshot_bench.search_space import SPACES
 from kshot_bench.simplex import CodeSource, code_stats, make_code_source
 
@@ -165,6 +169,44 @@ def simplex_loss_sequential(model, codes: CodeSource, x: torch.Tensor, y: torch.
     return total
 
 
+def simplex_loss_threaded(model, codes: CodeSource, x: torch.Tensor, y: torch.Tensor, archs, workers: ThreadWorkers,
+                          scale: float = 1.0, autocast: Callable[[], ContextManager] = nullcontext) -> float:
+    """The sequential step with its groups run side by side on `workers` (runtime.ThreadWorkers: one
+    intra-op thread per group), the CPU default: each group's simplex-net gradient is computed on its own
+    (`autograd.grad`), then added into the parameters' gradients in group order, as the sequential step
+    adds them, so the result does not depend on the number of workers. `autocast` is entered in each
+    worker (autocast state is per thread)."""
+    m = len(archs)
+    params = list(codes.parameters())
+    parts = list(zip(archs, x.tensor_split(m), y.tensor_split(m)))
+
+    def group(part):
+        arch, xj, yj = part
+        with autocast():
+            loss = F.cross_entropy(model(xj, arch, codes([arch])[0]), yj) / m
+        grads = torch.autograd.grad(loss if scale == 1.0 else loss * scale, params, allow_unused=True)
+        return float(loss.detach()), grads
+
+    total = 0.0
+    for loss, grads in workers.map(group, parts):
+        total += loss
+        for p, g in zip(params, grads):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad.add_(g)
+    return total
+
+
+def resolve_simplex_threads(cfg: RunConfig, device: torch.device) -> int:
+    """Worker threads of the simplex-net step: `simplex_threads`, or for -1 (automatic) torch's
+    intra-op thread count on the CPU (at most m) and 0 elsewhere (a GPU runs the batched step)."""
+    if cfg.simplex_threads == -1:
+        return min(torch.get_num_threads(), cfg.simplex_paths) if device.type == "cpu" else 0
+    if cfg.simplex_threads > 0 and device.type != "cpu":
+        raise UserError(f"simplex_threads={cfg.simplex_threads} runs the simplex-net step's paths on CPU threads, "
+                        f"but this run is on {device}", fix="set simplex_threads=-1 (automatic) or 0 on a GPU")
+    return cfg.simplex_threads
+
+
 class Trainer:
     """Supernet + simplex-net training in one process or under torchrun (`dist`).
 
@@ -185,6 +227,8 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.parts = self.dist.world_size * cfg.micro_batches  # BN parts of the global batch
         self.bf16 = use_bf16(cfg.train_precision, device)  # autocast of the supernet and simplex-net forwards
+        self.simplex_threads = resolve_simplex_threads(cfg, device)
+        self._workers: Optional[ThreadWorkers] = None  # started by the first threaded simplex-net step
         if cfg.batch_size % self.parts or cfg.batch_size // self.parts < cfg.simplex_paths:
             raise UserError(f"batch_size={cfg.batch_size} does not split into {self.dist.world_size} processes x "
                             f"{cfg.micro_batches} micro-batches of at least simplex_paths={cfg.simplex_paths} images",
@@ -313,6 +357,9 @@ class Trainer:
         self.simplex_opt.zero_grad(set_to_none=True)
         total, scale = 0.0, 1.0 / self.cfg.micro_batches
         for xp, yp in self.micro(x, y):
+            if self.simplex_threads:
+                total += self.simplex_loss_threaded(xp, yp, archs, scale) * scale
+                continue
             with self.autocast():
                 if self.cfg.simplex_batched and len(yp) % m == 0 and hasattr(self.model, "forward_groups"):
                     total += self.simplex_loss_batched(xp, yp, archs, scale) * scale
@@ -332,6 +379,18 @@ class Trainer:
 
     def simplex_loss_sequential(self, x: torch.Tensor, y: torch.Tensor, archs, scale: float = 1.0) -> float:
         return simplex_loss_sequential(self.model, self.codes, x, y, archs, scale)
+
+    def simplex_loss_threaded(self, x: torch.Tensor, y: torch.Tensor, archs, scale: float = 1.0) -> float:
+        if self._workers is None:
+            self._workers = ThreadWorkers(self.simplex_threads)
+        return simplex_loss_threaded(self.model, self.codes, x, y, archs, self._workers, scale, self.autocast)
+
+    @property
+    def simplex_mode(self) -> str:
+        """How this run computes its simplex-net steps (recorded with the run's figures)."""
+        if self.simplex_threads:
+            return f"threads({self.simplex_threads})"
+        return "batched" if self.cfg.simplex_batched and hasattr(self.model, "forward_groups") else "sequential"
 
     # ------------------------------------------------------------------ loop
     def fit(self, stop_at_step: Optional[int] = None, until_epoch: Optional[int] = None) -> Dict[str, float]:
@@ -404,6 +463,7 @@ class Trainer:
             "log_rows": len(self.read_log()),
             "bn_parts": self.parts,
             "train_precision": self.precision,
+            "simplex_step": self.simplex_mode,
         }
 
     def save_checkpoint(self) -> None:
@@ -417,7 +477,7 @@ class Trainer:
         """What scoring needs: config, supernet weights, code source, epochs trained."""
         return {"config": self.cfg.to_dict(), "config_hash": self.config_hash, "model": self.model.state_dict(),
                 "codes": self.codes.state_dict(), "epochs": self.epoch, "data": self.source, "machine": machine_info(self.device),
-                "train_precision": self.precision}
+                "train_precision": self.precision, "simplex_step": self.simplex_mode}
 
     def save_final(self) -> None:
         if self.dist.is_main:

@@ -128,8 +128,97 @@ def test_batched_simplex_step_equals_sequential(tmp_path, k, m, space):
     assert median["batched"] <= max(4 * median["sequential"], 1e-5), err
 
 
+@pytest.mark.parametrize("k", [2, 4])
+@pytest.mark.parametrize("m", [4, 16])
+@pytest.mark.parametrize("space", ["nb201", "mbv2"])
+def test_threaded_simplex_step_equals_sequential(tmp_path, k, m, space):
+    """The CPU default (the groups side by side on worker threads, one intra-op thread each) computes the
+    sequential step's loss and gradients, float64 to 1e-10, and the same bits for any number of workers."""
+    from kshot_bench.runtime import ThreadWorkers
+
+    t = make_trainer(tmp_path, k, m, space)
+    threads = torch.get_num_threads()
+    assert t.simplex_mode == f"threads({min(threads, m)})"  # the CPU default
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in t.codes.parameters():
+            p.normal_(0, 0.5)
+    x, y = next(iter(t.loader.epoch(0)))
+    archs = paths(m, seed=k, space=s if space == "nb201" else mb)
+    f64 = step_grads(t, x, y, archs, torch.float64, steps=("threaded", "sequential"))
+    assert all(p.grad is None for p in t.model.parameters()), "supernet weights must stay frozen"
+    (lt, gt, ct), (ls, gs, cs) = f64["threaded"], f64["sequential"]
+    assert lt == pytest.approx(ls, rel=1e-10)
+    torch.testing.assert_close(gt, gs, rtol=1e-10, atol=1e-10 * float(gs.abs().max()))
+    torch.testing.assert_close(ct, cs, rtol=1e-10, atol=1e-10 * float(cs.abs().max()))
+    torch.set_num_threads(1)  # the sequential step on one intra-op thread: what every worker runs
+    try:
+        one_thread = step_grads(t, x, y, archs, torch.float32, steps=("sequential",))["sequential"]
+    finally:
+        torch.set_num_threads(threads)
+    runs = []
+    for n in (1, 3):
+        t._workers = ThreadWorkers(n)
+        runs.append(step_grads(t, x, y, archs, torch.float32, steps=("threaded",))["threaded"])
+    for run in runs:
+        assert run[0] == one_thread[0] and torch.equal(run[1], one_thread[1]) and torch.equal(run[2], one_thread[2])
+
+
+@pytest.mark.parametrize("space", ["nb201", "mbv2"])
+def test_every_simplex_step_runs_in_bf16(tmp_path, space):
+    """train_precision=bf16: each way of running the step gives finite simplex-net gradients that agree to
+    bf16 rounding (the sequential step once failed: a bf16 code merged with fp32 copies)."""
+    grads = {}
+    for name, changes in {"threads": {}, "batched": {"simplex_threads": 0},
+                          "sequential": {"simplex_threads": 0, "simplex_batched": False}}.items():
+        t = make_trainer(tmp_path / name, 2, 4, space, train_precision="bf16", **changes)
+        assert t.simplex_mode.startswith(name)
+        t.simplex_step(*next(iter(t.loader.epoch(0))), step=0)
+        grads[name] = torch.cat([p.grad.flatten() for p in t.codes.parameters()])
+        assert torch.isfinite(grads[name]).all() and grads[name].abs().max() > 0
+    for name in ("threads", "batched"):
+        ref = grads["sequential"]
+        torch.testing.assert_close(grads[name], ref, rtol=0.05, atol=0.05 * float(ref.abs().max()))
+
+
+def test_thread_workers_keep_the_callers_threads_and_raise_errors():
+    from kshot_bench.runtime import ThreadWorkers
+
+    before = torch.get_num_threads()
+    workers = ThreadWorkers(2)
+    assert workers.map(lambda i: (i, torch.get_num_threads()), range(5)) == [(i, 1) for i in range(5)]
+    assert torch.get_num_threads() == before
+
+    def fail(i):
+        if i == 1:
+            raise RuntimeError("group 1 failed")
+        return i
+
+    with pytest.raises(RuntimeError, match="group 1 failed"):
+        workers.map(fail, range(4))
+    assert torch.get_num_threads() == before
+    workers.close()
+
+
+def test_simplex_threads_setting(tmp_path):
+    from kshot_bench.config import from_preset
+    from kshot_bench.errors import UserError
+    from kshot_bench.train import resolve_simplex_threads
+
+    cfg = from_preset("smoke")
+    assert resolve_simplex_threads(cfg, torch.device("cpu")) == min(torch.get_num_threads(), cfg.simplex_paths)
+    assert resolve_simplex_threads(cfg, torch.device("cuda")) == 0  # automatic: the batched step on a GPU
+    assert resolve_simplex_threads(cfg.replace(simplex_threads=3), torch.device("cpu")) == 3
+    with pytest.raises(UserError, match="simplex_threads=2 runs .* on CPU threads"):
+        resolve_simplex_threads(cfg.replace(simplex_threads=2), torch.device("cuda"))
+    with pytest.raises(UserError, match="simplex_threads must be -1"):
+        cfg.replace(simplex_threads=-2)
+    assert make_trainer(tmp_path, 2, 4, simplex_threads=0).simplex_mode == "batched"
+    assert make_trainer(tmp_path, 2, 4, simplex_threads=0, simplex_batched=False).simplex_mode == "sequential"
+
+
 def test_uneven_groups_fall_back_to_the_sequential_step(tmp_path):
-    t = make_trainer(tmp_path, 2, 5)  # 32 images do not split into 5 equal groups
+    t = make_trainer(tmp_path, 2, 5, simplex_threads=0)  # 32 images do not split into 5 equal groups
     calls = []
     t.simplex_loss_sequential = lambda *a: calls.append(1) or 0.0
     t.simplex_step(*next(iter(t.loader.epoch(0))), step=0)

@@ -26,6 +26,8 @@ def merge(theta: Tensor, code: Tensor | None) -> Tensor:
     if theta.shape[0] == 1:
         w = theta.squeeze(0)
         return w if w.is_contiguous() else w.contiguous()
+    if code.dtype != theta.dtype:  # a bf16 code (from the simplex-net under autocast) merges fp32 copies in fp32
+        code = code.to(theta.dtype)
     return torch.tensordot(code, theta, dims=1)
 
 
