@@ -418,7 +418,9 @@ EXAMPLES = {
   kshot-bench train --space mbv2 ... --set rc_weight=0          # without the channel regulariser r_c
   kshot-bench train --space mbv2 ... --set width_search=false   # operations only, every width 1.0
   torchrun --nproc_per_node 8 -m kshot_bench.cli train --space mbv2 --preset imagenet ...   # 8 GPUs, global batch 1024
-  kshot-bench train ... --set micro_batches=8 --resume   # continue an 8-process run in one process (same BN parts)""",
+  kshot-bench train ... --set micro_batches=8 --resume   # continue an 8-process run in one process (same BN parts)
+  kshot-bench train ... --set simplex_threads=0         # CPU: the simplex-net step batched in one pass (the GPU
+                                                        # default) instead of its paths side by side on threads""",
     "rank": """examples:
   kshot-bench rank --dataset cifar10 --k 4                                               # demo on the embedded sample
   kshot-bench rank --dataset cifar10 --k 4 --preset cpu --data-root ~/data/cifar10      # train, then rank
