@@ -65,7 +65,8 @@ def make_trainer(run_dir: Path, k: int, m: int, space: str = "nb201", **changes)
     return Trainer(cfg, run_dir, Splits(x, y, x, y, "random images"), torch.device("cpu"), progress=False)
 
 
-def step_grads(t: Trainer, x, y, archs, dtype, steps=("batched", "sequential")) -> Dict[str, Tuple[float, torch.Tensor, torch.Tensor]]:
+def step_grads(t: Trainer, x, y, archs, dtype,
+               steps=("batched", "sequential")) -> Dict[str, Tuple[float, torch.Tensor, torch.Tensor]]:
     """Per step (of "batched", "sequential", "threaded"), in `dtype`: (loss, the simplex-net gradient
     flattened, the gradient into each group's code `[m, K]`), all float64."""
     t.model.to(dtype)

@@ -180,6 +180,7 @@ def default_simplex_mode(device) -> str:
 
 
 def time_variants(ks, rounds, steps, device, with_simplex):
+    from kshot_bench.runtime import ThreadWorkers
     from kshot_bench.simplex import make_code_source
 
     archs = paths(steps)
@@ -187,8 +188,6 @@ def time_variants(ks, rounds, steps, device, with_simplex):
     variants = {f"k{k}": SupernetVariant(k, device) for k in ks}
     variants["standalone"] = StandaloneVariant(archs, device)
     variants["reference"] = ReferenceVariant(device)
-    from kshot_bench.runtime import ThreadWorkers
-
     workers = ThreadWorkers(min(torch.get_num_threads(), 16))  # what the trainer's default starts on a CPU
     simplex = {}
     for k in with_simplex:

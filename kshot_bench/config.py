@@ -157,7 +157,8 @@ def check(cfg: RunConfig) -> None:
                         fix="e.g. --set image_size=64 --set local_val_size=5000 --set loader_workers=4 (-1: automatic)")
     if cfg.simplex_threads < -1:
         raise UserError(f"simplex_threads must be -1 (automatic), 0 or a thread count, got {cfg.simplex_threads}",
-                        fix="e.g. --set simplex_threads=2; -1 picks torch's thread count on CPU and the batched step on a GPU")
+                        fix="e.g. --set simplex_threads=2; -1 picks torch's thread count on CPU and the batched "
+                            "step on a GPU")
     parse_snapshot_epochs(cfg)
     _check_space_options(cfg)
     if cfg.rc_weight < 0 or cfg.rc_margin <= 0 or cfg.rc_tau <= 0:

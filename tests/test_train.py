@@ -51,7 +51,7 @@ def test_identical_init_with_simplex_codes_warns(tmp_path, splits):
                                               ("simplex", 2, {"simplex_threads": 0}),  # batched
                                               ("simplex", 2, {"simplex_threads": 0, "simplex_batched": False}),
                                               ("simplex", 2, {"simplex_threads": 3}),
-                                              ("simplex", 2, {"simplex_paths": 3, "simplex_threads": 0})])  # uneven: sequential
+                                              ("simplex", 2, {"simplex_paths": 3, "simplex_threads": 0})])  # uneven
 def test_resume_mid_epoch_is_exact(tmp_path, splits, code, k, changes):
     cfg = smoke(code=code, k=k, **changes)
     straight = Trainer(cfg, tmp_path / "straight", splits, torch.device("cpu"), progress=False)
