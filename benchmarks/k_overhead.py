@@ -44,6 +44,7 @@ import argparse
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -152,17 +153,18 @@ class StandaloneVariant(_Variant):
 SIMPLEX_MODES = ("batched", "sequential", "threads")
 
 
-def simplex_step(variant: SupernetVariant, codes, opt, x, y, archs, mode: str, workers=None):
-    """A simplex-net step as train.Trainer.simplex_step runs it (m = len(archs) paths, supernet frozen):
-    `mode` batched (one pass), sequential (one group after another) or threads (the groups side by side on
-    `workers`, a runtime.ThreadWorkers: the CPU default)."""
+def simplex_step(net, codes, opt, x, y, archs, mode: str, workers=None, autocast=nullcontext):
+    """A simplex-net step as train.Trainer.simplex_step runs it (m = len(archs) paths, supernet `net`
+    frozen): `mode` batched (one pass), sequential (one group after another) or threads (the groups side by
+    side on `workers`, a runtime.ThreadWorkers: the CPU default); the forwards under `autocast`."""
     from kshot_bench.train import simplex_loss_batched, simplex_loss_sequential, simplex_loss_threaded
 
     opt.zero_grad(set_to_none=True)
     if mode == "threads":
-        simplex_loss_threaded(variant.net, codes, x, y, archs, workers)
+        simplex_loss_threaded(net, codes, x, y, archs, workers, autocast=autocast)
     else:
-        (simplex_loss_batched if mode == "batched" else simplex_loss_sequential)(variant.net, codes, x, y, archs)
+        with autocast():
+            (simplex_loss_batched if mode == "batched" else simplex_loss_sequential)(net, codes, x, y, archs)
     opt.step()
 
 
@@ -200,7 +202,7 @@ def time_variants(ks, rounds, steps, device, with_simplex):
         for arch in archs[:3]:
             v.step(x, y, arch)
     for name, (v, codes, opt, mode) in simplex.items():
-        simplex_step(v, codes, opt, x, y, paths(16, 1), mode, workers)
+        simplex_step(v.net, codes, opt, x, y, paths(16, 1), mode, workers)
     # paired design: every path is stepped by every variant back to back, so drift on the machine (a noisy
     # VM here: +-15% between rounds) hits all variants alike
     times = {name: [] for name in list(variants) + list(simplex)}
@@ -211,7 +213,7 @@ def time_variants(ks, rounds, steps, device, with_simplex):
         for i in range(max(1, steps // 4)):
             simplex_paths = paths(16, 100 + r * 50 + i)
             for name, (v, codes, opt, mode) in simplex.items():
-                times[name].append(timed(device, simplex_step, v, codes, opt, x, y, simplex_paths, mode, workers))
+                times[name].append(timed(device, simplex_step, v.net, codes, opt, x, y, simplex_paths, mode, workers))
         n = len(archs)
         print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{name} {1e3 * statistics.mean(t[-n:]):.0f} ms"
                                                      for name, t in times.items()), flush=True)

@@ -37,18 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import emit, run_memory_child  # noqa: E402
-from benchmarks.k_overhead import paired_ratio, timed, total_ratio  # noqa: E402
+from benchmarks.k_overhead import paired_ratio, simplex_modes, simplex_step, timed, total_ratio  # noqa: E402
 
 from kshot_bench.runtime import ThreadWorkers, tune_allocator  # noqa: E402
 from kshot_bench.search_space import mbv2 as space  # noqa: E402
 from kshot_bench.simplex import make_code_source  # noqa: E402
 from kshot_bench.supernet.mbv2 import KShotMBV2  # noqa: E402
-from kshot_bench.train import (machine_info, pick_device, simplex_loss_batched, simplex_loss_sequential,  # noqa: E402
-                               simplex_loss_threaded)
-
-
-def simplex_modes(device) -> tuple:
-    return ("batched", "sequential", "threads") if device.type == "cpu" else ("batched", "sequential")
+from kshot_bench.train import machine_info, pick_device  # noqa: E402
 
 
 class Setup:
@@ -78,14 +73,7 @@ class Setup:
         self.opt.step()
 
     def simplex_step(self, archs, mode):
-        self.simplex_opt.zero_grad(set_to_none=True)
-        if mode == "threads":
-            simplex_loss_threaded(self.net, self.codes, self.x, self.y, archs, self.workers, autocast=self.autocast)
-        else:
-            with self.autocast():
-                (simplex_loss_batched if mode == "batched" else simplex_loss_sequential)(self.net, self.codes, self.x,
-                                                                                         self.y, archs)
-        self.simplex_opt.step()
+        simplex_step(self.net, self.codes, self.simplex_opt, self.x, self.y, archs, mode, self.workers, self.autocast)
 
 
 def paths(n: int, seed: int, full_width: bool = False):

@@ -70,8 +70,8 @@ def main():
     supernet_paths = paths(max(args.steps, 2), seed=7)  # the two warm-up steps use the first two
     runs = {
         "supernet": lambda i: sv.step(x, y, supernet_paths[i]),
-        "batched": lambda i: simplex_step(sv, codes, opt, x, y, paths(16, 200 + i), "batched"),
-        "sequential": lambda i: simplex_step(sv, codes, opt, x, y, paths(16, 200 + i), "sequential"),
+        "batched": lambda i: simplex_step(sv.net, codes, opt, x, y, paths(16, 200 + i), "batched"),
+        "sequential": lambda i: simplex_step(sv.net, codes, opt, x, y, paths(16, 200 + i), "sequential"),
     }
     result = {"benchmark": "simplex_step_profile",
               "protocol": f"NB201 C=16 N=5, batch 64, K={args.k}, m=16; torch.profiler self time per step (ms) "

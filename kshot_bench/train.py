@@ -158,12 +158,23 @@ def simplex_loss_batched(model, codes: CodeSource, x: torch.Tensor, y: torch.Ten
     return float(loss.detach())
 
 
+def simplex_groups(x: torch.Tensor, y: torch.Tensor, archs) -> list:
+    """The m groups of a simplex-net step: (arch, its images, their labels), group j = the j-th part."""
+    m = len(archs)
+    return list(zip(archs, x.tensor_split(m), y.tensor_split(m)))
+
+
+def group_loss(model, codes: CodeSource, group, m: int) -> torch.Tensor:
+    """One group's share of the simplex-net loss: its mean loss over its own path and code, / m."""
+    arch, xj, yj = group
+    return F.cross_entropy(model(xj, arch, codes([arch])[0]), yj) / m
+
+
 def simplex_loss_sequential(model, codes: CodeSource, x: torch.Tensor, y: torch.Tensor, archs, scale: float = 1.0) -> float:
     """The same, one group after another (the reference; memory: one group's activations at a time)."""
-    m, total = len(archs), 0.0
-    params = list(codes.parameters())
-    for arch, xj, yj in zip(archs, x.tensor_split(m), y.tensor_split(m)):
-        loss = F.cross_entropy(model(xj, arch, codes([arch])[0]), yj) / m
+    total, params = 0.0, list(codes.parameters())
+    for group in simplex_groups(x, y, archs):
+        loss = group_loss(model, codes, group, len(archs))
         (loss if scale == 1.0 else loss * scale).backward(inputs=params)
         total += float(loss.detach())
     return total
@@ -176,19 +187,16 @@ def simplex_loss_threaded(model, codes: CodeSource, x: torch.Tensor, y: torch.Te
     (`autograd.grad`), then added into the parameters' gradients in group order, as the sequential step
     adds them, so the result does not depend on the number of workers. `autocast` is entered in each
     worker (autocast state is per thread)."""
-    m = len(archs)
     params = list(codes.parameters())
-    parts = list(zip(archs, x.tensor_split(m), y.tensor_split(m)))
 
-    def group(part):
-        arch, xj, yj = part
+    def run(group):
         with autocast():
-            loss = F.cross_entropy(model(xj, arch, codes([arch])[0]), yj) / m
+            loss = group_loss(model, codes, group, len(archs))
         grads = torch.autograd.grad(loss if scale == 1.0 else loss * scale, params, allow_unused=True)
         return float(loss.detach()), grads
 
     total = 0.0
-    for loss, grads in workers.map(group, parts):
+    for loss, grads in workers.map(run, simplex_groups(x, y, archs)):
         total += loss
         for p, g in zip(params, grads):
             if g is not None:

@@ -92,6 +92,17 @@ def test_forward_groups_refuses_uneven_groups(net):
         net.forward_groups(torch.randn(8, 3, 32, 32), archs, torch.full((4, 3), 1 / 3))
 
 
+def step_setup(tmp_path, k, m, space):
+    """A smoke Trainer with a trained-looking simplex-net (codes away from uniform), a batch and m paths."""
+    t = make_trainer(tmp_path, k, m, space)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in t.codes.parameters():
+            p.normal_(0, 0.5)
+    x, y = next(iter(t.loader.epoch(0)))
+    return t, x, y, paths(m, seed=k, space=s if space == "nb201" else mb)
+
+
 @pytest.mark.parametrize("k", [2, 4])
 @pytest.mark.parametrize("m", [4, 16])
 @pytest.mark.parametrize("space", ["nb201", "mbv2"])
@@ -100,13 +111,7 @@ def test_batched_simplex_step_equals_sequential(tmp_path, k, m, space):
     own rounding (the grouped and the per-group convolutions sum in different orders); measured against
     the float64 result of the same weights, the batched step must be about as accurate as the sequential
     one. MBV2: the simplex-net with its channel branch, paths of sampled widths."""
-    t = make_trainer(tmp_path, k, m, space)
-    torch.manual_seed(1)
-    with torch.no_grad():  # a trained-looking simplex-net: codes away from uniform
-        for p in t.codes.parameters():
-            p.normal_(0, 0.5)
-    x, y = next(iter(t.loader.epoch(0)))
-    archs = paths(m, seed=k, space=s if space == "nb201" else mb)
+    t, x, y, archs = step_setup(tmp_path, k, m, space)
     f32 = step_grads(t, x, y, archs, torch.float32)
     f64 = step_grads(t, x, y, archs, torch.float64)
     assert all(p.grad is None for p in t.model.parameters()), "supernet weights must stay frozen"
@@ -136,15 +141,9 @@ def test_threaded_simplex_step_equals_sequential(tmp_path, k, m, space):
     sequential step's loss and gradients, float64 to 1e-10, and the same bits for any number of workers."""
     from kshot_bench.runtime import ThreadWorkers
 
-    t = make_trainer(tmp_path, k, m, space)
+    t, x, y, archs = step_setup(tmp_path, k, m, space)
     threads = torch.get_num_threads()
     assert t.simplex_mode == f"threads({min(threads, m)})"  # the CPU default
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in t.codes.parameters():
-            p.normal_(0, 0.5)
-    x, y = next(iter(t.loader.epoch(0)))
-    archs = paths(m, seed=k, space=s if space == "nb201" else mb)
     f64 = step_grads(t, x, y, archs, torch.float64, steps=("threaded", "sequential"))
     assert all(p.grad is None for p in t.model.parameters()), "supernet weights must stay frozen"
     (lt, gt, ct), (ls, gs, cs) = f64["threaded"], f64["sequential"]
