@@ -15,6 +15,11 @@ Protocol (NB201 C=16, N=5, batch 64, CIFAR-size inputs, SGD nesterov as in train
     the default on a CPU), reported relative to the supernet step of the same K, and the whole K-shot
     iteration (supernet step + simplex step) relative to a one-shot (K = 1) step. Targets (issue 15): the
     step <= 1.2x, the iteration <= 2.3x (the default step is named in the result).
+  * per-path floor, in the same rounds on the same path sets: the m groups' passes alone (forward and
+    backward to the weights, b/m images each) through the K = 1 supernet, one after another and, on a CPU,
+    side by side on the same worker threads. Every exact per-path simplex-net step (sequential, threads)
+    does at least this work, and adds merges, code gradients and the simplex-net; the batched step is
+    not bounded by it. Reported against the supernet step of each K, and the per-path steps against it.
   * memory: one fresh process per K builds the supernet, steps once through an all-1x1 and an
     all-3x3 path (so every weight has its momentum buffer: the steady state of a long run), then
     the all-3x3 path again (the largest activation footprint) and a few sampled paths; peak RSS
@@ -151,6 +156,7 @@ class StandaloneVariant(_Variant):
 
 
 SIMPLEX_MODES = ("batched", "sequential", "threads")
+NOT_SUPERNET_STEPS = ("simplex", "per_path")  # timed entries that are no supernet training step
 
 
 def simplex_step(net, codes, opt, x, y, archs, mode: str, workers=None, autocast=nullcontext):
@@ -166,6 +172,30 @@ def simplex_step(net, codes, opt, x, y, archs, mode: str, workers=None, autocast
         with autocast():
             (simplex_loss_batched if mode == "batched" else simplex_loss_sequential)(net, codes, x, y, archs)
     opt.step()
+
+
+def per_path_pass(net, x, y, archs, mode: str, workers=None, autocast=nullcontext):
+    """The per-path floor of the simplex-net step: its m groups (len(archs) paths, b/m images each) through the
+    K = 1 supernet `net`, forward and backward to the weights (input and weight gradients, the work every
+    exact per-path step does), with no merge, no code and no simplex-net; `mode` sequential, or threads
+    (side by side on `workers`, as the threaded step); the forwards under `autocast`. Nothing is updated."""
+    from kshot_bench.train import simplex_groups
+
+    params = list(net.parameters())
+
+    def run(group):
+        arch, xj, yj = group
+        with autocast():
+            loss = F.cross_entropy(net(xj, arch, None), yj) / len(archs)
+        return torch.autograd.grad(loss, params, allow_unused=True)
+
+    groups = simplex_groups(x, y, archs)
+    workers.map(run, groups) if mode == "threads" else [run(g) for g in groups]
+
+
+def per_path_modes(device) -> tuple:
+    """The exact per-path steps (the ones per_path_pass bounds from below) timed on `device`."""
+    return tuple(m for m in simplex_modes(device) if m != "batched")
 
 
 def simplex_modes(device) -> tuple:
@@ -197,15 +227,18 @@ def time_variants(ks, rounds, steps, device, with_simplex):
             codes = make_code_source("simplex", k, space).to(device)
             simplex[f"simplex_{mode}_k{k}"] = (variants.get(f"k{k}") or SupernetVariant(k, device), codes,
                                                torch.optim.Adam(codes.parameters(), lr=1e-3), mode)
+    floor = {f"per_path_{mode}": mode for mode in per_path_modes(device)} if with_simplex else {}
     # warm-up: oneDNN builds its kernels for each shape on first use
     for name, v in variants.items():
         for arch in archs[:3]:
             v.step(x, y, arch)
     for name, (v, codes, opt, mode) in simplex.items():
         simplex_step(v.net, codes, opt, x, y, paths(16, 1), mode, workers)
+    for mode in floor.values():
+        per_path_pass(variants["k1"].net, x, y, paths(16, 1), mode, workers)
     # paired design: every path is stepped by every variant back to back, so drift on the machine (a noisy
     # VM here: +-15% between rounds) hits all variants alike
-    times = {name: [] for name in list(variants) + list(simplex)}
+    times = {name: [] for name in list(variants) + list(simplex) + list(floor)}
     for r in range(rounds):
         for arch in archs:
             for name, v in variants.items():
@@ -214,6 +247,8 @@ def time_variants(ks, rounds, steps, device, with_simplex):
             simplex_paths = paths(16, 100 + r * 50 + i)
             for name, (v, codes, opt, mode) in simplex.items():
                 times[name].append(timed(device, simplex_step, v.net, codes, opt, x, y, simplex_paths, mode, workers))
+            for name, mode in floor.items():
+                times[name].append(timed(device, per_path_pass, variants["k1"].net, x, y, simplex_paths, mode, workers))
         n = len(archs)
         print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{name} {1e3 * statistics.mean(t[-n:]):.0f} ms"
                                                      for name, t in times.items()), flush=True)
@@ -268,7 +303,7 @@ def main():
     print(f"k_overhead: K {ks}, {rounds} rounds x {steps} paths, batch {BATCH}, NB201 C=16 N=5, {device}", flush=True)
     times = time_variants(ks, rounds, steps, device, with_simplex=(8,) if args.quick else (4, 8))
     step_s = {name: statistics.mean(t) for name, t in times.items()}  # over the same paths for every variant
-    ips = {name: BATCH / t for name, t in step_s.items() if not name.startswith("simplex")}
+    ips = {name: BATCH / t for name, t in step_s.items() if not name.startswith(NOT_SUPERNET_STEPS)}
     memory = {f"k{k}": measure_memory(k, 2 if args.quick else 8, device) for k in ks}
     # where the paper's +5% can hold: the K copies add a fixed state (weights + SGD momentum), the
     # activations grow with the batch; the paper's Table 1 is MobileNetV2 on ImageNet at 128 images/GPU
@@ -318,13 +353,20 @@ def main():
                 result.setdefault("simplex_step_vs_supernet_step", {})[f"{mode}_k{k}"] = step_s[name] / step_s[f"k{k}"]
                 result.setdefault("kshot_iteration_vs_oneshot_step", {})[f"{mode}_k{k}"] = (
                     (step_s[f"k{k}"] + step_s[name]) / step_s["k1"])
+    # the floor of any exact per-path step: its groups' passes alone on the K = 1 supernet (per_path_pass)
+    for k in (4, 8):
+        for mode in per_path_modes(device):
+            name, floor = f"simplex_{mode}_k{k}", f"per_path_{mode}"
+            if name in step_s and floor in step_s:
+                result.setdefault("per_path_floor_vs_supernet_step", {})[f"{mode}_k{k}"] = step_s[floor] / step_s[f"k{k}"]
+                result.setdefault("simplex_step_vs_per_path_floor", {})[f"{mode}_k{k}"] = step_s[name] / step_s[floor]
     result["time_ratio_k8"] = result["time_ratio"]["k8"]
     result["mem_ratio_k8"] = result["mem_ratio"]["k8"]
     result["wall_s"] = time.time() - started
 
     print(f"\n{'variant':<12}{'ms/step':>10}{'img/s':>10}{'time x':>9}{'train MB':>10}{'mem x':>8}")
     for name in step_s:
-        if name.startswith("simplex"):
+        if name.startswith(NOT_SUPERNET_STEPS):
             continue
         mem = memory.get(name)
         print(f"{name:<12}{1e3 * step_s[name]:>10.1f}{ips[name]:>10.1f}"
@@ -340,6 +382,9 @@ def main():
         default = " (the default here)" if key.startswith(result["default_simplex_step"] + "_") else ""
         print(f"simplex-net step {key}{default}: {ratio:.2f}x the supernet step (target <= 1.2); whole K-shot "
               f"iteration {result['kshot_iteration_vs_oneshot_step'][key]:.2f}x a one-shot step (target <= 2.3)")
+    for key, ratio in result.get("per_path_floor_vs_supernet_step", {}).items():
+        print(f"per-path floor {key}: the m groups' passes alone on the K=1 supernet cost {ratio:.2f}x the supernet "
+              f"step; the simplex-net step costs {result['simplex_step_vs_per_path_floor'][key]:.2f}x this floor")
     for batch, m in result["mem_ratio_by_batch"].items():
         print(f"  batch {batch:>4}: K=1 {m['k1_train_mb']:.0f} MB, K=8 {m['k8_train_mb']:.0f} MB, ratio {m['mem_ratio_k8']:.3f}")
     emit(result, "k_overhead", args.quick, device.type, args.out)

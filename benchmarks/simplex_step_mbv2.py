@@ -10,6 +10,9 @@ Issue 15 asks for the batched simplex-net step on the MBV2 engine too. Protocol 
     that kernel creation for new shapes (oneDNN builds them on first use; every path has its own widths,
     so training pays this too) and drift on the machine hit the simplex steps alike;
   * ratios are total time over the same rounds; the paired per-round medians beside them;
+  * the per-path floor (benchmarks/k_overhead.py: per_path_pass), in the same rounds on the same paths: the
+    m groups' passes alone, forward and backward to the weights, through a K = 1 supernet, one after
+    another and, on a CPU, side by side on the same worker threads;
   * memory (CPU: peak RSS of a fresh process per mode, glibc with a fixed 64 KiB mmap threshold;
     GPU: max allocated): two steps of each mode after a first supernet step (the weights' gradients
     exist), above the memory before; the supernet step's (one path on the whole batch: the activations
@@ -37,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import emit, run_memory_child  # noqa: E402
-from benchmarks.k_overhead import paired_ratio, simplex_modes, simplex_step, timed, total_ratio  # noqa: E402
+from benchmarks.k_overhead import paired_ratio, per_path_modes, per_path_pass, simplex_modes  # noqa: E402
+from benchmarks.k_overhead import simplex_step, timed, total_ratio  # noqa: E402
 
 from kshot_bench.runtime import ThreadWorkers, tune_allocator  # noqa: E402
 from kshot_bench.search_space import mbv2 as space  # noqa: E402
@@ -51,6 +55,7 @@ class Setup:
         torch.manual_seed(0)
         self.device, self.amp = device, args.amp
         self.net = KShotMBV2(args.k, args.classes, scale=args.scale).to(device)
+        self.floor_net = KShotMBV2(1, args.classes, scale=args.scale).to(device)  # per-path floor (k_overhead)
         self.codes = make_code_source("simplex", args.k, space, widths=True).to(device)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=0.02, momentum=0.9, nesterov=True, weight_decay=4e-5)
         self.simplex_opt = torch.optim.Adam(self.codes.parameters(), lr=1e-3)
@@ -74,6 +79,9 @@ class Setup:
 
     def simplex_step(self, archs, mode):
         simplex_step(self.net, self.codes, self.simplex_opt, self.x, self.y, archs, mode, self.workers, self.autocast)
+
+    def per_path_pass(self, archs, mode):
+        per_path_pass(self.floor_net, self.x, self.y, archs, mode, self.workers, self.autocast)
 
 
 def paths(n: int, seed: int, full_width: bool = False):
@@ -133,15 +141,18 @@ def main():
           f"m={args.paths}, {args.rounds} rounds, {device}", flush=True)
     s = Setup(args, device)
     modes = simplex_modes(device)
-    for mode in modes:  # warm-up
-        s.simplex_step(paths(args.paths, 999, args.full_width), mode)
+    # the simplex steps and, named per_path_<mode>, the per-path floor of the exact per-path steps
+    steps = {**{mode: (s.simplex_step, mode) for mode in modes},
+             **{f"per_path_{mode}": (s.per_path_pass, mode) for mode in per_path_modes(device)}}
+    for step, mode in steps.values():  # warm-up
+        step(paths(args.paths, 999, args.full_width), mode)
     s.supernet_step(paths(1, 998, args.full_width)[0])
-    times = {name: [] for name in ("supernet", *modes)}
+    times = {name: [] for name in ("supernet", *steps)}
     for r in range(args.rounds):
         archs = paths(args.paths, 1 + r, args.full_width)
         times["supernet"].append(timed(device, s.supernet_step, archs[0]))
-        for mode in (modes if r % 2 == 0 else modes[::-1]):
-            times[mode].append(timed(device, s.simplex_step, archs, mode))
+        for name in (list(steps) if r % 2 == 0 else list(steps)[::-1]):
+            times[name].append(timed(device, steps[name][0], archs, steps[name][1]))
         print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {1e3 * t[-1]:.0f} ms" for n, t in times.items()),
               flush=True)
     memory = {} if args.no_memory else {mode: measure_memory(args, device, mode) for mode in ("supernet", *modes)}
@@ -161,15 +172,18 @@ def main():
         "batched_vs_sequential": total_ratio(times["batched"], times["sequential"]),
         "batched_vs_sequential_paired_median": paired_ratio(times["batched"], times["sequential"]),
         "simplex_step_vs_supernet_step": {m: total_ratio(times[m], times["supernet"]) for m in modes},
+        "per_path_floor_vs_supernet_step": {m: total_ratio(times[f"per_path_{m}"], times["supernet"])
+                                            for m in per_path_modes(device)},
+        "simplex_step_vs_per_path_floor": {m: total_ratio(times[m], times[f"per_path_{m}"]) for m in per_path_modes(device)},
         "raw_step_s": times,
     }
     if memory:
         result["memory_mb"] = memory
     result["wall_s"] = time.time() - started
-    print(f"\n{'step':<12}{'ms':>8}{'x supernet':>12}" + (f"{'MB':>8}" if memory else ""))
-    for n in times:
-        ratio = 1.0 if n == "supernet" else result["simplex_step_vs_supernet_step"][n]
-        print(f"{n:<12}{result['step_ms'][n]:>8.0f}{ratio:>12.2f}" + (f"{memory[n]['train_mb']:>8.0f}" if n in memory else ""))
+    print(f"\n{'step':<20}{'ms':>8}{'x supernet':>12}" + (f"{'MB':>8}" if memory else ""))
+    for n, t in times.items():
+        print(f"{n:<20}{result['step_ms'][n]:>8.0f}{total_ratio(t, times['supernet']):>12.2f}"
+              + (f"{memory[n]['train_mb']:>8.0f}" if n in memory else ""))
     print(f"batched / sequential: {result['batched_vs_sequential']:.2f}x (paired median "
           f"{result['batched_vs_sequential_paired_median']:.2f}x)")
     emit(result, f"simplex_step_mbv2-s{args.scale:g}-{args.size}-b{args.batch}-m{args.paths}"
