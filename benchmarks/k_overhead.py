@@ -15,6 +15,8 @@ Protocol (NB201 C=16, N=5, batch 64, CIFAR-size inputs, SGD nesterov as in train
     the default on a CPU), reported relative to the supernet step of the same K, and the whole K-shot
     iteration (supernet step + simplex step) relative to a one-shot (K = 1) step. Targets (issue 15): the
     step <= 1.2x, the iteration <= 2.3x (the default step is named in the result).
+  * the simplex-net steps and the floor below run on each path set in an order that reverses from one
+    set to the next.
   * per-path floor, in the same rounds on the same path sets: the m groups' passes alone (forward and
     backward to the weights, b/m images each) through the K = 1 supernet, one after another and, on a CPU,
     side by side on the same worker threads. Every exact per-path simplex-net step (sequential, threads)
@@ -245,10 +247,13 @@ def time_variants(ks, rounds, steps, device, with_simplex):
                 times[name].append(timed(device, v.step, x, y, arch))
         for i in range(max(1, steps // 4)):
             simplex_paths = paths(16, 100 + r * 50 + i)
-            for name, (v, codes, opt, mode) in simplex.items():
-                times[name].append(timed(device, simplex_step, v.net, codes, opt, x, y, simplex_paths, mode, workers))
-            for name, mode in floor.items():
-                times[name].append(timed(device, per_path_pass, variants["k1"].net, x, y, simplex_paths, mode, workers))
+            runs = [(name, simplex_step, (v.net, codes, opt, x, y, simplex_paths, mode, workers))
+                    for name, (v, codes, opt, mode) in simplex.items()]
+            runs += [(name, per_path_pass, (variants["k1"].net, x, y, simplex_paths, mode, workers))
+                     for name, mode in floor.items()]
+            # in an order that reverses from one path set to the next, so that no step always runs first
+            for name, step, args in (runs if i % 2 == 0 else runs[::-1]):
+                times[name].append(timed(device, step, *args))
         n = len(archs)
         print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{name} {1e3 * statistics.mean(t[-n:]):.0f} ms"
                                                      for name, t in times.items()), flush=True)
