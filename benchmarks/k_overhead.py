@@ -192,17 +192,21 @@ def per_path_pass(net, x, y, archs, mode: str, workers=None, autocast=nullcontex
         return torch.autograd.grad(loss, params, allow_unused=True)
 
     groups = simplex_groups(x, y, archs)
-    workers.map(run, groups) if mode == "threads" else [run(g) for g in groups]
-
-
-def per_path_modes(device) -> tuple:
-    """The exact per-path steps (the ones per_path_pass bounds from below) timed on `device`."""
-    return tuple(m for m in simplex_modes(device) if m != "batched")
+    if mode == "threads":
+        workers.map(run, groups)
+    else:
+        for group in groups:
+            run(group)
 
 
 def simplex_modes(device) -> tuple:
     """The ways of running the step timed on `device`: worker threads are a CPU setting."""
     return SIMPLEX_MODES if device.type == "cpu" else SIMPLEX_MODES[:2]
+
+
+def per_path_modes(device) -> tuple:
+    """The exact per-path steps (the ones per_path_pass bounds from below) timed on `device`."""
+    return tuple(m for m in simplex_modes(device) if m != "batched")
 
 
 def default_simplex_mode(device) -> str:

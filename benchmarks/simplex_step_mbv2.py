@@ -27,6 +27,7 @@ The last line printed is the result as one JSON object (also written to benchmar
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -55,7 +56,6 @@ class Setup:
         torch.manual_seed(0)
         self.device, self.amp = device, args.amp
         self.net = KShotMBV2(args.k, args.classes, scale=args.scale).to(device)
-        self.floor_net = KShotMBV2(1, args.classes, scale=args.scale).to(device)  # per-path floor (k_overhead)
         self.codes = make_code_source("simplex", args.k, space, widths=True).to(device)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=0.02, momentum=0.9, nesterov=True, weight_decay=4e-5)
         self.simplex_opt = torch.optim.Adam(self.codes.parameters(), lr=1e-3)
@@ -79,6 +79,12 @@ class Setup:
 
     def simplex_step(self, archs, mode):
         simplex_step(self.net, self.codes, self.simplex_opt, self.x, self.y, archs, mode, self.workers, self.autocast)
+
+    @functools.cached_property
+    def floor_net(self):
+        """The K = 1 supernet of the per-path floor (k_overhead.per_path_pass), built on first use: the memory
+        children never need it."""
+        return KShotMBV2(1, self.net.num_classes, scale=self.net.scale).to(self.device)
 
     def per_path_pass(self, archs, mode):
         per_path_pass(self.floor_net, self.x, self.y, archs, mode, self.workers, self.autocast)
