@@ -17,6 +17,12 @@ Presets:
          tau-vs-epochs curve; a simplex-net step every 4 supernet steps (the batched step costs about
          2.2 supernet steps on a 2-core CPU, so this keeps the K-shot phase near 1.5x one-shot per
          iteration; docs/design.md); 500 sampled archs scored on 2,000 validation images each.
+  narrow the NB201 recipe at the paper's 250 epochs on one CPU core (issue 25): a narrow skeleton (C=5, N=5;
+         SPEC 5a: C=5 ranks as well as C=16 and costs far less), ENN-balanced sampling, a simplex-net
+         step every 4 supernet steps (as `long`), snapshots after epochs 50, 100, 150, 200 and 250; 1,000
+         sampled archs scored at every snapshot, a larger set (`final_archs`) at the last one, each on a
+         fixed seeded subset of the NB201 `valid` half (`score_images`, sized by measurement:
+         docs/design.md, "The `narrow` preset").
   demo   the default when no --data-root is given: the embedded CIFAR-10 sample (5,000 training and
          1,000 scoring images shipped with the package), the cpu skeleton (C=16, N=1), 3 epochs
          (1 warm-up), 50 sampled archs scored on all 1,000 sample images. About a minute on 2 cores; it
@@ -68,6 +74,7 @@ class RunConfig:
     local_val_size: int = 50000  # images of ImageNet train held out as the local validation split (scoring)
     loader_workers: int = -1    # DataLoader workers for image folders; -1 = every core but one, at most 8
     unique_sampling: bool = False
+    sampling: str = "uniform"   # how training draws paths: uniform | balanced (NB201: ENN groups, SPEC 5a)
     train_subset: int = 0       # 0 = the whole training part; else a fixed seeded subset
     # simplex-net
     simplex_hidden: int = 64
@@ -85,6 +92,7 @@ class RunConfig:
     rc_widths: int = 4          # width settings per sampled arch for r_c
     # scoring (rank)
     archs: str = "all"          # all | unique | N (a seeded sample of N archs)
+    final_archs: str = ""       # the arch set for a supernet at the run's last epoch ("": the same as archs)
     score_images: int = 0       # 0 = the whole scoring part
     score_batch: int = 512
     score_by: str = "acc"       # acc: top-1 accuracy | loss: mean cross-entropy, negated (both are always computed)
@@ -115,9 +123,10 @@ def config_hash(data: Dict[str, Any], later: Dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
 
 
+# field -> default, for fields added after reports were committed
 LATER_FIELDS = {"micro_batches": 1, "image_size": 0, "local_val_size": 50000, "loader_workers": -1,
                 "score_precision": "auto", "net_scale": 1.0, "train_precision": "auto",
-                "simplex_threads": -1}  # field -> default, for fields added after reports were committed
+                "simplex_threads": -1, "sampling": "uniform", "final_archs": ""}
 
 
 def check(cfg: RunConfig) -> None:
@@ -127,7 +136,12 @@ def check(cfg: RunConfig) -> None:
     from kshot_bench.supernet.kshot import KSHOT_INITS
 
     DATASETS.get(cfg.dataset)
-    SPACES.get(cfg.space)
+    space = SPACES.get(cfg.space)
+    if cfg.sampling not in space.SAMPLINGS:
+        raise UserError(f"sampling={cfg.sampling!r} is not defined for the {cfg.space} space (it offers: "
+                        f"{', '.join(space.SAMPLINGS)})",
+                        fix=f"use --set sampling={space.SAMPLINGS[0]}; balanced sampling needs a space that groups its "
+                            "archs (NB201: by ENN)")
     CODE_MODES.get(cfg.code)
     if cfg.k < 1:
         raise UserError(f"K must be >= 1, got {cfg.k}", fix="use --k 1 for a one-shot supernet, --k 2 or more for K-shot")
@@ -172,8 +186,13 @@ def check(cfg: RunConfig) -> None:
     if cfg.score_by not in ("acc", "loss"):
         raise UserError(f"unknown score {cfg.score_by!r}", fix="use --score acc (top-1 accuracy) or --score loss "
                                                                "(mean cross-entropy, lower ranks higher)")
-    if cfg.archs not in ("all", "unique") and not (cfg.archs.isdigit() and int(cfg.archs) > 0):
-        raise UserError(f"unknown arch set {cfg.archs!r}", fix="use --archs all, --archs unique or --archs N (a seeded sample of N)")
+    for name in ("archs", "final_archs"):
+        value = getattr(cfg, name)
+        if (value not in ("all", "unique") and not (value.isdigit() and int(value) > 0)
+                and not (name == "final_archs" and value == "")):
+            raise UserError(f"unknown arch set {name}={value!r}",
+                            fix=f"use {'--archs' if name == 'archs' else '--set final_archs='}all, unique or N "
+                                "(a seeded sample of N)")
 
 
 NB201_ONLY = {"channels": 16, "cells": 5, "unique_sampling": False}  # NB201 skeleton options and their defaults
@@ -260,6 +279,9 @@ PRESETS: Registry[Dict[str, Any]] = Registry("preset")  # NB201 presets
 PRESETS.register("nb201", {})
 PRESETS.register("long", dict(epochs=100, warmup_epochs=5, simplex_interval=4, snapshot_epochs="10,25,50,75,100",
                               archs="500", score_images=2000, score_batch=500, checkpoint_every=100))
+PRESETS.register("narrow", dict(channels=5, cells=5, epochs=250, warmup_epochs=10, simplex_interval=4,
+                                sampling="balanced", snapshot_epochs="50,100,150,200,250", archs="1000",
+                                final_archs="3000", score_images=1000, score_batch=500, checkpoint_every=100))
 PRESETS.register("cpu", dict(channels=16, cells=1, epochs=12, warmup_epochs=3, simplex_interval=4,
                              archs="250", score_images=1000, score_batch=500, checkpoint_every=100))
 PRESETS.register("demo", dict(channels=16, cells=1, epochs=3, warmup_epochs=1, simplex_interval=4,

@@ -530,7 +530,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     out = Path(out)
     t0 = time.perf_counter()
     if checkpoint is not None:
-        scoring = {f: getattr(cfg, f) for f in ("archs", "score_images", "score_batch", "score_by")}
+        scoring = {f: getattr(cfg, f) for f in ("archs", "final_archs", "score_images", "score_batch", "score_by")}
         ckpt_cfg, model, codes, finished, state = load_supernet(Path(checkpoint), device, expect or {})
         cfg = ckpt_cfg.replace(**scoring)
         # scored as trained: the training run's own name (its hash rule may be an older version's)
@@ -558,6 +558,8 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         trained_epochs = cfg.epochs
         source = f"trained here in {run_dir}"
         train_precision = trainer.precision
+    if cfg.final_archs and trained_epochs == cfg.epochs:  # the run's last supernet: its own arch set
+        cfg = cfg.replace(archs=cfg.final_archs)
     space = SPACES.get(cfg.space)
     keys, archs, set_desc = arch_sample(space, cfg)
     if dist.is_main:
@@ -574,6 +576,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         "space": cfg.space, "dataset": cfg.dataset, "k": cfg.k, "code": cfg.code, "code_label": code_label(cfg.k, cfg.code),
         "preset": preset, "seed": cfg.seed, "config_hash": config_hash, "channels": cfg.channels, "cells": cfg.cells,
         "epochs": trained_epochs, "warmup_epochs": cfg.warmup_epochs, "train_images": train_images,
+        "sampling": cfg.sampling,
         "train_part": info.train_part, "data": splits.source, "supernet": source, "train_precision": train_precision,
         "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,

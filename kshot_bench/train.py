@@ -1,8 +1,8 @@
 """Supernet + simplex-net training (paper Algorithm 1, Eq. 8-9), run directories and checkpoints.
 
 Each iteration takes one batch b:
-  * supernet step: one uniformly sampled path a, the full batch, code lambda = pi(a) held fixed
-    (1/K during the first `warmup_epochs`), update the K-shot weights Theta;
+  * supernet step: one sampled path a (`sampling`: uniform, or ENN-balanced on NB201), the full batch,
+    code lambda = pi(a) held fixed (1/K during the first `warmup_epochs`), update the K-shot weights Theta;
   * after warm-up, every `simplex_interval` iterations and only for a trainable code source: a
     simplex-net step on the same batch: m paths, the batch split into m groups of b/m images, the
     mean loss back-propagated into sigma only (Theta frozen), Adam. On a CPU its m paths run side by
@@ -284,7 +284,7 @@ class Trainer:
         return c.lr_min + 0.5 * (c.lr - c.lr_min) * (1 + math.cos(math.pi * step / max(1, self.total_steps)))
 
     def sample(self, rng: np.random.Generator):
-        return self.space.sample(rng, self.cfg.unique_sampling, widths=uses_widths(self.cfg))
+        return self.space.sample(rng, self.cfg.unique_sampling, widths=uses_widths(self.cfg), sampling=self.cfg.sampling)
 
     def path(self, step: int):
         return self.sample(step_rng(self.cfg.seed, STREAM_PATH, step))
@@ -562,7 +562,7 @@ def load_checkpoint(path: Path, device: torch.device) -> Dict:
 
 
 # fields that may differ between a checkpoint and the run that loads it: they do not change the weights
-SCORING_FIELDS = ("archs", "score_images", "score_batch", "score_by", "checkpoint_every", "loader_workers",
+SCORING_FIELDS = ("archs", "final_archs", "score_images", "score_batch", "score_by", "checkpoint_every", "loader_workers",
                   "score_precision")
 
 

@@ -7,7 +7,8 @@ report) runs any of them through `SPACES` without knowing which:
   Arch                    archs are plain hashable tuples (NB201: 6 op ids; MBV2: (ops, widths))
   validate(arch)          the arch, checked (UserError naming the problem otherwise)
   from_str / to_str       the arch string, both ways
-  sample(rng, unique=False, widths=True)   a uniformly sampled path (widths=False: every width 1.0)
+  sample(rng, unique=False, widths=True, sampling="uniform")   a sampled path (widths=False: every width 1.0)
+  SAMPLINGS               the ways `sample` can draw paths (the first is the default; NB201 adds ENN-balanced)
   mutate(arch, rng, prob) / crossover(a, b, rng)   variation for evolutionary search
   encode(arch)            the simplex-net's architecture-branch input (one-hot ops)
   encode_width(arch)      the channel-branch input (one-hot widths), or None without widths
@@ -24,5 +25,5 @@ SPACES: Registry = Registry("search space")
 SPACES.register("nb201", nb201)
 SPACES.register("mbv2", mbv2)
 
-INTERFACE = ("NAME", "HAS_WIDTHS", "validate", "from_str", "to_str", "sample", "mutate", "crossover", "encode",
+INTERFACE = ("NAME", "HAS_WIDTHS", "SAMPLINGS", "validate", "from_str", "to_str", "sample", "mutate", "crossover", "encode",
              "encode_width", "width_variants", "width_values", "canonical", "cost", "COST_CONVENTION")

@@ -34,6 +34,7 @@ from kshot_bench.errors import UserError
 
 NAME = "mbv2"
 HAS_WIDTHS = True
+SAMPLINGS = ("uniform",)  # no ENN-like grouping is defined for this space
 COST_CONVENTION = (1000, 224)  # FLOPs limits always mean one 224x224 image, 1,000 classes (SPEC 7)
 
 # op id -> (kernel, expansion, SE); `id` is None
@@ -211,8 +212,11 @@ def canonical(arch, rule: str = "nb201") -> str:
 
 
 # ----------------------------------------------------------------------------- sampling & variation
-def sample(rng: np.random.Generator, unique: bool = False, widths: bool = True) -> Arch:
+def sample(rng: np.random.Generator, unique: bool = False, widths: bool = True, sampling: str = "uniform") -> Arch:
     """Each layer's op uniform over the 13 choices; each width uniform over the 5 (or all 1.0)."""
+    if sampling not in SAMPLINGS:
+        raise UserError(f"sampling {sampling!r} is not defined for the MobileNetV2 space",
+                        fix=f"use sampling={SAMPLINGS[0]}")
     ops = tuple(int(o) for o in rng.integers(len(OPS), size=NUM_LAYERS))
     ws = tuple(int(w) for w in rng.integers(len(WIDTHS), size=NUM_WIDTHS)) if widths else (FULL,) * NUM_WIDTHS
     return Arch(ops, ws)

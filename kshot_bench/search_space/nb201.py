@@ -30,6 +30,8 @@ from kshot_bench.errors import UserError
 
 NAME = "nb201"
 HAS_WIDTHS = False
+# how training draws paths (`sample`): each edge's op uniform, or ENN-balanced (SPEC 5a)
+SAMPLINGS = ("uniform", "balanced")
 COST_CONVENTION = None  # FLOPs at the dataset's class count and input size (NB201's own convention)
 
 OPS: Tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -227,10 +229,52 @@ def is_dead(arch: Arch) -> bool:
     return not live_edges(validate(arch), True)
 
 
+# ----------------------------------------------------------------------------- ENN
+CONV_OPS = (CONV1, CONV3)
+# the groups of ENN-balanced sampling (SPEC 5a): a group is drawn uniformly, then an arch inside it
+ENN_GROUPS: Tuple[Tuple[int, ...], ...] = ((0, 1), (2,), (3,))
+
+
+@functools.lru_cache(maxsize=None)
+def _enn(arch: Arch) -> Optional[int]:
+    best: List[Optional[int]] = [0, None, None, None]  # most convs on a path from node 0 to each node
+    for e, (target, source) in enumerate(EDGES):
+        op = arch[e]
+        if op == NONE or best[source] is None:
+            continue
+        here = best[source] + (op in CONV_OPS)
+        if best[target] is None or here > best[target]:
+            best[target] = here
+    return best[NUM_NODES - 1]
+
+
+def enn(arch: Sequence[int]) -> Optional[int]:
+    """The effective number of nonlinearities of the cell (SPEC 5a): over every path from the input
+    (node 0) to the output (node 3) without a `none` edge, the largest count of conv edges on it (0..3);
+    None when no such path exists (the network outputs a constant)."""
+    return _enn(validate(arch))
+
+
+@functools.lru_cache(maxsize=None)
+def balanced_groups(unique: bool = False) -> Tuple[Tuple[Arch, ...], ...]:
+    """The archs of each ENN group (`ENN_GROUPS`), in official index order (or the unique
+    representatives only); archs without an input-to-output path belong to none."""
+    archs = unique_archs() if unique else all_archs()
+    return tuple(tuple(a for a in archs if _enn(a) in group) for group in ENN_GROUPS)
+
+
 # ----------------------------------------------------------------------------- sampling & variation
-def sample(rng: np.random.Generator, unique: bool = False, widths: bool = True) -> Arch:
-    """Uniform single-path sample: each edge's op uniform; or uniform over the unique classes.
+def sample(rng: np.random.Generator, unique: bool = False, widths: bool = True, sampling: str = "uniform") -> Arch:
+    """A single path for training or search. `uniform`: each edge's op uniform (or, with `unique`, uniform
+    over the unique classes). `balanced`: one of the ENN groups uniformly, then an arch uniformly inside it
+    (over the unique classes with `unique`); archs with no input-to-output path are never drawn.
     (`widths` is part of the space interface; NB201 has none.)"""
+    if sampling == "balanced":
+        groups = balanced_groups(unique)
+        group = groups[int(rng.integers(len(groups)))]
+        return group[int(rng.integers(len(group)))]
+    if sampling != "uniform":
+        raise UserError(f"unknown sampling {sampling!r} for NB201", fix=f"choose one of: {', '.join(SAMPLINGS)}")
     if unique:
         reps = unique_archs()
         return reps[int(rng.integers(len(reps)))]
