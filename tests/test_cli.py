@@ -190,21 +190,25 @@ def test_rank_on_a_file_that_is_not_a_checkpoint(capsys, tmp_path):
 def test_train_in_parts_then_rank_every_snapshot(capsys, tmp_path, tiny_cifar_folder):
     run_dir, out = tmp_path / "run", tmp_path / "curve"
     base = ["train", "--preset", "smoke", "--k", "2", "--quiet", "--data-root", str(tiny_cifar_folder),
-            "--out", str(run_dir), "--set", "epochs=3", "--set", "snapshot_epochs=1,2"]
+            "--out", str(run_dir), "--set", "epochs=3", "--set", "snapshot_epochs=1,2", "--set", "sampling=balanced"]
     code, out1, _ = run(capsys, *base, "--until-epoch", "1")
     assert code == 0 and "stopped after epoch 1 of 3" in out1
     code, out2, _ = run(capsys, *base, "--resume")
     assert code == 0 and "done: 3 epochs" in out2
     rank = ["rank", "--checkpoint", str(run_dir), "--preset", "smoke", "--quiet", "--data-root", str(tiny_cifar_folder),
-            "--out", str(out)]
+            "--out", str(out), "--set", "final_archs=20"]
     code, text, _ = run(capsys, *rank)
     assert code == 0
     with open(out / "curve.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]  # two snapshots + the final supernet.pt
     assert rows[2]["checkpoint"].endswith("supernet.pt")
+    assert [r["n_archs"] for r in rows] == ["12", "12", "20"]  # the last epoch scores final_archs
+    import json
+
     for r in rows:
-        assert (out / f"epoch-{int(r['epoch']):04d}" / "metrics.json").is_file()
+        protocol = json.loads((out / f"epoch-{int(r['epoch']):04d}" / "metrics.json").read_text())["protocol"]
+        assert protocol["sampling"] == "balanced"  # the training run's, read from its checkpoint
     code, again, _ = run(capsys, *rank)
     assert code == 0 and again.count("scored earlier") == 3
 

@@ -1,3 +1,5 @@
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -155,3 +157,59 @@ def test_cost_params_equal_nb201_for_every_arch_and_dataset(truth_csv):
                                   ("params_M_imagenet16", 120, 16)):
         ours = np.array([s.cost(a, classes, size)[0] for a in archs])
         np.testing.assert_array_equal(np.round(truth_csv[column].to_numpy() * 1e6).astype(np.int64), ours)
+
+
+def test_enn_counts_equal_spec_5a():
+    """SPEC 5a, counted over all 15,625 archs: no path 341, ENN 0..3: 1,642 / 7,122 / 5,520 / 1,000."""
+    counts = Counter(s.enn(a) for a in s.all_archs())
+    assert counts == {None: 341, 0: 1642, 1: 7122, 2: 5520, 3: 1000}
+    assert all((s.enn(a) is None) == s.is_dead(a) for a in s.all_archs())
+    assert [len(g) for g in s.balanced_groups()] == [8764, 5520, 1000]
+
+
+def test_enn_examples():
+    # input -> conv3 -> conv1 -> conv3 -> output: three nonlinearities on the one path
+    deep = s.from_str("|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|none~0|none~1|nor_conv_3x3~2|")
+    assert s.enn(deep) == 3
+    # the longest conv path counts, not the sum over paths: a skip beside a conv is still ENN 1
+    wide = s.from_str("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|nor_conv_1x1~0|skip_connect~1|avg_pool_3x3~2|")
+    assert s.enn(wide) == 1
+    assert s.enn(s.from_str("|none~0|+|none~0|none~1|+|avg_pool_3x3~0|none~1|none~2|")) == 0
+    assert s.enn(s.from_str("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|")) is None
+
+
+def test_balanced_sampling_gives_each_enn_group_a_third_and_never_a_dead_arch():
+    rng = np.random.default_rng(0)
+    n = 30_000
+    groups = Counter()
+    for _ in range(n):
+        e = s.enn(s.sample(rng, sampling="balanced"))
+        assert e is not None
+        groups[0 if e <= 1 else e - 1] += 1
+    sd = (n * (1 / 3) * (2 / 3)) ** 0.5  # binomial standard deviation of one group's count
+    for g in range(3):
+        assert abs(groups[g] - n / 3) < 4 * sd, groups
+    # inside a group the draw is uniform: ENN 0 vs ENN 1 in proportion to their counts (1,642 : 7,122)
+    rng = np.random.default_rng(1)
+    low = [s.enn(s.sample(rng, sampling="balanced")) for _ in range(9000)]
+    low = [e for e in low if e <= 1]
+    p0, m = 1642 / 8764, len(low)
+    assert abs(low.count(0) - m * p0) < 4 * (m * p0 * (1 - p0)) ** 0.5
+    # the unique classes' groups: still no dead arch, every draw a class representative
+    reps = set(s.unique_archs())
+    for _ in range(500):
+        a = s.sample(rng, unique=True, sampling="balanced")
+        assert a in reps and s.enn(a) is not None
+
+
+def test_a_space_without_balanced_groups_refuses_balanced_sampling():
+    from kshot_bench.config import from_preset
+    from kshot_bench.search_space import mbv2
+
+    with pytest.raises(UserError, match="not defined for the mbv2 space") as err:
+        from_preset("smoke", space="mbv2", sampling="balanced")
+    assert "sampling=uniform" in err.value.fix
+    with pytest.raises(UserError):
+        mbv2.sample(np.random.default_rng(0), sampling="balanced")
+    with pytest.raises(UserError, match="unknown sampling"):
+        s.sample(np.random.default_rng(0), sampling="skewed")

@@ -51,7 +51,9 @@ def test_identical_init_with_simplex_codes_warns(tmp_path, splits):
                                               ("simplex", 2, {"simplex_threads": 0}),  # batched
                                               ("simplex", 2, {"simplex_threads": 0, "simplex_batched": False}),
                                               ("simplex", 2, {"simplex_threads": 3}),
-                                              ("simplex", 2, {"simplex_paths": 3, "simplex_threads": 0})])  # uneven
+                                              ("simplex", 2, {"simplex_paths": 3, "simplex_threads": 0}),  # uneven
+                                              ("simplex", 2, {"sampling": "balanced"}),
+                                              ("simplex", 1, {"sampling": "balanced"})])
 def test_resume_mid_epoch_is_exact(tmp_path, splits, code, k, changes):
     cfg = smoke(code=code, k=k, **changes)
     straight = Trainer(cfg, tmp_path / "straight", splits, torch.device("cpu"), progress=False)
@@ -72,6 +74,18 @@ def test_resume_mid_epoch_is_exact(tmp_path, splits, code, k, changes):
         assert torch.equal(a, b), name
     log_a, log_b = rows(tmp_path / "straight"), rows(tmp_path / "stopped")
     assert [r["train_loss"] for r in log_a] == [r["train_loss"] for r in log_b]
+
+
+def test_balanced_training_draws_every_path_from_the_enn_groups(tmp_path, splits):
+    from kshot_bench.search_space import nb201
+
+    trainer = Trainer(smoke(sampling="balanced"), tmp_path, splits, torch.device("cpu"), progress=False)
+    paths = [trainer.path(step) for step in range(600)]
+    assert all(nb201.enn(a) is not None for a in paths)
+    # a third of the steps for the 1,000 ENN-3 archs (6% under uniform sampling)
+    assert 150 < sum(nb201.enn(a) == 3 for a in paths) < 250
+    uniform = Trainer(smoke(), tmp_path / "u", splits, torch.device("cpu"), progress=False)
+    assert sum(nb201.enn(uniform.path(step)) == 3 for step in range(600)) < 80
 
 
 def test_checkpoint_from_another_config_is_refused(tmp_path, splits):
