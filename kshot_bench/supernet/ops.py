@@ -1,27 +1,164 @@
 """Functional ops shared by every network of the package (supernets and stand-alone networks).
 
-`avg_pool3x3` is NB201's pooling (3x3, stride 1, count_include_pad=False) computed as a depthwise
-convolution with a ones kernel times the reciprocal window count: on the CPU (oneDNN, channels_last)
-that is about twice as fast as `F.avg_pool2d` for maps of 16x16 and larger, forward and backward;
-it agrees with `F.avg_pool2d` to float rounding (tests/test_supernet.py). We tried a custom
-convolution backward (input gradient as a flipped-kernel convolution) and measured it slower than
-oneDNN's own, so convolutions stay plain `F.conv2d`.
+On a CPU, for float32/float64 NCHW tensors outside autocast, the ops of the NB201 cells take paths
+written for small channel counts (the `narrow` preset's C=5 and 10: oneDNN's kernels are tuned for
+wide layers and waste most of their time on a 5-channel map). Each computes the same function and the
+same gradients as the plain op, to float rounding (tests/test_supernet.py, float64); measured in
+benchmarks/narrow_speed.py, which also times the plain ops (`reference_ops()`) in the same run.
+
+  batch_norm   batch statistics in two passes over the map (mean, then the centred sum of squares) and
+               PyTorch's own BN backward kernel; the training-mode BN of PyTorch computes its statistics
+               far more slowly on the CPU.
+  conv2d 1x1   one batched matrix product over the pixels of each image (and two in backward), up to
+               MATMUL_1X1_CHANNELS input channels.
+  conv2d 3x3   stride 1, up to SMALL_3X3_CHANNELS input channels: oneDNN's forward, and its backward
+               on channels_last copies of the gradient and input (about half the time of its NCHW
+               backward at 5 channels; slower from 16 channels on).
+  avg_pool3x3  NB201's 3x3 average pooling (stride 1, count_include_pad=False) as a separable box sum by
+               shifted in-place adds, times the reciprocal window count; its backward is the same box sum
+               of the scaled gradient (the zero-padded box filter is its own adjoint).
+Everywhere else (GPU, autocast, other layouts, wider layers) the plain PyTorch op runs.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Tuple
+import threading
+from typing import Iterator, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 BN_EPS = 1e-5
+MATMUL_1X1_CHANNELS = 16  # 1x1 convs as matrix products up to this many input channels (C=5..16 at 32x32 measured)
+SMALL_3X3_CHANNELS = 12   # 3x3 backward through channels_last up to this many input channels
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def reference_ops() -> Iterator[None]:
+    """Within this block (this thread), every op runs as plain PyTorch (the reference the CPU paths are
+    tested and timed against)."""
+    before = getattr(_state, "reference", False)
+    _state.reference = True
+    try:
+        yield
+    finally:
+        _state.reference = before
+
+
+def _cpu_path(x: Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() == 4
+            and x.is_contiguous() and not getattr(_state, "reference", False) and not torch.is_autocast_enabled("cpu"))
+
+
+# ----------------------------------------------------------------------------- convolution
+class _Conv1x1(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor) -> Tensor:
+        # detached: torch.matmul folds the images into one product only for inputs that need no grad
+        x, w = x.detach(), w.detach()
+        ctx.save_for_backward(x, w)
+        n, c, h, wd = x.shape
+        out = x.new_empty(n, w.shape[0], h, wd)  # written through a view: a custom Function must not return one
+        torch.matmul(w.view(w.shape[0], c), x.view(n, c, h * wd), out=out.view(n, w.shape[0], h * wd))
+        return out
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tuple[Tensor | None, Tensor | None]:
+        x, w = ctx.saved_tensors
+        n, c, h, wd = x.shape
+        co = w.shape[0]
+        gv = g.reshape(n, co, h * wd)
+        gx = torch.matmul(w.view(co, c).t(), gv).view(n, c, h, wd) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(gv, x.view(n, c, h * wd).transpose(1, 2)).sum(0).view_as(w) if ctx.needs_input_grad[1] else None
+        return gx, gw
+
+
+class _Conv3x3(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor) -> Tensor:
+        x, w = x.detach(), w.detach()
+        ctx.save_for_backward(x, w)
+        return F.conv2d(x, w, padding=1)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tuple[Tensor | None, Tensor | None]:
+        x, w = ctx.saved_tensors
+        cl = torch.channels_last
+        gx, gw, _ = torch.ops.aten.convolution_backward(
+            g.contiguous(memory_format=cl), x.contiguous(memory_format=cl), w, None, [1, 1], [1, 1], [1, 1], False,
+            [0, 0], 1, [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False])
+        return (None if gx is None else gx.contiguous()), gw
 
 
 def conv2d(x: Tensor, w: Tensor, stride: int = 1) -> Tensor:
     """Convolution with 'same' padding for odd kernels (padding k // 2), no bias."""
-    return F.conv2d(x, w, stride=stride, padding=w.shape[-1] // 2)
+    k = w.shape[-1]
+    if stride == 1 and _cpu_path(x) and w.dtype == x.dtype:
+        if k == 1 and x.shape[1] <= MATMUL_1X1_CHANNELS:
+            return _Conv1x1.apply(x, w)
+        if k == 3 and x.shape[1] <= SMALL_3X3_CHANNELS:
+            return _Conv3x3.apply(x, w)
+    return F.conv2d(x, w, stride=stride, padding=k // 2)
+
+
+# ----------------------------------------------------------------------------- batch norm
+class _BatchNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        x = x.detach()
+        c = x.shape[1]
+        n = x.numel() // c
+        mean = x.sum((0, 2, 3)).div_(n)
+        centred = x - mean.view(1, c, 1, 1)
+        rstd = (centred * centred).sum((0, 2, 3)).div_(n).add_(BN_EPS).rsqrt_()
+        ctx.save_for_backward(x, mean, rstd)
+        return centred.mul_(rstd.view(1, c, 1, 1))
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        x, mean, rstd = ctx.saved_tensors
+        return torch.ops.aten.native_batch_norm_backward(g.contiguous(), x, None, None, None, mean, rstd, True, BN_EPS,
+                                                         [True, False, False])[0]
+
+
+def batch_norm(x: Tensor, gamma: Tensor | None = None, beta: Tensor | None = None) -> Tensor:
+    """BN with the batch's statistics (training-mode normalisation, no running stats)."""
+    if gamma is None and beta is None and _cpu_path(x):
+        return _BatchNorm.apply(x)
+    return F.batch_norm(x, None, None, gamma, beta, True, 0.0, BN_EPS)
+
+
+# ----------------------------------------------------------------------------- pooling
+def _box3x3(x: Tensor) -> Tensor:
+    """3x3 sums with zero padding, stride 1: a row pass, then a column pass (shifted in-place adds)."""
+    rows = x.clone()
+    rows[..., 1:].add_(x[..., :-1])
+    rows[..., :-1].add_(x[..., 1:])
+    out = rows.clone()
+    out[..., 1:, :].add_(rows[..., :-1, :])
+    out[..., :-1, :].add_(rows[..., 1:, :])
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _inv_window(h: int, w: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """1 / (the number of in-image pixels in each 3x3 window), shape [1, 1, h, w]."""
+    with torch.inference_mode(False):  # cached: must serve training after a first call under inference_mode
+        return _box3x3(torch.ones(1, 1, h, w, dtype=dtype, device=device)).reciprocal_()
+
+
+class _AvgPool3x3(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return _box3x3(x.detach()).mul_(_inv_window(x.shape[2], x.shape[3], x.dtype, x.device))
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        return _box3x3(g * _inv_window(g.shape[2], g.shape[3], g.dtype, g.device))
 
 
 @functools.lru_cache(maxsize=None)
@@ -35,14 +172,13 @@ def _pool_consts(channels: int, h: int, w: int, dtype: torch.dtype, device: torc
 
 
 def avg_pool3x3(x: Tensor) -> Tensor:
-    """3x3 average pooling, stride 1, padding 1, count_include_pad=False (the NB201 pooling op)."""
+    """3x3 average pooling, stride 1, padding 1, count_include_pad=False (the NB201 pooling op).
+    Elsewhere than the CPU path above: maps of 16x16 and more as a depthwise convolution with a ones kernel
+    times the reciprocal window count (on oneDNN with channels_last about twice as fast as `F.avg_pool2d`)."""
+    if _cpu_path(x):
+        return _AvgPool3x3.apply(x)
     n, c, h, w = x.shape
     if h < 16:
         return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
     ones, inv_count = _pool_consts(c, h, w, x.dtype, x.device)
     return F.conv2d(x, ones, padding=1, groups=c).mul_(inv_count)  # the conv output is not kept for backward
-
-
-def batch_norm(x: Tensor, gamma: Tensor | None = None, beta: Tensor | None = None) -> Tensor:
-    """BN with the batch's statistics (training-mode normalisation, no running stats)."""
-    return F.batch_norm(x, None, None, gamma, beta, True, 0.0, BN_EPS)
