@@ -370,3 +370,69 @@ def test_pool_constants_cached_under_inference_mode_serve_training():
     y = x.clone().requires_grad_()
     ops.avg_pool3x3(y).float().sum().backward()
     assert y.grad is not None and torch.isfinite(y.grad.float()).all()
+
+
+CPU_OPS = {  # op -> (call on x, the autograd node the CPU path leaves)
+    "batch_norm": (lambda x, w: ops.batch_norm(x), "_BatchNormBackward"),
+    "conv1x1": (lambda x, w: ops.conv2d(x, w[:, :, :1, :1].contiguous()), "_Conv1x1Backward"),
+    "conv3x3": (lambda x, w: ops.conv2d(x, w), "_Conv3x3Backward"),
+    "avg_pool3x3": (lambda x, w: ops.avg_pool3x3(x), "_AvgPool3x3Backward"),
+}
+
+
+@pytest.mark.parametrize("op", list(CPU_OPS))
+@pytest.mark.parametrize("shape", [(16, 5, 32, 32), (64, 10, 16, 16), (128, 12, 9, 7)])
+def test_cpu_paths_equal_the_plain_ops_in_float64(op, shape):
+    """The CPU paths for small channel counts compute the plain ops' outputs and gradients (x and weight)."""
+    fn, node = CPU_OPS[op]
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64) * 3 + 0.5  # an offset: BN's centring matters
+    w = torch.randn(shape[1], shape[1], 3, 3, dtype=torch.float64)
+    g = torch.randn(*shape, dtype=torch.float64)
+    outs = []
+    for reference in (False, True):
+        xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_()
+        with ops.reference_ops() if reference else torch.enable_grad():
+            y = fn(xi, wi)
+        assert (type(y.grad_fn).__name__ == node) != reference
+        y.backward(g)
+        outs.append((y.detach(), xi.grad, wi.grad))
+    (y, gx, gw), (y_ref, gx_ref, gw_ref) = outs
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-12, atol=1e-12)
+    if gw_ref is not None:
+        torch.testing.assert_close(gw, gw_ref, rtol=1e-12, atol=1e-10)
+    y.add_(1.0)  # an output may be added into in place (run_cell does): no view of the Function's internals
+
+
+def test_cpu_paths_keep_out_of_small_maps_wide_layers_and_autocast():
+    x = torch.randn(4, 5, 8, 8, requires_grad=True)  # below MIN_ELEMENTS: the simplex-net step's groups
+    assert type(ops.batch_norm(x).grad_fn).__name__ == "NativeBatchNormBackward0"
+    wide = torch.randn(16, 32, 16, 16, requires_grad=True)
+    assert type(ops.conv2d(wide, torch.randn(32, 32, 3, 3)).grad_fn).__name__ == "ConvolutionBackward0"
+    big = torch.randn(16, 5, 32, 32, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert type(ops.batch_norm(big).grad_fn).__name__ == "NativeBatchNormBackward0"
+    with torch.inference_mode():  # scoring
+        torch.testing.assert_close(ops.avg_pool3x3(big), F.avg_pool2d(big, 3, 1, 1, count_include_pad=False))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_supernet_with_cpu_paths_equals_reference_ops_in_float64(k):
+    """A whole C=5 supernet step: same logits and same gradients of every weight, to float64 rounding."""
+    torch.manual_seed(0)
+    net = KShotNB201(k, C=5, N=2).double()
+    x = torch.randn(16, 3, 32, 32, dtype=torch.float64)
+    y = torch.randint(0, 10, (16,))
+    code = torch.softmax(torch.randn(k, dtype=torch.float64), 0)
+    for arch in ARCHS:
+        grads = []
+        for reference in (False, True):
+            net.zero_grad(set_to_none=True)
+            with ops.reference_ops() if reference else torch.enable_grad():
+                logits = net(x, arch, code)
+                F.cross_entropy(logits, y).backward()
+            grads.append([logits.detach()] + [p.grad for p in net.parameters() if p.grad is not None])
+        assert len(grads[0]) == len(grads[1])
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

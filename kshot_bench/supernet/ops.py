@@ -8,7 +8,7 @@ benchmarks/narrow_speed.py, which also times the plain ops (`reference_ops()`) i
 
   batch_norm   batch statistics in two passes over the map (mean, then the centred sum of squares) and
                PyTorch's own BN backward kernel; the training-mode BN of PyTorch computes its statistics
-               far more slowly on the CPU.
+               far more slowly on the CPU. BN and convs take these paths from MIN_ELEMENTS values on.
   conv2d 1x1   one batched matrix product over the pixels of each image (and two in backward), up to
                MATMUL_1X1_CHANNELS input channels.
   conv2d 3x3   stride 1, up to SMALL_3X3_CHANNELS input channels: oneDNN's forward, and its backward
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import threading
 from typing import Iterator, Tuple
 
 import torch
@@ -33,25 +32,27 @@ from torch import Tensor
 BN_EPS = 1e-5
 MATMUL_1X1_CHANNELS = 16  # 1x1 convs as matrix products up to this many input channels (C=5..16 at 32x32 measured)
 SMALL_3X3_CHANNELS = 12   # 3x3 backward through channels_last up to this many input channels
+MIN_ELEMENTS = 65536      # BN and convs take the CPU paths from maps of this many values (the simplex-net step's
+                          # 4-image groups are cheaper with the plain ops: a custom Function costs more to call)
 
-_state = threading.local()
+_reference = False
 
 
 @contextlib.contextmanager
 def reference_ops() -> Iterator[None]:
-    """Within this block (this thread), every op runs as plain PyTorch (the reference the CPU paths are
-    tested and timed against)."""
-    before = getattr(_state, "reference", False)
-    _state.reference = True
+    """Within this block every op runs as plain PyTorch: the reference the CPU paths are tested and timed
+    against. Process-wide (the simplex-net step's worker threads follow it), so not for concurrent use."""
+    global _reference
+    before, _reference = _reference, True
     try:
         yield
     finally:
-        _state.reference = before
+        _reference = before
 
 
-def _cpu_path(x: Tensor) -> bool:
-    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() == 4
-            and x.is_contiguous() and not getattr(_state, "reference", False) and not torch.is_autocast_enabled("cpu"))
+def _cpu_path(x: Tensor, min_elements: int = 0) -> bool:
+    return (not _reference and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() == 4
+            and x.numel() >= min_elements and x.is_contiguous() and not torch.is_autocast_enabled("cpu"))
 
 
 # ----------------------------------------------------------------------------- convolution
@@ -97,7 +98,7 @@ class _Conv3x3(torch.autograd.Function):
 def conv2d(x: Tensor, w: Tensor, stride: int = 1) -> Tensor:
     """Convolution with 'same' padding for odd kernels (padding k // 2), no bias."""
     k = w.shape[-1]
-    if stride == 1 and _cpu_path(x) and w.dtype == x.dtype:
+    if stride == 1 and _cpu_path(x, MIN_ELEMENTS) and w.dtype == x.dtype:
         if k == 1 and x.shape[1] <= MATMUL_1X1_CHANNELS:
             return _Conv1x1.apply(x, w)
         if k == 3 and x.shape[1] <= SMALL_3X3_CHANNELS:
@@ -127,7 +128,7 @@ class _BatchNorm(torch.autograd.Function):
 
 def batch_norm(x: Tensor, gamma: Tensor | None = None, beta: Tensor | None = None) -> Tensor:
     """BN with the batch's statistics (training-mode normalisation, no running stats)."""
-    if gamma is None and beta is None and _cpu_path(x):
+    if gamma is None and beta is None and _cpu_path(x, MIN_ELEMENTS):
         return _BatchNorm.apply(x)
     return F.batch_norm(x, None, None, gamma, beta, True, 0.0, BN_EPS)
 
