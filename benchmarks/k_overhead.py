@@ -210,11 +210,12 @@ def per_path_modes(device) -> tuple:
 
 
 def default_simplex_mode(device) -> str:
-    """The step a training run uses by default on `device` (train.resolve_simplex_threads, m = 16)."""
+    """The step a training run uses by default on `device` (train.resolve_simplex_step, m = 16)."""
     from kshot_bench.config import RunConfig
-    from kshot_bench.train import resolve_simplex_threads
+    from kshot_bench.train import resolve_simplex_step
 
-    return "threads" if resolve_simplex_threads(RunConfig(), device) else "batched"
+    strategy = resolve_simplex_step(RunConfig(), device, grouped=True)[0]
+    return "threads" if strategy == "threaded" else strategy
 
 
 def time_variants(ks, rounds, steps, device, with_simplex):

@@ -83,7 +83,8 @@ class RunConfig:
     simplex_interval: int = 1   # supernet steps per simplex-net step after warm-up
     simplex_batched: bool = True  # the m paths in one pass (supernet/groups.py); false: one after another
     simplex_threads: int = -1   # CPU: the m paths side by side on this many threads (1 intra-op thread each; overrides
-                                # simplex_batched); -1 = automatic: torch's thread count on CPU, 0 (batched) on a GPU
+                                # simplex_batched); -1 = automatic: torch's thread count on CPU (with one thread the
+                                # sequential step, same bits), 0 (batched) on a GPU; train.resolve_simplex_step
     # width search (spaces with widths: mbv2), paper Sec. 4
     width_search: bool = True   # sample widths and give the simplex-net its channel branch; false: every width 1.0
     rc_weight: float = 1.0      # alpha of the channel regulariser r_c in the simplex-net loss (0 = off)

@@ -33,7 +33,7 @@ import resource
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable, ContextManager, Dict, List, Optional
+from typing import Callable, ContextManager, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -204,15 +204,31 @@ def simplex_loss_threaded(model, codes: CodeSource, x: torch.Tensor, y: torch.Te
     return total
 
 
-def resolve_simplex_threads(cfg: RunConfig, device: torch.device) -> int:
-    """Worker threads of the simplex-net step: `simplex_threads`, or for -1 (automatic) torch's
-    intra-op thread count on the CPU (at most m) and 0 elsewhere (a GPU runs the batched step)."""
-    if cfg.simplex_threads == -1:
-        return min(torch.get_num_threads(), cfg.simplex_paths) if device.type == "cpu" else 0
+def resolve_simplex_step(cfg: RunConfig, device: torch.device, grouped: bool) -> Tuple[str, int]:
+    """How this run computes its simplex-net steps, resolved once: (strategy, worker threads), the strategy
+    one of SIMPLEX_STEPS. `simplex_threads` = -1 (automatic): on a CPU the m paths on torch's intra-op
+    thread count of workers (at most m), and with one thread the sequential step on the main thread (the
+    same bits as one worker, and faster: docs/design.md); on a GPU the batched pass. 0: batched where the
+    supernet has a grouped pass (`grouped`) and `simplex_batched`, else sequential. N > 0: N CPU workers."""
     if cfg.simplex_threads > 0 and device.type != "cpu":
         raise UserError(f"simplex_threads={cfg.simplex_threads} runs the simplex-net step's paths on CPU threads, "
                         f"but this run is on {device}", fix="set simplex_threads=-1 (automatic) or 0 on a GPU")
-    return cfg.simplex_threads
+    if cfg.simplex_threads == -1 and device.type == "cpu":
+        n = min(torch.get_num_threads(), cfg.simplex_paths)
+        return ("threaded", n) if n > 1 else ("sequential", 0)
+    if cfg.simplex_threads > 0:
+        return "threaded", cfg.simplex_threads
+    return ("batched" if cfg.simplex_batched and grouped else "sequential"), 0
+
+
+def resolve_simplex_threads(cfg: RunConfig, device: torch.device) -> int:
+    """Worker threads of the simplex-net step (0: it runs on the main thread)."""
+    return resolve_simplex_step(cfg, device, grouped=True)[1]
+
+
+# strategy -> the Trainer method that back-propagates the simplex-net loss of one micro-batch
+SIMPLEX_STEPS = {"threaded": "simplex_loss_threaded", "batched": "simplex_loss_batched",
+                 "sequential": "simplex_loss_sequential"}
 
 
 class Trainer:
@@ -235,7 +251,6 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.parts = self.dist.world_size * cfg.micro_batches  # BN parts of the global batch
         self.bf16 = use_bf16(cfg.train_precision, device)  # autocast of the supernet and simplex-net forwards
-        self.simplex_threads = resolve_simplex_threads(cfg, device)
         self._workers: Optional[ThreadWorkers] = None  # started by the first threaded simplex-net step
         if cfg.batch_size % self.parts or cfg.batch_size // self.parts < cfg.simplex_paths:
             raise UserError(f"batch_size={cfg.batch_size} does not split into {self.dist.world_size} processes x "
@@ -249,6 +264,8 @@ class Trainer:
         self.info = DATASETS.get(cfg.dataset)
         torch.manual_seed(cfg.seed)
         self.model = build_supernet(cfg).to(device)
+        self.simplex_strategy, self.simplex_threads = resolve_simplex_step(cfg, device,
+                                                                           getattr(self.model, "GROUPED_PASS", False))
         self.codes = build_code_source(cfg).to(device)
         if isinstance(splits, FolderSplits):  # an image folder: streamed from disk, loader workers augment
             train = folder_subset(splits.train, cfg.train_subset)
@@ -364,15 +381,9 @@ class Trainer:
         archs = [self.sample(rng) for _ in range(m)]
         self.simplex_opt.zero_grad(set_to_none=True)
         total, scale = 0.0, 1.0 / self.cfg.micro_batches
+        loss_fn = getattr(self, SIMPLEX_STEPS[self.simplex_strategy])
         for xp, yp in self.micro(x, y):
-            if self.simplex_threads:
-                total += self.simplex_loss_threaded(xp, yp, archs, scale) * scale
-                continue
-            with self.autocast():
-                if self.cfg.simplex_batched and len(yp) % m == 0 and hasattr(self.model, "forward_groups"):
-                    total += self.simplex_loss_batched(xp, yp, archs, scale) * scale
-                else:  # the reference; also where the batch does not split into equal groups or the space has no batching
-                    total += self.simplex_loss_sequential(xp, yp, archs, scale) * scale
+            total += loss_fn(xp, yp, archs, scale) * scale
         if uses_widths(self.cfg) and self.cfg.rc_weight > 0:  # the same on every process: the mean keeps it
             rc = channel_regulariser_loss(self.codes, self.space, archs, rng, self.cfg)
             (self.cfg.rc_weight * rc).backward(inputs=list(self.codes.parameters()))
@@ -383,10 +394,14 @@ class Trainer:
         self.meters["simplex_steps"] += 1
 
     def simplex_loss_batched(self, x: torch.Tensor, y: torch.Tensor, archs, scale: float = 1.0) -> float:
-        return simplex_loss_batched(self.model, self.codes, x, y, archs, scale)
+        if len(y) % len(archs):  # the batch does not split into equal groups: the reference
+            return self.simplex_loss_sequential(x, y, archs, scale)
+        with self.autocast():
+            return simplex_loss_batched(self.model, self.codes, x, y, archs, scale)
 
     def simplex_loss_sequential(self, x: torch.Tensor, y: torch.Tensor, archs, scale: float = 1.0) -> float:
-        return simplex_loss_sequential(self.model, self.codes, x, y, archs, scale)
+        with self.autocast():
+            return simplex_loss_sequential(self.model, self.codes, x, y, archs, scale)
 
     def simplex_loss_threaded(self, x: torch.Tensor, y: torch.Tensor, archs, scale: float = 1.0) -> float:
         if self._workers is None:
@@ -396,9 +411,7 @@ class Trainer:
     @property
     def simplex_mode(self) -> str:
         """How this run computes its simplex-net steps (recorded with the run's figures)."""
-        if self.simplex_threads:
-            return f"threads({self.simplex_threads})"
-        return "batched" if self.cfg.simplex_batched and hasattr(self.model, "forward_groups") else "sequential"
+        return f"threads({self.simplex_threads})" if self.simplex_strategy == "threaded" else self.simplex_strategy
 
     # ------------------------------------------------------------------ loop
     def fit(self, stop_at_step: Optional[int] = None, until_epoch: Optional[int] = None) -> Dict[str, float]:

@@ -207,10 +207,20 @@ def test_thread_workers_keep_the_callers_threads_and_raise_errors():
 def test_simplex_threads_setting(tmp_path):
     from kshot_bench.config import from_preset
     from kshot_bench.errors import UserError
-    from kshot_bench.train import resolve_simplex_threads
+    from kshot_bench.train import resolve_simplex_step, resolve_simplex_threads
 
     cfg = from_preset("smoke")
-    assert resolve_simplex_threads(cfg, torch.device("cpu")) == min(torch.get_num_threads(), cfg.simplex_paths)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # automatic with one thread: the sequential step on the main thread
+        assert resolve_simplex_step(cfg, torch.device("cpu"), grouped=True) == ("sequential", 0)
+        assert make_trainer(tmp_path, 2, 4).simplex_mode == "sequential"
+        torch.set_num_threads(2)
+        assert resolve_simplex_step(cfg, torch.device("cpu"), grouped=True) == ("threaded", 2)
+    finally:
+        torch.set_num_threads(threads)
+    assert resolve_simplex_step(cfg, torch.device("cuda"), grouped=False) == ("sequential", 0)
+    assert resolve_simplex_threads(cfg, torch.device("cpu")) == (min(threads, cfg.simplex_paths) if threads > 1 else 0)
     assert resolve_simplex_threads(cfg, torch.device("cuda")) == 0  # automatic: the batched step on a GPU
     assert resolve_simplex_threads(cfg.replace(simplex_threads=3), torch.device("cpu")) == 3
     with pytest.raises(UserError, match="simplex_threads=2 runs .* on CPU threads"):

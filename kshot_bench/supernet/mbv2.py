@@ -142,6 +142,8 @@ class KShotMBV2(nn.Module):
     """K-shot MBV2 supernet. `forward(x, arch, code)`: `code` a `[K]` tensor on the simplex (ignored,
     and may be None, when K = 1). `scale`: the network scale (`search_space.mbv2.macro`; 1.0 = the paper's)."""
 
+    GROUPED_PASS = True  # forward_groups: the simplex-net step's m paths in one pass (supernet/groups.py)
+
     def __init__(self, k: int, num_classes: int = 1000, bn_affine: bool = False, init: str = "independent",
                  scale: float = 1.0):
         super().__init__()

@@ -129,6 +129,8 @@ class KShotNB201(nn.Module):
     """K-shot NB201 supernet. `forward(x, arch, code)`: `code` is a `[K]` tensor on the simplex
     (ignored, and may be None, when K = 1)."""
 
+    GROUPED_PASS = True  # forward_groups: the simplex-net step's m paths in one pass (supernet/groups.py)
+
     def __init__(self, k: int, num_classes: int = 10, C: int = 16, N: int = 5,
                  bn_affine: bool = False, init: str = "independent"):
         super().__init__()
