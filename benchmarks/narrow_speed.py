@@ -1,9 +1,12 @@
-"""Training and scoring images/s of the NB201 supernet with the CPU paths for small channel counts
-(kshot_bench/supernet/ops.py) against the plain PyTorch ops (`ops.reference_ops()`), paired in one run.
+"""Training and scoring images/s of the NB201 supernet with the CPU paths for narrow networks
+(kshot_bench/supernet/ops.py: NCHW layout and the small-channel ops) against the code before them
+(`ops.reference_ops()`: the plain PyTorch ops on the loaders' channels_last batches), paired in one run.
 
 Protocol (issue 25): the `narrow` preset's network and steps (C=5, N=5, batch 64, a simplex-net step every 4
 supernet steps, ENN-balanced paths; warm-up skipped so the K-shot iteration is timed), on random images
-through the Trainer's own loader. Per K and channel width, two Trainers with the same seed, one per variant;
+through the Trainer's own loader. Per K and channel width, two Trainers with the same seed, one per variant
+(at one thread the reference runs the simplex-net step on one worker thread, the automatic choice before
+train.resolve_simplex_step, which now runs the same computation on the main thread);
 each round runs every variant in turn (the order reverses every round) for `--steps` iterations
 (`Trainer.iteration`: supernet step + its simplex-net steps) and scores `--archs` archs on 1,000 images in
 batches of 500 (`rank.score_arch`, each arch with its own code). Reported: each variant's median images/s
@@ -50,9 +53,10 @@ def make_trainer(run_dir: Path, k: int, channels: int) -> Trainer:
 
 
 def score_batches(n: int = 1000, batch: int = 500):
+    """Random images in the layout rank's scoring batches have (channels_last, as the loaders give them)."""
     g = torch.Generator().manual_seed(1)
-    return [(torch.randn(batch, 3, 32, 32, generator=g), torch.randint(0, 10, (batch,), generator=g))
-            for _ in range(n // batch)]
+    return [(torch.randn(batch, 3, 32, 32, generator=g).contiguous(memory_format=torch.channels_last),
+             torch.randint(0, 10, (batch,), generator=g)) for _ in range(n // batch)]
 
 
 def train_rate(t: Trainer, batches, first_step: int) -> float:
@@ -95,6 +99,9 @@ def main() -> None:
                 for name in VARIANTS:
                     torch.manual_seed(0)
                     trainers[name] = make_trainer(Path(tmp) / f"{name}-c{c}-k{k}", k, c)
+                if trainers["reference"].simplex_strategy == "sequential" and torch.get_num_threads() == 1:
+                    # before the change: one worker thread was the automatic one-thread step (the same bits)
+                    trainers["reference"].simplex_strategy, trainers["reference"].simplex_threads = "threaded", 1
                 batches = [b for _, b in zip(range(args.steps), trainers["fast"].loader.epoch(0))]
                 with torch.no_grad():  # the same function: first scores of the fresh supernets agree
                     code = trainers["fast"].codes([archs[0]])[0]

@@ -422,7 +422,9 @@ def test_supernet_with_cpu_paths_equals_reference_ops_in_float64(k):
     """A whole C=5 supernet step: same logits and same gradients of every weight, to float64 rounding."""
     torch.manual_seed(0)
     net = KShotNB201(k, C=5, N=2).double()
-    x = torch.randn(16, 3, 32, 32, dtype=torch.float64)
+    # channels_last, as the loaders give batches: the CPU paths turn it to NCHW (ops.cpu_layout), the reference not
+    x = torch.randn(16, 3, 32, 32, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    assert ops.cpu_layout(x, 5).is_contiguous() and ops.cpu_layout(x, 16) is x
     y = torch.randint(0, 10, (16,))
     code = torch.softmax(torch.randn(k, dtype=torch.float64), 0)
     for arch in ARCHS:

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from kshot_bench.search_space import mbv2 as space
 from kshot_bench.supernet.groups import GroupStack
 from kshot_bench.supernet.kshot import kshot_parameter, merge
-from kshot_bench.supernet.ops import BN_EPS
+from kshot_bench.supernet.ops import batch_norm
 
 
 def pointwise(x: Tensor, w: Tensor, stride: int = 1) -> Tensor:
@@ -135,7 +135,7 @@ class MBV2Network(nn.Module):
 
 # ----------------------------------------------------------------------------- K-shot supernet
 def _bn(x: Tensor, gamma: Optional[Tensor] = None, beta: Optional[Tensor] = None) -> Tensor:
-    return F.batch_norm(x, None, None, gamma, beta, True, 0.0, BN_EPS)
+    return batch_norm(x, gamma, beta)
 
 
 class KShotMBV2(nn.Module):

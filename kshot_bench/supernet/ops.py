@@ -17,7 +17,9 @@ benchmarks/narrow_speed.py, which also times the plain ops (`reference_ops()`) i
   avg_pool3x3  NB201's 3x3 average pooling (stride 1, count_include_pad=False) as a separable box sum by
                shifted in-place adds, times the reciprocal window count; its backward is the same box sum
                of the scaled gradient (the zero-padded box filter is its own adjoint).
-Everywhere else (GPU, autocast, other layouts, wider layers) the plain PyTorch op runs.
+Everywhere else (GPU, autocast, other layouts, wider layers) the plain PyTorch op runs. The loaders give
+channels_last batches, which suit oneDNN's convolutions but make BN and every broadcast op slow at 5
+channels: a supernet narrower than NCHW_MAX_CHANNELS turns its input to NCHW on the CPU (`cpu_layout`).
 """
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ from torch import Tensor
 
 BN_EPS = 1e-5
 MATMUL_1X1_CHANNELS = 16  # 1x1 convs as matrix products up to this many input channels (C=5..16 at 32x32 measured)
-SMALL_3X3_CHANNELS = 12   # 3x3 backward through channels_last up to this many input channels
+SMALL_3X3_CHANNELS = 24   # 3x3 backward through channels_last up to this many input channels
+NCHW_MAX_CHANNELS = 8     # networks this narrow (C, the first stage's width) run in NCHW on the CPU, wider ones in
+                          # the channels_last layout the loaders give (oneDNN's convolutions prefer it from C=16 on)
 MIN_ELEMENTS = 65536      # BN and convs take the CPU paths from maps of this many values (the simplex-net step's
                           # 4-image groups are cheaper with the plain ops: a custom Function costs more to call)
 
@@ -48,6 +52,14 @@ def reference_ops() -> Iterator[None]:
         yield
     finally:
         _reference = before
+
+
+def cpu_layout(x: Tensor, channels: int) -> Tensor:
+    """The input batch of a network whose first stage is `channels` wide in the layout its ops run fastest in:
+    NCHW for narrow networks on the CPU (where the paths below apply), else as given."""
+    if not _reference and x.device.type == "cpu" and channels <= NCHW_MAX_CHANNELS and x.dim() == 4:
+        return x.contiguous()
+    return x
 
 
 def _cpu_path(x: Tensor, min_elements: int = 0) -> bool:
@@ -107,6 +119,64 @@ def conv2d(x: Tensor, w: Tensor, stride: int = 1) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- batch norm
+class BNStatistics:
+    """Per-site BN statistics of one architecture, for scoring with fixed statistics (rank's
+    `bn_calibration`): `collect` them over some batches (each batch normalised by its own statistics, as
+    training does), then run the network in eval mode with them (`fixed`). Sites are the BN calls of one
+    forward pass in call order, which is the same for every pass of the same arch and code.
+    The statistics are those of every calibration image together (the mean of the batch means; the variance
+    by the law of total variance), not a moving average."""
+
+    def __init__(self):
+        self.count: list = []   # images seen at each site
+        self.sum: list = []     # per channel: sum over batches of (batch mean x batch size)
+        self.sumsq: list = []   # per channel: sum over batches of ((batch variance + batch mean^2) x batch size)
+        self._site = 0
+        self._mode = ""
+
+    def _next(self) -> int:
+        i, self._site = self._site, self._site + 1
+        return i
+
+    def add(self, x: Tensor) -> None:
+        i, n = self._next(), x.shape[0]
+        var, mean = torch.var_mean(x.detach().double(), dim=(0, 2, 3), unbiased=False)
+        if i == len(self.count):
+            self.count.append(0)
+            self.sum.append(torch.zeros_like(mean))
+            self.sumsq.append(torch.zeros_like(mean))
+        self.count[i] += n
+        self.sum[i] += mean * n
+        self.sumsq[i] += (var + mean * mean) * n
+
+    def site(self, dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
+        i = self._next()
+        if i >= len(self.count):
+            raise RuntimeError(f"BN site {i} has no calibration statistics: calibrate with the same arch and code")
+        mean = self.sum[i] / self.count[i]
+        var = (self.sumsq[i] / self.count[i] - mean * mean).clamp_(min=0)
+        return mean.to(dtype), var.to(dtype)
+
+
+_bn_stats: BNStatistics | None = None
+
+
+@contextlib.contextmanager
+def bn_statistics(stats: BNStatistics, mode: str) -> Iterator[BNStatistics]:
+    """Around one forward pass: `collect` adds each BN site's batch statistics to `stats` (the pass itself
+    normalises with the batch's, as in training); `fixed` normalises every site with its collected
+    statistics (eval-mode BN). Process-wide, like `reference_ops`: not for concurrent use."""
+    global _bn_stats
+    if mode not in ("collect", "fixed"):
+        raise ValueError(f"mode must be collect or fixed, got {mode!r}")
+    before, _bn_stats = _bn_stats, stats
+    stats._site, stats._mode = 0, mode
+    try:
+        yield stats
+    finally:
+        _bn_stats = before
+
+
 class _BatchNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
@@ -127,7 +197,13 @@ class _BatchNorm(torch.autograd.Function):
 
 
 def batch_norm(x: Tensor, gamma: Tensor | None = None, beta: Tensor | None = None) -> Tensor:
-    """BN with the batch's statistics (training-mode normalisation, no running stats)."""
+    """BN with the batch's statistics (training-mode normalisation, no running stats); within
+    `bn_statistics(..., "fixed")` with the collected ones (eval mode)."""
+    if _bn_stats is not None:
+        if _bn_stats._mode == "fixed":
+            mean, var = _bn_stats.site(x.dtype)
+            return F.batch_norm(x, mean, var, gamma, beta, False, 0.0, BN_EPS)
+        _bn_stats.add(x)
     if gamma is None and beta is None and _cpu_path(x, MIN_ELEMENTS):
         return _BatchNorm.apply(x)
     return F.batch_norm(x, None, None, gamma, beta, True, 0.0, BN_EPS)
