@@ -96,6 +96,8 @@ class RunConfig:
     final_archs: str = ""       # the arch set for a supernet at the run's last epoch ("": the same as archs)
     score_images: int = 0       # 0 = the whole scoring part
     score_batch: int = 512
+    bn_calibration: int = 0     # scoring BN: 0 = each batch's own statistics; N = each arch's statistics re-estimated
+                                # over N training images, then eval mode (rank.score_arch)
     score_by: str = "acc"       # acc: top-1 accuracy | loss: mean cross-entropy, negated (both are always computed)
     score_precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA, fp32 elsewhere
     # bookkeeping
@@ -127,7 +129,8 @@ def config_hash(data: Dict[str, Any], later: Dict[str, Any]) -> str:
 # field -> default, for fields added after reports were committed
 LATER_FIELDS = {"micro_batches": 1, "image_size": 0, "local_val_size": 50000, "loader_workers": -1,
                 "score_precision": "auto", "net_scale": 1.0, "train_precision": "auto",
-                "simplex_threads": -1, "sampling": "uniform", "final_archs": ""}
+                "simplex_threads": -1, "sampling": "uniform", "final_archs": "",
+                "bn_calibration": 0}
 
 
 def check(cfg: RunConfig) -> None:
@@ -166,6 +169,9 @@ def check(cfg: RunConfig) -> None:
     if cfg.dataset == "imagenet" and cfg.space != "mbv2":
         raise UserError(f"--dataset imagenet is for the MobileNetV2 space, not {cfg.space} (NB201's ImageNet is "
                         "ImageNet16-120)", fix="add --space mbv2, or use --dataset ImageNet16-120 for NB201")
+    if cfg.bn_calibration < 0:
+        raise UserError(f"bn_calibration must be >= 0, got {cfg.bn_calibration}",
+                        fix="0 scores with each batch's BN statistics; N > 0 re-estimates them over N training images")
     if cfg.image_size < 0 or cfg.local_val_size < 1 or cfg.loader_workers < -1:
         raise UserError(f"image_size must be >= 0 (0: the dataset's size), local_val_size >= 1 and loader_workers >= -1 "
                         f"(got {cfg.image_size}, {cfg.local_val_size}, {cfg.loader_workers})",

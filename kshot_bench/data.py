@@ -65,6 +65,9 @@ class Splits:
     def score_subset(self, indices) -> Tuple[Tensor, Tensor]:
         return self.score_x[indices], self.score_y[indices]
 
+    def train_subset(self, indices) -> Tuple[Tensor, Tensor]:
+        return self.train_x[indices], self.train_y[indices]
+
 
 # ----------------------------------------------------------------------------- package split files
 def official_split(name: str) -> np.ndarray:
@@ -561,6 +564,11 @@ class FolderSplits:
                             num_workers=default_workers())
         xs, ys = zip(*loader)
         return torch.cat(xs), torch.cat(ys)
+
+    def train_subset(self, indices) -> Tuple[Tensor, Tensor]:
+        raise UserError("re-estimating BN statistics on training images (bn_calibration) is not available for "
+                        "image-folder datasets yet: their training images stream with augmentation",
+                        fix="score with --set bn_calibration=0 (each batch's own statistics)")
 
     @property
     def n_train(self) -> int:

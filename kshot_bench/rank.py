@@ -25,7 +25,8 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -38,6 +39,7 @@ from kshot_bench.runtime import bf16_autocast, layout_name
 SPLIT_NS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 PRECISION_KS = (5, 10, 20, 50, 100)
 SCORE_SUBSET_SEED = 0
+CALIBRATION_SEED = 1  # the training images that re-estimate BN statistics (bn_calibration)
 PAPER_TABLE4 = {"cifar10": (55.00, 62.64), "cifar100": (56.00, 61.22), "ImageNet16-120": (54.00, 56.33)}  # SPOS, K-shot (%)
 
 
@@ -204,24 +206,37 @@ class ScoreSet:
     batches: list
     n_images: int
     description: str
+    calibration: list = field(default_factory=list)  # training batches that re-estimate each arch's BN statistics
 
 
-def scoring_batches(splits, info, limit: int, batch_size: int, device) -> ScoreSet:
-    """A fixed, class-mixed subset of the scoring part: the first `limit` of a seeded permutation."""
+def scoring_batches(splits, info, limit: int, batch_size: int, device, calibration: int = 0) -> ScoreSet:
+    """A fixed, class-mixed subset of the scoring part: the first `limit` of a seeded permutation; with
+    `calibration` > 0 also that many training images (unaugmented, the first of another seeded permutation)
+    over which each arch's BN statistics are re-estimated before it is scored in eval mode."""
     import torch
 
     from kshot_bench.data import TensorLoader
+    from kshot_bench.runtime import device_layout
 
     n_all = splits.n_score
     n = n_all if limit <= 0 else min(limit, n_all)
     keep = torch.as_tensor(np.random.default_rng(SCORE_SUBSET_SEED).permutation(n_all)[:n])
     x, y = splits.score_subset(keep)  # an image folder (ImageNet) decodes only these
     loader = TensorLoader(x.to(device), y.to(device), info, batch_size, seed=0, augment=False, drop_last=False)
+    batches = [(device_layout(xb, device), yb) for xb, yb in loader.fixed_batches()]
+    bn = "BN with batch statistics"
+    calib = []
+    if calibration > 0:
+        m = min(calibration, splits.n_train)
+        pick = torch.as_tensor(np.random.default_rng(CALIBRATION_SEED).permutation(splits.n_train)[:m])
+        cx, cy = splits.train_subset(pick)
+        cal = TensorLoader(cx.to(device), cy.to(device), info, batch_size, seed=0, augment=False, drop_last=False)
+        calib = [(device_layout(xb, device), yb) for xb, yb in cal.fixed_batches()]
+        bn = (f"BN statistics of each arch re-estimated over {m:,} images of {info.train_part} (seeded subset "
+              f"{CALIBRATION_SEED}, batches of {batch_size}), then eval-mode BN")
     desc = (f"{n:,} images of {info.score_part} (seeded subset {SCORE_SUBSET_SEED} of {n_all:,}), "
-            f"batches of {batch_size}, BN with batch statistics")
-    from kshot_bench.runtime import device_layout
-
-    return ScoreSet([(device_layout(xb, device), yb) for xb, yb in loader.fixed_batches()], n, desc)
+            f"batches of {batch_size}, {bn}")
+    return ScoreSet(batches, n, desc, calib)
 
 
 def score_precision(cfg, device) -> str:
@@ -233,19 +248,28 @@ def score_precision(cfg, device) -> str:
     return "bf16" if use_bf16(cfg.score_precision, device) else "fp32"
 
 
-def score_arch(model, arch, code, batches, bf16: bool = False) -> Tuple[float, float]:
+def score_arch(model, arch, code, batches, bf16: bool = False, calibration=None) -> Tuple[float, float]:
     """Top-1 accuracy (%) and mean cross-entropy of one arch with its code over the scoring batches
-    (`bf16`: under bfloat16 autocast; the loss is computed in float32 as autocast does for it)."""
+    (`bf16`: under bfloat16 autocast; the loss is computed in float32 as autocast does for it). With
+    `calibration` batches: every BN site's statistics are first re-estimated over them (each normalised by
+    its own batch, as in training), and the scoring batches then run with those fixed statistics."""
     import torch
     import torch.nn.functional as F
+
+    from kshot_bench.supernet.ops import BNStatistics, bn_statistics
 
     dev = batches[0][0].device
     correct = torch.zeros((), dtype=torch.long, device=dev)
     loss = torch.zeros((), dtype=torch.float64, device=dev)
     n = 0
+    stats = BNStatistics() if calibration else None
     with torch.inference_mode(), bf16_autocast(dev, bf16):
+        for x, _ in calibration or ():
+            with bn_statistics(stats, "collect"):
+                model(x, arch, code)
         for x, y in batches:
-            logits = model(x, arch, code)
+            with bn_statistics(stats, "fixed") if stats is not None else nullcontext():
+                logits = model(x, arch, code)
             correct += (logits.argmax(1) == y).sum()
             loss += F.cross_entropy(logits, y, reduction="sum").double()
             n += len(y)
@@ -256,7 +280,7 @@ PARTIAL = "predictions.partial.csv"
 
 
 def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir: Path, k: int,
-                progress: bool = True, dist=None, bf16: bool = False) -> Dict:
+                progress: bool = True, dist=None, bf16: bool = False, calibration=None) -> Dict:
     """Score every arch (each with its own code), resuming from the journal `out_dir/predictions.partial*.csv`.
 
     `keys` name the archs in that journal and in the result (NB201: index; other spaces: arch string).
@@ -293,7 +317,7 @@ def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir:
             if stop_after and j == stop_after:
                 raise KeyboardInterrupt
             code = all_codes[j]
-            acc, loss = score_arch(model, arch, code, batches, bf16)
+            acc, loss = score_arch(model, arch, code, batches, bf16, calibration)
             lam = code.tolist()
             done[key] = {"score": acc, "val_loss": loss, **{f"lam_{i}": v for i, v in enumerate(lam)}}
             writer.writerow([key, f"{acc:.6g}", f"{loss:.6g}"] + [f"{v:.6g}" for v in lam])
@@ -530,7 +554,8 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     out = Path(out)
     t0 = time.perf_counter()
     if checkpoint is not None:
-        scoring = {f: getattr(cfg, f) for f in ("archs", "final_archs", "score_images", "score_batch", "score_by")}
+        scoring = {f: getattr(cfg, f) for f in ("archs", "final_archs", "score_images", "score_batch", "score_by",
+                                                "bn_calibration")}
         ckpt_cfg, model, codes, finished, state = load_supernet(Path(checkpoint), device, expect or {})
         cfg = ckpt_cfg.replace(**scoring)
         # scored as trained: the training run's own name (its hash rule may be an older version's)
@@ -566,17 +591,18 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         write_config(cfg, out, {"data": splits.source, "machine": machine_info(device), "command": command,
                                 "world_size": dist.world_size}, config_hash=config_hash)
     info = DATASETS.get(cfg.dataset)
-    score_set = scoring_batches(splits, info, cfg.score_images, cfg.score_batch, device)
+    score_set = scoring_batches(splits, info, cfg.score_images, cfg.score_batch, device, cfg.bn_calibration)
     t1 = time.perf_counter()
     precision = score_precision(cfg, device)
-    scored = score_archs(model, codes, score_set.batches, keys, archs, out, cfg.k, progress, dist, precision == "bf16")
+    scored = score_archs(model, codes, score_set.batches, keys, archs, out, cfg.k, progress, dist, precision == "bf16",
+                         score_set.calibration)
     score_s = time.perf_counter() - t1
     train_images = min(cfg.train_subset or splits.n_train, splits.n_train)
     protocol = {
         "space": cfg.space, "dataset": cfg.dataset, "k": cfg.k, "code": cfg.code, "code_label": code_label(cfg.k, cfg.code),
         "preset": preset, "seed": cfg.seed, "config_hash": config_hash, "channels": cfg.channels, "cells": cfg.cells,
         "epochs": trained_epochs, "warmup_epochs": cfg.warmup_epochs, "train_images": train_images,
-        "sampling": cfg.sampling,
+        "sampling": cfg.sampling, "bn_calibration": cfg.bn_calibration,
         "train_part": info.train_part, "data": splits.source, "supernet": source, "train_precision": train_precision,
         "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,

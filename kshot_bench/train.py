@@ -575,7 +575,7 @@ def load_checkpoint(path: Path, device: torch.device) -> Dict:
 
 
 # fields that may differ between a checkpoint and the run that loads it: they do not change the weights
-SCORING_FIELDS = ("archs", "final_archs", "score_images", "score_batch", "score_by", "checkpoint_every", "loader_workers",
+SCORING_FIELDS = ("archs", "final_archs", "bn_calibration", "score_images", "score_batch", "score_by", "checkpoint_every", "loader_workers",
                   "score_precision")
 
 

@@ -112,11 +112,13 @@ def test_rank_writes_every_result_file(ranked, truth_csv):
 def test_rank_from_checkpoint_and_mismatches(capsys, ranked, tiny_cifar_folder, tmp_path):
     ckpt = str(ranked / "train" / "supernet.pt")
     base = ["rank", "--checkpoint", ckpt, "--data-root", str(tiny_cifar_folder), "--preset", "smoke", "--quiet"]
-    code, out, err = run(capsys, *base, "--archs", "30", "--set", "score_images=16", "--out", str(tmp_path / "u"))
+    code, out, err = run(capsys, *base, "--archs", "30", "--set", "score_images=16", "--set", "bn_calibration=32",
+                         "--out", str(tmp_path / "u"))
     assert code == 0, err
     import json
     m = json.loads((tmp_path / "u" / "metrics.json").read_text())
     assert m["n_archs"] == 30 and m["protocol"]["k"] == 3 and m["protocol"]["n_score_images"] == 16
+    assert m["protocol"]["bn_calibration"] == 32 and "re-estimated over 32 images" in m["protocol"]["score_set"]
     assert m["protocol"]["train_precision"] == "fp32"  # read from the checkpoint
     for flags, words in ((["--k", "4"], "k: checkpoint 3, asked 4"),
                          (["--dataset", "cifar100"], "dataset: checkpoint 'cifar10', asked 'cifar100'"),

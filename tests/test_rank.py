@@ -144,3 +144,48 @@ def test_bf16_scoring_is_autocast_close_to_fp32_and_auto_means_cuda_only():
     acc32, loss32 = rank.score_arch(model, arch, code, [(x, y)])
     acc16, loss16 = rank.score_arch(model, arch, code, [(x, y)], bf16=True)
     assert abs(loss16 - loss32) < 0.05 * loss32 and loss16 != loss32  # bfloat16 ran, and stayed close
+
+
+@pytest.mark.parametrize("space, k", [("nb201", 1), ("nb201", 3), ("mbv2", 2)])
+def test_bn_calibration_on_the_scoring_batch_itself_gives_batch_statistics(space, k):
+    """Re-estimated statistics over exactly the scoring batch are that batch's own statistics: eval-mode
+    scoring then computes what batch-statistics scoring computes (float64, every BN site of the network)."""
+    import torch
+
+    from kshot_bench.config import from_preset
+    from kshot_bench.search_space import SPACES
+    from kshot_bench.train import build_supernet
+
+    cfg = from_preset("smoke", space=space, k=k)
+    torch.manual_seed(0)
+    model = build_supernet(cfg).double().eval()
+    size = 32 if space == "nb201" else 64
+    x = torch.randn(16, 3, size, size, dtype=torch.float64)
+    y = torch.randint(0, 10, (16,))
+    arch = SPACES.get(space).sample(np.random.default_rng(3))
+    code = torch.softmax(torch.randn(k, dtype=torch.float64), 0)
+    acc, loss = rank.score_arch(model, arch, code, [(x, y)])
+    acc_c, loss_c = rank.score_arch(model, arch, code, [(x, y)], calibration=[(x, y)])
+    assert acc == acc_c and loss_c == pytest.approx(loss, rel=1e-9)
+    # other calibration images give other statistics
+    other = torch.randn(16, 3, size, size, dtype=torch.float64) * 2
+    assert rank.score_arch(model, arch, code, [(x, y)], calibration=[(other, y)])[1] != pytest.approx(loss, rel=1e-6)
+
+
+def test_bn_statistics_pool_every_calibration_image():
+    import torch
+
+    from kshot_bench.supernet import ops
+
+    a, b = torch.randn(8, 4, 5, 5, dtype=torch.float64) + 1, torch.randn(24, 4, 5, 5, dtype=torch.float64) * 3
+    stats = ops.BNStatistics()
+    for batch in (a, b):
+        with ops.bn_statistics(stats, "collect"):
+            ops.batch_norm(batch)
+    with ops.bn_statistics(stats, "fixed"):
+        out = ops.batch_norm(b)
+        with pytest.raises(RuntimeError, match="no calibration statistics"):
+            ops.batch_norm(b)  # a second site that the calibration passes never reached
+    var, mean = torch.var_mean(torch.cat([a, b]), dim=(0, 2, 3), unbiased=False)
+    expect = (b - mean.view(1, 4, 1, 1)) / torch.sqrt(var.view(1, 4, 1, 1) + ops.BN_EPS)
+    torch.testing.assert_close(out, expect, rtol=1e-12, atol=1e-12)
