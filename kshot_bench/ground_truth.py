@@ -41,6 +41,18 @@ NB201_DOWNLOAD = ("NAS-Bench-201-v1_1-096897.pth (or v1_0-e61699.pth) from the N
                   "(github.com/D-X-Y/NAS-Bench-201), or NATS-tss-v1_0-3ffb9.pickle.pbz2 / NATS-tss-v1_0-3ffb9-simple/ "
                   "from NATS-Bench (github.com/D-X-Y/NATS-Bench)")
 
+# Published Kendall's tau over all 15,625 archs against cifar10_test_200ep (SPEC 5a, with its sources): reference
+# lines in the report's figures, always labelled as published figures, never as our measurements.
+PUBLISHED_TAU = {
+    "cifar10_test_200ep": [
+        ("SPOS supernet, C=16, 250 epochs", 0.59),
+        ("narrow supernet, C=5, ENN-balanced, 250 epochs", 0.726),
+        ("few-shot supernet (ENN split), C=8, 500 epochs", 0.751),
+        ("AZ-NAS (zero-cost)", 0.741),
+        ("VKDNW (zero-cost)", 0.750),
+    ],
+}
+
 
 @functools.lru_cache(maxsize=None)
 def load_truth_arrays(path: Optional[str] = None) -> Dict[str, np.ndarray]:

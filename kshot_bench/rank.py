@@ -188,6 +188,10 @@ def baseline_scores(dataset: str, indices: Sequence[int], seed: int) -> Dict[str
     info = DATASETS.get(dataset)
     idx = np.asarray(indices)
     out = {"params": (truth_column(info.params_column)[idx], "parameter count (NB201)")}
+    from kshot_bench.search_space import nb201
+
+    flops = np.array([nb201.cost(nb201.from_index(int(i)), info.num_classes, info.input_size)[1] for i in idx], float)
+    out["flops"] = (flops, f"FLOPs (NB201 convention, {info.input_size}x{info.input_size} input)")
     proxies = load_proxy_arrays()
     for proxy in ("naswot", "synflow", "logsynflow", "nregions"):
         col = f"{proxy}_{dataset}"
@@ -442,6 +446,7 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
         *summary_table(rows, split_keys),
         "",
         "Brackets: 95% bootstrap intervals (resampling the archs).",
+        *_without_no_path_line(metrics),
         "",
         *significance_lines(metrics),
         "",
@@ -451,6 +456,7 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
         f"{p['epochs']} epochs ({p['warmup_epochs']} warm-up) on {p['train_images']:,} training images",
         f"- supernet trained on: {p['train_part']}; data: {p['data']}",
         f"- archs: {p['arch_set']}",
+        f"- training paths drawn: {p.get('sampling', 'uniform')}",
         f"- scored on: {p['score_set']}; score: {p.get('score', 'top-1 accuracy (%)')}",
         f"- ground truth: `{p['truth']}` (NB201, embedded table)",
         f"- time: training {fmt(p['train_s'], 0)} s, scoring {fmt(p['score_s'], 0)} s "
@@ -467,6 +473,16 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
     path = Path(out_dir) / "summary.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _without_no_path_line(metrics: Dict) -> List[str]:
+    w = metrics.get("without_no_path")
+    if not w:
+        return []
+    n = metrics["n_archs"] - w["n_archs"]
+    return ["", f"Without the {n:,} archs that have no input-to-output path (their networks output a constant and sit "
+                f"at chance accuracy): tau {with_ci(w['kendall_tau'], w['ci95']['kendall_tau'])} over "
+                f"{w['n_archs']:,} archs."]
 
 
 def plot_scatter(out_dir: Path, scores: np.ndarray, truth: np.ndarray, metrics: Dict) -> Path:
@@ -663,6 +679,12 @@ def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opti
     metrics["other_score"] = {"score_by": other, "score": SCORE_KINDS[other],
                               **ranking_metrics(score_values(scored, indices, other), truth, null=False)}
     metrics["protocol"] = {**job.protocol, "truth": truth_name}
+    from kshot_bench.search_space import nb201
+
+    live = np.array([not nb201.is_dead(nb201.from_index(i)) for i in indices])
+    if not live.all() and live.sum() >= 3:  # the archs with no input-to-output path sit at chance: tau without them
+        metrics["without_no_path"] = {"n_archs": int(live.sum()),
+                                      **ranking_metrics(scores[live], truth[live], null=False)}
     baselines = {}
     from kshot_bench import stats
 

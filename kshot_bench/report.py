@@ -866,6 +866,9 @@ def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
     if nulls:
         ax.axhspan(np.mean([b["band_lo"] for b in nulls]), np.mean([b["band_hi"] for b in nulls]), color="tab:gray",
                    alpha=0.15, label="chance (95% band)")
+    published = _published(runs)
+    for (label, tau), color in zip(published, ("tab:red", "tab:orange", "tab:olive", "tab:cyan", "tab:pink")):
+        ax.axhline(tau, color=color, linestyle=(0, (1, 2)), linewidth=1.0, label=f"published, all archs: {label} ({tau:.3f})")
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_xticks(epochs, [str(e) for e in epochs])
     snapshots = all(r.is_snapshot for r in runs)
@@ -876,7 +879,18 @@ def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     name = _save(plt, fig, out, "fig7_tau_vs_k_epochs.png")
     note = ("" if n_sets == 1 else f" Baselines and the chance band are averaged over the runs' {n_sets} arch sets.")
+    if published:
+        note += (" Dotted lines: published figures over all 15,625 archs (SPEC 5a, with their sources), other "
+                 "protocols and supernets than ours, drawn for reference; they are not our measurements.")
     return name, f"Fig. 7 from {protocol_line(runs)}.{note}"
+
+
+def _published(runs: Sequence[RankRun]) -> List[Tuple[str, float]]:
+    """Published taus for the runs' ground truth (ground_truth.PUBLISHED_TAU), when all runs share it."""
+    from kshot_bench.ground_truth import PUBLISHED_TAU
+
+    truths = {r.p.get("truth") for r in runs}
+    return PUBLISHED_TAU.get(truths.pop(), []) if len(truths) == 1 else []
 
 
 def scatter_grid(ranks, out: Path) -> Tuple[Optional[str], str]:
