@@ -601,9 +601,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    from kshot_bench.runtime import tune_allocator
+    from kshot_bench.runtime import stop_on_sigterm, tune_allocator
 
     tune_allocator()
+    stop_on_sigterm()
     try:
         return args.func(args)
     except UserError as err:

@@ -45,6 +45,25 @@ def tune_allocator() -> bool:
     return ok
 
 
+def stop_on_sigterm() -> bool:
+    """Treat SIGTERM (`kill`, a scheduler's stop, the end of a session) and, where the shell started us in the
+    background with it ignored, SIGINT like Ctrl-C: the jobs catch KeyboardInterrupt, save their progress and
+    exit, so the same command continues. Main thread only; False where signals cannot be set here."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, interrupt)
+    return True
+
+
 class ThreadWorkers:
     """`n` threads that run `fn(item)` for many items at once, each with one intra-op thread.
 

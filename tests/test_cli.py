@@ -59,6 +59,30 @@ def test_bad_input_exits_2_with_a_fix(capsys, tmp_path, argv, words):
     assert not (tmp_path / "run").exists()  # refused input leaves no empty run folder behind
 
 
+def test_sigterm_saves_progress_like_ctrl_c(tmp_path, tiny_cifar_folder):
+    """`kill` (SIGTERM; also SIGINT where a background start ignores it) stops a run with its checkpoint written."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "kshot_bench.cli", "train", "--preset", "smoke", "--k", "2", "--quiet",
+           "--data-root", str(tiny_cifar_folder), "--out", str(out), "--set", "epochs=10000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not (out / "log.csv").exists() and time.time() < deadline:  # an epoch is done: training is under way
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "checkpoint saved" in err, err
+    from kshot_bench.train import load_checkpoint
+
+    state = load_checkpoint(out / "checkpoint.pt", torch.device("cpu"))
+    assert state["epoch"] * 100 + state["step_in_epoch"] > 0
+
+
 def test_empty_data_dir_lists_expected_layouts(capsys, tmp_path):
     code, _, err = run(capsys, "train", "--preset", "smoke", "--data-root", str(tmp_path), "--offline", "--out", str(tmp_path / "r"))
     assert code == 2 and "no CIFAR-10 data" in err and "cifar-10-batches-py" in err
