@@ -27,11 +27,14 @@ from benchmarks._common import emit  # noqa: E402
 
 from kshot_bench.data import load_for  # noqa: E402
 from kshot_bench.datasets import DATASETS  # noqa: E402
-from kshot_bench.ground_truth import truth_column  # noqa: E402
-from kshot_bench.rank import arch_sample, kendall_tau, load_supernet, score_arch, scoring_batches  # noqa: E402
+from kshot_bench.ground_truth import space_truth  # noqa: E402
+from kshot_bench.metrics import kendall_tau  # noqa: E402
+from kshot_bench.scoring import load_supernet, score_arch, scoring_batches  # noqa: E402
 from kshot_bench.search_space import SPACES  # noqa: E402
-from kshot_bench.stats import paired_tau_diff  # noqa: E402
-from kshot_bench.train import machine_info, pick_device  # noqa: E402
+from kshot_bench.models import uses_widths  # noqa: E402
+from kshot_bench.metrics import paired_tau_diff  # noqa: E402
+from kshot_bench.rundir import machine_info  # noqa: E402
+from kshot_bench.runtime import pick_device  # noqa: E402
 
 
 def main():
@@ -48,7 +51,7 @@ def main():
     cfg = cfg.replace(archs=str(args.archs), score_images=args.images)
     splits = load_for(cfg, args.data_root, download=False)
     score_set = scoring_batches(splits, DATASETS.get(cfg.dataset), cfg.score_images, cfg.score_batch, device)
-    keys, archs, desc = arch_sample(SPACES.get(cfg.space), cfg)
+    keys, archs, desc = SPACES.get(cfg.space).arch_set(cfg.archs, cfg.seed, widths=uses_widths(cfg))
     model.eval()
     with torch.no_grad():
         lam = codes(list(archs))
@@ -57,7 +60,8 @@ def main():
         t0 = time.perf_counter()
         scores[name] = [score_arch(model, a, lam[i], score_set.batches, bf16) for i, a in enumerate(archs)]
         seconds[name] = time.perf_counter() - t0
-    truth = truth_column(DATASETS.get(cfg.dataset).truth_default)[np.asarray(keys)]
+    space = SPACES.get(cfg.space)
+    truth = space_truth(space, space.TRUTH[cfg.dataset])[np.asarray(keys)]
     acc = {n: [s[0] for s in v] for n, v in scores.items()}
     loss = {n: [-s[1] for s in v] for n, v in scores.items()}
     result = {

@@ -31,11 +31,15 @@ from benchmarks._common import emit  # noqa: E402
 from kshot_bench.config import from_preset  # noqa: E402
 from kshot_bench.data import load_for  # noqa: E402
 from kshot_bench.datasets import DATASETS  # noqa: E402
-from kshot_bench.ground_truth import truth_column  # noqa: E402
-from kshot_bench.rank import arch_sample, kendall_tau, score_arch, scoring_batches  # noqa: E402
+from kshot_bench.ground_truth import space_truth  # noqa: E402
+from kshot_bench.metrics import kendall_tau  # noqa: E402
+from kshot_bench.scoring import score_arch, scoring_batches  # noqa: E402
 from kshot_bench.search_space import SPACES  # noqa: E402
-from kshot_bench.stats import paired_tau_diff  # noqa: E402
-from kshot_bench.train import Trainer, machine_info, pick_device  # noqa: E402
+from kshot_bench.metrics import paired_tau_diff  # noqa: E402
+from kshot_bench.train import Trainer  # noqa: E402
+from kshot_bench.models import uses_widths  # noqa: E402
+from kshot_bench.rundir import machine_info  # noqa: E402
+from kshot_bench.runtime import pick_device  # noqa: E402
 
 
 def main():
@@ -54,8 +58,8 @@ def main():
     splits = load_for(base, args.data_root, download=False)
     info = DATASETS.get(base.dataset)
     score_set = scoring_batches(splits, info, base.score_images, base.score_batch, device)
-    keys, archs, desc = arch_sample(SPACES.get(base.space), base)  # seed 0's archs and images for all three
-    truth = truth_column(info.truth_default)[np.asarray(keys)]
+    keys, archs, desc = SPACES.get(base.space).arch_set(base.archs, base.seed, widths=uses_widths(base))  # seed 0's archs and images for all three
+    truth = space_truth(SPACES.get(base.space), SPACES.get(base.space).TRUTH[base.dataset])[np.asarray(keys)]
     scores, epoch_s = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, changes in runs.items():

@@ -46,7 +46,8 @@ from kshot_bench.config import from_preset  # noqa: E402
 from kshot_bench.data import Splits  # noqa: E402
 from kshot_bench.search_space import mbv2, nb201  # noqa: E402
 from kshot_bench.supernet.groups import GroupStack  # noqa: E402
-from kshot_bench.train import Trainer, machine_info  # noqa: E402
+from kshot_bench.train import Trainer  # noqa: E402
+from kshot_bench.rundir import machine_info  # noqa: E402
 
 SPACES = {"nb201": nb201, "mbv2": mbv2}
 

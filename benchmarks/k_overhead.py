@@ -66,7 +66,8 @@ from benchmarks._common import emit, run_memory_child  # noqa: E402
 from kshot_bench.runtime import tune_allocator  # noqa: E402
 from kshot_bench.search_space import nb201 as space  # noqa: E402
 from kshot_bench.supernet.nb201 import KShotNB201, NB201Network  # noqa: E402
-from kshot_bench.train import machine_info, pick_device  # noqa: E402
+from kshot_bench.rundir import machine_info  # noqa: E402
+from kshot_bench.runtime import pick_device  # noqa: E402
 
 REFERENCE_IMAGES_PER_S = 175.0
 BATCH = 64

@@ -41,7 +41,8 @@ from benchmarks.k_overhead import paired_ratio, timed, total_ratio  # noqa: E402
 from kshot_bench.runtime import tune_allocator  # noqa: E402
 from kshot_bench.search_space import mbv2 as space  # noqa: E402
 from kshot_bench.supernet.mbv2 import KShotMBV2  # noqa: E402
-from kshot_bench.train import machine_info, pick_device  # noqa: E402
+from kshot_bench.rundir import machine_info  # noqa: E402
+from kshot_bench.runtime import pick_device  # noqa: E402
 
 
 def paths(n: int, seed: int = 0):

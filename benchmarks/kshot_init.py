@@ -24,7 +24,8 @@ from benchmarks._common import emit  # noqa: E402
 from kshot_bench.config import from_preset  # noqa: E402
 from kshot_bench.rank import rank_job  # noqa: E402
 from kshot_bench.runtime import tune_allocator  # noqa: E402
-from kshot_bench.train import machine_info, pick_device  # noqa: E402
+from kshot_bench.rundir import machine_info  # noqa: E402
+from kshot_bench.runtime import pick_device  # noqa: E402
 
 
 def summarise(run_dir: Path) -> dict:

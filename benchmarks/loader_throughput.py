@@ -32,7 +32,7 @@ from benchmarks._common import emit  # noqa: E402
 from kshot_bench.data import TensorLoader, load_dataset  # noqa: E402
 from kshot_bench.datasets import DATASETS  # noqa: E402
 from kshot_bench.runtime import tune_allocator  # noqa: E402
-from kshot_bench.train import machine_info  # noqa: E402
+from kshot_bench.rundir import machine_info  # noqa: E402
 
 INFO = DATASETS.get("cifar10")
 

@@ -35,11 +35,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._common import emit  # noqa: E402
 from kshot_bench.config import from_preset  # noqa: E402
 from kshot_bench.data import Splits  # noqa: E402
-from kshot_bench.rank import score_arch  # noqa: E402
+from kshot_bench.scoring import score_arch  # noqa: E402
 from kshot_bench.runtime import tune_allocator  # noqa: E402
 from kshot_bench.search_space import nb201  # noqa: E402
 from kshot_bench.supernet import ops  # noqa: E402
-from kshot_bench.train import Trainer, machine_info  # noqa: E402
+from kshot_bench.train import Trainer  # noqa: E402
+from kshot_bench.rundir import machine_info  # noqa: E402
 
 VARIANTS = {"reference": ops.reference_ops, "fast": contextlib.nullcontext}
 

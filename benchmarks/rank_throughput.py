@@ -31,7 +31,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._common import emit  # noqa: E402
 
 from kshot_bench.config import from_preset  # noqa: E402
-from kshot_bench.train import build_code_source, build_supernet, machine_info, pick_device  # noqa: E402
+from kshot_bench.models import build_code_source, build_supernet  # noqa: E402
+from kshot_bench.rundir import machine_info  # noqa: E402
+from kshot_bench.runtime import pick_device  # noqa: E402
 
 ALL_ARCHS, NB201_IMAGES = 15625, 25000
 

@@ -11,7 +11,7 @@
 
   OMP_NUM_THREADS=1 python benchmarks/scoring_protocol.py --checkpoint RUN/snapshots/epoch-0050.pt \
       --data-root ~/data/cifar10 [--archs 300] [--images 3000] [--calibration 500,2000] --out FILE
-Archs: the first `--archs` of the run's own seeded sample (rank.arch_set, so they are the first of the narrow
+Archs: the first `--archs` of the run's own seeded sample (the space's arch_set, so they are the first of the narrow
 preset's 1,000). The last line printed is the results as one JSON object (also written to --out).
 """
 from __future__ import annotations
@@ -30,14 +30,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import emit  # noqa: E402
-from kshot_bench import stats  # noqa: E402
+from kshot_bench import metrics as stats  # noqa: E402
 from kshot_bench.data import load_for  # noqa: E402
 from kshot_bench.datasets import DATASETS  # noqa: E402
-from kshot_bench.ground_truth import truth_column  # noqa: E402
-from kshot_bench.rank import arch_set, kendall_tau, load_supernet, score_arch, scoring_batches  # noqa: E402
+from kshot_bench.ground_truth import space_truth  # noqa: E402
+from kshot_bench.search_space import SPACES  # noqa: E402
+from kshot_bench.metrics import kendall_tau  # noqa: E402
+from kshot_bench.scoring import load_supernet, score_arch, scoring_batches  # noqa: E402
 from kshot_bench.runtime import tune_allocator  # noqa: E402
-from kshot_bench.search_space import nb201  # noqa: E402
-from kshot_bench.train import machine_info  # noqa: E402
+from kshot_bench.rundir import machine_info  # noqa: E402
 
 BATCH = 500
 
@@ -56,9 +57,10 @@ def main() -> None:
     cfg, model, codes, _, state = load_supernet(args.checkpoint, device, {})
     splits = load_for(cfg, args.data_root, download=False)
     info = DATASETS.get(cfg.dataset)
-    indices = arch_set("1000", cfg.seed)[0][: args.archs]
-    archs = [nb201.from_index(i) for i in indices]
-    truth = truth_column(info.truth_default)[np.asarray(indices)]
+    space = SPACES.get(cfg.space)
+    keys, archs, _ = space.arch_set("1000", cfg.seed)
+    keys, archs = keys[: args.archs], archs[: args.archs]
+    truth = space_truth(space, space.TRUTH[cfg.dataset])[np.asarray(keys)]
     with torch.no_grad():
         lam = codes(archs)
     images = scoring_batches(splits, info, args.images, BATCH, device)
@@ -102,8 +104,8 @@ def main() -> None:
                                  "ms_per_arch": 1e3 * t_cal[n] / len(archs)}
     result = {"benchmark": "scoring_protocol", "checkpoint": str(args.checkpoint), "config_hash": state["config_hash"],
               "k": cfg.k, "channels": cfg.channels, "epochs": state.get("epochs", state.get("epoch")),
-              "sampling": cfg.sampling, "archs": f"the first {len(archs)} of rank.arch_set('1000', seed {cfg.seed})",
-              "score_set": images.description, "truth": info.truth_default, "machine": machine_info(device),
+              "sampling": cfg.sampling, "archs": f"the first {len(archs)} of arch_set('1000', seed {cfg.seed})",
+              "score_set": images.description, "truth": space.TRUTH[cfg.dataset], "machine": machine_info(device),
               "image_noise": noise, "bn_at_scoring": bn,
               "date": time.strftime("%Y-%m-%d")}
     print(json.dumps({"image_noise": {k: (v["tau_mean"], v["tau_spread"]) for k, v in noise.items()},

@@ -38,7 +38,7 @@ if {tuned}:
 import numpy as np, torch
 from kshot_bench.search_space import nb201
 from kshot_bench.supernet.nb201 import KShotNB201, NB201Network
-from kshot_bench.rank import score_arch
+from kshot_bench.scoring import score_arch
 torch.manual_seed(0)
 archs = [nb201.sample(np.random.default_rng([0, i])) for i in range({n_archs})]
 g = torch.Generator().manual_seed(1)
@@ -69,7 +69,7 @@ def run_round(variant, k, tuned, images, n_archs) -> float:
 
 
 def main():
-    from kshot_bench.train import machine_info
+    from kshot_bench.rundir import machine_info
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

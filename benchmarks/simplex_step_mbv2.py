@@ -48,7 +48,8 @@ from kshot_bench.runtime import ThreadWorkers, tune_allocator  # noqa: E402
 from kshot_bench.search_space import mbv2 as space  # noqa: E402
 from kshot_bench.simplex import make_code_source  # noqa: E402
 from kshot_bench.supernet.mbv2 import KShotMBV2  # noqa: E402
-from kshot_bench.train import machine_info, pick_device  # noqa: E402
+from kshot_bench.rundir import machine_info  # noqa: E402
+from kshot_bench.runtime import pick_device  # noqa: E402
 
 
 class Setup:

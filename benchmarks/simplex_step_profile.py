@@ -31,7 +31,7 @@ from benchmarks.k_overhead import SupernetVariant, make_batch, paths, simplex_st
 from kshot_bench.runtime import tune_allocator  # noqa: E402
 from kshot_bench.search_space import nb201 as space  # noqa: E402
 from kshot_bench.simplex import make_code_source  # noqa: E402
-from kshot_bench.train import machine_info  # noqa: E402
+from kshot_bench.rundir import machine_info  # noqa: E402
 
 KINDS = {  # first match wins
     "convolution": ("convolution", "conv2d"),

@@ -16,19 +16,51 @@ from typing import List, Optional
 from kshot_bench.errors import UserError
 from kshot_bench.runtime import layout_name
 
-DATASET_CHOICES = ("cifar10", "cifar100", "ImageNet16-120", "imagenet")
+def _names(registry: str) -> list:
+    """Choices for the parser, read from a registry (lazy imports keep `--help` fast)."""
+    if registry == "space":
+        from kshot_bench.search_space import SPACES
+
+        return SPACES.names()
+    from kshot_bench.datasets import DATASETS
+
+    return DATASETS.names()
 
 
-PRESET_HELP = ("nb201: nb201 | long | cpu | demo | smoke; mbv2: imagenet | cpu | smoke (default: cpu with --data-root; demo (nb201), sized for the embedded CIFAR-10 "
-               "sample, without)")
+def _preset_help() -> str:
+    from kshot_bench.config import RunConfig, presets
+    from kshot_bench.search_space import SPACES
+
+    per_space = "; ".join(f"{name}: {' | '.join(presets(name).names())}" for name in SPACES.names())
+    embedded = ", ".join(f"{SPACES.get(n).EMBEDDED_PRESET} ({n})" for n in SPACES.names() if SPACES.get(n).EMBEDDED_PRESET)
+    return (f"{per_space} (default: cpu with --data-root; without it {embedded}, sized for the embedded CIFAR-10 "
+            f"sample; the space's presets in search_space/<space>.py; default space {RunConfig.space})")
+
+
+def _code_modes() -> list:
+    from kshot_bench.simplex import CODE_MODES
+
+    return CODE_MODES.names()
+
+
+def _space_option(p: argparse.ArgumentParser, default=None, extra: str = "") -> None:
+    from kshot_bench.config import RunConfig
+
+    p.add_argument("--space", default=default,
+                   help=f"search space: {' | '.join(_names('space'))} (default {default or RunConfig.space}{extra})")
+
+
+def _dataset_option(p: argparse.ArgumentParser, default="cifar10", extra: str = "") -> None:
+    p.add_argument("--dataset", default=default, choices=_names("dataset"), help=f"default {default}{extra}")
+
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--space", default=None, help="search space: nb201 | mbv2 (default nb201)")
-    p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES, help="default cifar10")
+    _space_option(p)
+    _dataset_option(p)
     p.add_argument("--k", type=int, default=None, help="number of weight copies K (default 4; 1 = one-shot)")
-    p.add_argument("--code", default=None, help="code mode: simplex | uniform | random (default simplex)")
-    p.add_argument("--preset", default=None, help=PRESET_HELP)
+    p.add_argument("--code", default=None, help=f"code mode: {' | '.join(_code_modes())} (default simplex)")
+    p.add_argument("--preset", default=None, help=_preset_help())
     p.add_argument("--seed", type=int, default=None, help="run seed (default 0)")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
                    help="override one config field, e.g. --set epochs=3 (repeatable)")
@@ -42,10 +74,15 @@ def _process_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _default_preset(args) -> None:
-    """No --preset: `demo` on the embedded sample (no --data-root, nothing to load), else `cpu`."""
+    """No --preset: the space's preset for the embedded sample (no --data-root, nothing to load; NB201: `demo`),
+    else `cpu`."""
     if args.preset is None:
+        from kshot_bench.config import RunConfig
+        from kshot_bench.search_space import SPACES
+
+        space = SPACES.get(getattr(args, "space", None) or RunConfig.space)
         embedded = args.data_root is None and getattr(args, "checkpoint", None) is None
-        args.preset = "demo" if embedded and getattr(args, "space", None) in (None, "nb201") else "cpu"
+        args.preset = space.EMBEDDED_PRESET if embedded and space.EMBEDDED_PRESET else "cpu"
 
 
 def _say_data(args, dataset: str) -> None:
@@ -80,7 +117,8 @@ def _finished(out: Path, resume: bool, checkpoint: str, final: str, what: str) -
 def cmd_train(args) -> int:
     from kshot_bench.data import load_for
     from kshot_bench.distributed import Dist
-    from kshot_bench.train import CHECKPOINT, FINAL, Trainer, machine_info, write_config
+    from kshot_bench.train import Trainer
+    from kshot_bench.rundir import CHECKPOINT, FINAL, machine_info, write_config
 
     cfg = _config(args)
     out = Path(args.out)
@@ -132,7 +170,8 @@ def cmd_train(args) -> int:
 # ----------------------------------------------------------------------------- rank
 def cmd_rank(args) -> int:
     from kshot_bench.distributed import Dist
-    from kshot_bench.rank import print_table, rank_job
+    from kshot_bench.rank import rank_job
+    from kshot_bench.results import print_table
 
     explicit = {"space": args.space, "dataset": args.dataset, "k": args.k, "code": args.code}
     if args.checkpoint is None:
@@ -195,7 +234,7 @@ def cmd_retrain(args) -> int:
     from kshot_bench.distributed import Dist
     from kshot_bench.config import parse_sets
     from kshot_bench.retrain import CHECKPOINT, FINAL, Retrainer, retrain_config
-    from kshot_bench.train import machine_info, write_config
+    from kshot_bench.rundir import machine_info, write_config
 
     cfg = retrain_config(args.preset, arch=args.arch, seed=args.seed, **parse_sets(args.sets))
     out = Path(args.out)
@@ -251,10 +290,11 @@ def cmd_ablate(args) -> int:
     from kshot_bench.ablate import ABLATION_CODES, cells, run_ablation
     from kshot_bench.config import from_preset, override, parse_sets
     from kshot_bench.simplex import CODE_MODES
-    from kshot_bench.train import pick_device
+    from kshot_bench.runtime import pick_device
 
     for code in args.codes or []:
         CODE_MODES.get(code)
+    args.k, args.seeds = args.k or [1, 2, 4, 8], args.seeds if args.seeds is not None else [0, 1, 2]
     if any(k < 1 for k in args.k):
         raise UserError(f"every K must be >= 1, got {args.k}", fix="e.g. --k 1 2 4 8")
     _default_preset(args)
@@ -283,7 +323,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from kshot_bench.report import compare
+    from kshot_bench.report_tables import compare
 
     print("\n".join(compare(args.a, args.b)))
     return 0
@@ -291,6 +331,7 @@ def cmd_compare(args) -> int:
 
 # ----------------------------------------------------------------------------- search
 def cmd_search(args) -> int:
+    from kshot_bench.config import RunConfig
     from kshot_bench.distributed import Dist
     from kshot_bench.search import ALGOS, SearchConfig, aggregate_seeds, run_search, supernet_fitness
     from kshot_bench.search_space import SPACES
@@ -311,9 +352,9 @@ def cmd_search(args) -> int:
             raise UserError("--fitness supernet needs --checkpoint", fix="pass the supernet.pt of a train or rank run")
         from kshot_bench.data import load_for
         from kshot_bench.datasets import DATASETS
-        from kshot_bench.rank import load_supernet, score_precision, scoring_batches
+        from kshot_bench.scoring import load_supernet, score_precision, scoring_batches
 
-        from kshot_bench.train import uses_widths
+        from kshot_bench.models import uses_widths
 
         device = dist.device(args.device)
         ckpt_cfg, model, codes, _, state = load_supernet(args.checkpoint, device, {"dataset": args.dataset,
@@ -330,7 +371,7 @@ def cmd_search(args) -> int:
                          "epochs": ckpt_cfg.epochs, "width_search": uses_widths(ckpt_cfg), "score_precision": precision,
                          "memory_format": layout_name(device),
                          "rc_weight": ckpt_cfg.rc_weight, "net_scale": ckpt_cfg.net_scale})
-    args.space = args.space or "nb201"
+    args.space = args.space or RunConfig.space
     results = []
     for seed in seeds:
         run_out = out / f"seed-{seed}" if len(seeds) > 1 else out
@@ -375,24 +416,24 @@ def cmd_cost(args) -> int:
 
     space = SPACES.get(args.space)
     out = sys.stdout
-    if space.NAME == "nb201":
+    if space.NUM_ARCHS is not None:  # a space that lists its archs: by key (index), or all of them
         if args.sample is not None:
-            raise UserError("--sample is for spaces too large to list; NB201 has --all and --index",
+            raise UserError(f"--sample is for spaces too large to list; {space.NAME} has --all and --index",
                             fix="use --all, --index N [N ...] or --arch STR")
         info = DATASETS.get(args.dataset)
         if args.arch is not None:
             archs = [space.from_str(a) for a in args.arch]
         elif args.index is not None:
-            archs = [space.from_index(i) for i in args.index]
+            archs = [space.from_key(i) for i in args.index]
         else:
-            archs = space.all_archs()
-        out.write("index,arch_str,params,flops\n")
+            archs = space.arch_set("all", 0)[1]
+        out.write(f"{space.KEY},arch_str,params,flops\n")
         for arch in archs:
             params, flops = space.cost(arch, info.num_classes, info.input_size)
-            out.write(f"{space.to_index(arch)},{space.to_str(arch)},{params},{flops}\n")
+            out.write(f"{space.key_of(arch)},{space.to_str(arch)},{params},{flops}\n")
         return 0
     if args.index is not None or args.all:
-        raise UserError(f"--index and --all are NB201 options; the {space.NAME} space is too large to list",
+        raise UserError(f"--index and --all list archs; the {space.NAME} space is too large to list",
                         fix="use --arch STR [STR ...] or --sample N --seed S")
     if args.arch is not None:
         archs = [space.from_str(a) for a in args.arch]
@@ -478,6 +519,7 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kshot-bench", description="K-shot NAS supernets: ranking benchmarks on NAS-Bench-201, NSGA-II search on NAS-Bench-201 and MobileNetV2 (ImageNet), reports.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from kshot_bench.config import RunConfig
     fmt = argparse.RawDescriptionHelpFormatter
 
     p = sub.add_parser("train", help="train a K-shot supernet and simplex-net", epilog=EXAMPLES["train"], formatter_class=fmt)
@@ -510,13 +552,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ablate", help="run the ablation grid (one-shot, fixed, random, simplex K-shot) as rank runs",
                        epilog=EXAMPLES["ablate"], formatter_class=fmt)
-    p.add_argument("--space", default=None, help="search space: nb201 | mbv2 (default nb201)")
-    p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES)
-    p.add_argument("--preset", default=None, help=PRESET_HELP)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8])
-    p.add_argument("--codes", nargs="+", default=None, help="code modes for K > 1 (default: uniform random simplex)")
-    p.add_argument("--epochs", type=int, nargs="+", default=None, help="training budgets (default: the preset's)")
+    _space_option(p)
+    _dataset_option(p)
+    p.add_argument("--preset", default=None, help=_preset_help())
+    p.add_argument("--seeds", type=int, nargs="+", action="extend", default=None, help="default 0 1 2")
+    p.add_argument("--k", type=int, nargs="+", action="extend", default=None, help="default 1 2 4 8")
+    p.add_argument("--codes", nargs="+", action="extend", default=None,
+                   help=f"code modes for K > 1, of {' | '.join(_code_modes())} (default: uniform random simplex)")
+    p.add_argument("--epochs", type=int, nargs="+", action="extend", default=None,
+                   help="training budgets (default: the preset's)")
     p.add_argument("--archs", default=None, help="all | unique | N (default: the preset's)")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE")
     p.add_argument("--data-root", type=Path, default=None)
@@ -537,8 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="NSGA-II (or random) search over a space, by supernet or oracle fitness",
                        epilog=EXAMPLES["search"], formatter_class=fmt)
-    p.add_argument("--space", default=None, help="search space: nb201 | mbv2 (default: the checkpoint's, else nb201)")
-    p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES)
+    _space_option(p, extra="; with --checkpoint the checkpoint's")
+    _dataset_option(p)
     p.add_argument("--fitness", default="supernet", help="supernet (needs --checkpoint) | oracle (NB201 ground truth)")
     p.add_argument("--checkpoint", type=Path, default=None, help="supernet.pt for --fitness supernet")
     p.add_argument("--data-root", type=Path, default=None, help="dataset directory (scoring images for --fitness supernet)")
@@ -546,7 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flops-limit", type=float, default=None,
                    help="hard limit in MFLOPs (nb201: its convention at the dataset's size; mbv2: one 224x224 image)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds: runs each, reports mean +- std")
+    p.add_argument("--seeds", type=int, nargs="+", action="extend", default=None,
+                   help="several seeds: runs each, reports mean +- std")
     p.add_argument("--population", type=int, default=50)
     p.add_argument("--generations", type=int, default=20)
     p.add_argument("--parents", type=int, default=20)
@@ -562,14 +607,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("cost", help="parameters and FLOPs of archs as CSV", epilog=EXAMPLES["cost"], formatter_class=fmt)
-    p.add_argument("--space", default="nb201", help="nb201 | mbv2 (default nb201)")
-    p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES,
-                   help="NB201: the class count and input size (MBV2 costs are always at 224x224, 1,000 classes)")
+    _space_option(p, default=RunConfig.space)
+    _dataset_option(p, extra=" (the class count and input size, where the space's costs follow the dataset; "
+                              "MBV2 costs are always at 224x224, 1,000 classes)")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--arch", nargs="+", help="one or more arch strings")
-    g.add_argument("--index", type=int, nargs="+", help="one or more NB201 indices")
-    g.add_argument("--all", action="store_true", help="all 15,625 NB201 archs")
-    g.add_argument("--sample", type=int, default=None, metavar="N", help="N seeded uniform samples (mbv2)")
+    g.add_argument("--arch", nargs="+", action="extend", help="one or more arch strings (repeatable)")
+    g.add_argument("--index", type=int, nargs="+", action="extend",
+                   help="one or more indices (spaces that list their archs, e.g. NB201; repeatable)")
+    g.add_argument("--all", action="store_true", help="every arch (spaces that list their archs)")
+    g.add_argument("--sample", type=int, default=None, metavar="N", help="N seeded uniform samples (spaces too large to list)")
     p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     p.add_argument("--no-widths", action="store_true", help="--sample with every width 1.0")
     p.set_defaults(func=cmd_cost)

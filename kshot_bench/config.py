@@ -4,32 +4,8 @@ A preset fills every field; the CLI's flags and `--set key=value` override singl
 keys and ill-typed values are errors, never `eval`). The resolved config is written beside the
 results (`config.json`), and its hash names the protocol in every report.
 
-Presets:
-  nb201  the NB201 weight-sharing protocol at paper scale (SGD nesterov 0.9, lr 0.025 cosine to
-         0.001, wd 5e-4, batch 64, 250 epochs), C=16, N=5, every validation image scored.
-  cpu    a whole rank job (train + score) on CIFAR-10 within 20 minutes on 2 CPU cores: the NB201
-         width C=16 with one cell per stage (N=1, 3 cells instead of 15), 12 epochs (3 warm-up)
-         over the 25,000-image NB201 train half, a simplex-net step every 4 supernet steps, 250
-         sampled archs scored on 1,000 validation images each (scores on 500 images were too noisy:
-         docs/design.md). Sized by wall time; its tau is not comparable with paper-scale numbers.
-  long   ranking evidence on the real NB201 skeleton (C=16, N=5; issue 13): the nb201 recipe over 100
-         epochs (5 warm-up) with snapshots after epochs 10, 25, 50, 75 and 100, so one run gives the
-         tau-vs-epochs curve; a simplex-net step every 4 supernet steps (the batched step costs about
-         2.2 supernet steps on a 2-core CPU, so this keeps the K-shot phase near 1.5x one-shot per
-         iteration; docs/design.md); 500 sampled archs scored on 2,000 validation images each.
-  narrow the NB201 recipe at the paper's 250 epochs on one CPU core (issue 25): a narrow skeleton (C=5, N=5;
-         SPEC 5a: C=5 ranks as well as C=16 and costs far less), ENN-balanced sampling, a simplex-net
-         step every 4 supernet steps (as `long`), snapshots after epochs 50, 100, 150, 200 and 250; 1,000
-         sampled archs scored at every snapshot, a larger set (`final_archs`) at the last one, each on a
-         fixed seeded subset of the NB201 `valid` half (`score_images`, sized by measurement:
-         docs/design.md, "The `narrow` preset").
-  demo   the default when no --data-root is given: the embedded CIFAR-10 sample (5,000 training and
-         1,000 scoring images shipped with the package), the cpu skeleton (C=16, N=1), 3 epochs
-         (1 warm-up), 50 sampled archs scored on all 1,000 sample images. About a minute on 2 cores; it
-         shows the whole job and its table, not a ranking anyone should cite.
-  smoke  a few seconds, for tests: C=4, N=1, 2 epochs over 256 images.
-MobileNetV2 presets (`--space mbv2`) are listed beside MBV2_PRESETS below; `--dataset imagenet` reads an
-ImageNet image folder (`image_size`, `local_val_size`, `loader_workers`).
+Presets are named sets of fields that each search space declares (`PRESETS` in search_space/<space>.py, with
+what each is for); `--preset NAME` starts from one of them.
 """
 from __future__ import annotations
 
@@ -166,9 +142,11 @@ def check(cfg: RunConfig) -> None:
         raise UserError(f"batch_size={cfg.batch_size} does not split into micro_batches={cfg.micro_batches} equal parts of "
                         f"at least simplex_paths={cfg.simplex_paths} images",
                         fix="choose micro_batches that divides batch_size (and leaves each part >= simplex_paths images)")
-    if cfg.dataset == "imagenet" and cfg.space != "mbv2":
-        raise UserError(f"--dataset imagenet is for the MobileNetV2 space, not {cfg.space} (NB201's ImageNet is "
-                        "ImageNet16-120)", fix="add --space mbv2, or use --dataset ImageNet16-120 for NB201")
+    if cfg.dataset not in space.DATASETS:
+        others = [n for n in SPACES.names() if cfg.dataset in SPACES.get(n).DATASETS]
+        raise UserError(f"--dataset {cfg.dataset} is not a dataset of the {cfg.space} space",
+                        fix=f"its datasets: {', '.join(space.DATASETS)}"
+                            + (f"; {cfg.dataset} is for --space {' or '.join(others)}" if others else ""))
     if cfg.bn_calibration < 0:
         raise UserError(f"bn_calibration must be >= 0, got {cfg.bn_calibration}",
                         fix="0 scores with each batch's BN statistics; N > 0 re-estimates them over N training images")
@@ -181,7 +159,7 @@ def check(cfg: RunConfig) -> None:
                         fix="e.g. --set simplex_threads=2; -1 picks torch's thread count on CPU and the batched "
                             "step on a GPU")
     parse_snapshot_epochs(cfg)
-    _check_space_options(cfg)
+    space.check_options(cfg.to_dict(), {f.name: f.default for f in fields(RunConfig)})
     if cfg.rc_weight < 0 or cfg.rc_margin <= 0 or cfg.rc_tau <= 0:
         raise UserError(f"r_c needs rc_weight >= 0, rc_margin > 0 and rc_tau > 0 (got {cfg.rc_weight}, {cfg.rc_margin}, "
                         f"{cfg.rc_tau})", fix="e.g. --set rc_weight=1 --set rc_margin=2 --set rc_tau=0.3; rc_weight=0 "
@@ -200,27 +178,6 @@ def check(cfg: RunConfig) -> None:
             raise UserError(f"unknown arch set {name}={value!r}",
                             fix=f"use {'--archs' if name == 'archs' else '--set final_archs='}all, unique or N "
                                 "(a seeded sample of N)")
-
-
-NB201_ONLY = {"channels": 16, "cells": 5, "unique_sampling": False}  # NB201 skeleton options and their defaults
-
-
-def _check_space_options(cfg: RunConfig) -> None:
-    """Options that mean something in one space only must keep their defaults in the other."""
-    if cfg.space == "nb201":
-        if cfg.net_scale != 1.0:
-            raise UserError(f"net_scale={cfg.net_scale!r} is an MBV2 option", fix="for NB201 set channels (C) and cells (N)")
-        return
-    from kshot_bench.search_space import mbv2
-
-    mbv2.macro(cfg.net_scale)
-    wrong = [f"{k}={getattr(cfg, k)!r}" for k, v in NB201_ONLY.items() if getattr(cfg, k) != v]
-    if cfg.archs == "unique":
-        wrong.append("archs='unique'")
-    if wrong:
-        raise UserError(f"{', '.join(wrong)}: NB201-only option{'s' if len(wrong) > 1 else ''}, not for --space {cfg.space} "
-                        "(its macro-architecture is fixed, SPEC 7, and it has no isomorphism classes)",
-                        fix="drop them, or use --space nb201")
 
 
 def parse_snapshot_epochs(cfg: RunConfig) -> Tuple[int, ...]:
@@ -282,58 +239,29 @@ def parse_sets(items) -> Dict[str, str]:
     return out
 
 
-PRESETS: Registry[Dict[str, Any]] = Registry("preset")  # NB201 presets
-PRESETS.register("nb201", {})
-PRESETS.register("long", dict(epochs=100, warmup_epochs=5, simplex_interval=4, snapshot_epochs="10,25,50,75,100",
-                              archs="500", score_images=2000, score_batch=500, checkpoint_every=100))
-PRESETS.register("narrow", dict(channels=5, cells=5, epochs=250, warmup_epochs=10, simplex_interval=4,
-                                sampling="balanced", snapshot_epochs="50,100,150,200,250", archs="1000",
-                                final_archs="3000", score_images=1000, score_batch=500, checkpoint_every=100))
-PRESETS.register("cpu", dict(channels=16, cells=1, epochs=12, warmup_epochs=3, simplex_interval=4,
-                             archs="250", score_images=1000, score_batch=500, checkpoint_every=100))
-PRESETS.register("demo", dict(channels=16, cells=1, epochs=3, warmup_epochs=1, simplex_interval=4,
-                              archs="50", score_images=0, score_batch=500, checkpoint_every=50))
-PRESETS.register("smoke", dict(channels=4, cells=1, epochs=2, warmup_epochs=1, batch_size=32, train_subset=256,
-                               simplex_paths=4, simplex_interval=2, archs="12", score_images=64,
-                               score_batch=64, checkpoint_every=4))
+def presets(space: str) -> Registry:
+    """The presets of a search space (its module's PRESETS), as a registry: errors list the choices."""
+    from kshot_bench.search_space import SPACES
 
-# MobileNetV2 presets (SPEC 7). `imagenet`: the paper's supernet recipe (SGD nesterov 0.9, batch 1024 global,
-# lr 0.12 cosine, 120 epochs, 5 warm-up epochs with code 1/K, wd 4e-5 as GreedyNAS); b_s = 16 images per
-# simplex path (m = 64 paths of a 1024 batch), a simplex step after every supernet step as Algorithm 1.
-# `cpu`: the network at half its channels (net_scale 0.5: a quarter of the compute) on the CIFAR-10 images at
-# their own 32x32 (the five stride-2 layers leave a 1x1 map at the end: the deep layers see no spatial context;
-# that is what the size shrinks), 15,000 training images, 8 epochs (2 warm-up), batch 64, lr 0.02 cosine (0.05
-# diverged at full width: loss above chance), a simplex step every 4 supernet steps, 100 archs scored on 1,000
-# images; with `--dataset imagenet` on an ImageNet-layout folder of those images, 5,000 training images are the
-# local validation split. A K=1 train job takes about 8 minutes on one core. Such a supernet learns little
-# (K=1: 13.5% train accuracy after 8 epochs, one thread, CIFAR-10 folder): it tests the pipeline, not the method.
-# `smoke`: seconds, for tests, on the network at a quarter of its channels (net_scale 0.25: a K=4 supernet of
-# 54 MB instead of 670 MB).
-MBV2_PRESETS: Registry[Dict[str, Any]] = Registry("mbv2 preset")
-MBV2_PRESETS.register("imagenet", dict(space="mbv2", epochs=120, warmup_epochs=5, batch_size=1024,
-                                       lr=0.12, lr_min=0.0, weight_decay=4e-5, simplex_paths=64, simplex_interval=1,
-                                       archs="1000", score_images=10000, score_batch=250, checkpoint_every=500))
-MBV2_PRESETS.register("cpu", dict(space="mbv2", net_scale=0.5, image_size=32, local_val_size=5000, epochs=8,
-                                  warmup_epochs=2, batch_size=64, lr=0.02, lr_min=0.0,
-                                  weight_decay=4e-5, train_subset=15000, simplex_paths=16, simplex_interval=4,
-                                  archs="100", score_images=1000, score_batch=500, checkpoint_every=50))
-MBV2_PRESETS.register("smoke", dict(space="mbv2", net_scale=0.25, epochs=2, warmup_epochs=1, batch_size=16, lr=0.05,
-                                    train_subset=64,
-                                    simplex_paths=4, simplex_interval=2, archs="4", score_images=32, score_batch=32,
-                                    checkpoint_every=4, rc_widths=3))
-PRESETS_BY_SPACE = {"nb201": PRESETS, "mbv2": MBV2_PRESETS}
+    reg: Registry[Dict[str, Any]] = Registry("preset")
+    for name, values in SPACES.get(space).PRESETS.items():
+        reg.register(name, values)
+    return reg
 
 
 def from_preset(name: str, **changes) -> RunConfig:
     """The preset `name` of the space in `changes` (default nb201), then the non-None changes."""
-    space = changes.get("space") or "nb201"
-    from kshot_bench.search_space import SPACES
-
-    SPACES.get(space)
-    presets = PRESETS_BY_SPACE[space]
-    base = override(RunConfig(), presets.get(name))
+    space = changes.get("space") or RunConfig.space
+    base = override(RunConfig(), presets(space).get(name))
     return override(base, {k: v for k, v in changes.items() if v is not None})
 
 
 def from_dict(data: Mapping[str, Any]) -> RunConfig:
     return override(RunConfig(), data)
+
+
+def uses_widths(cfg: RunConfig) -> bool:
+    """Widths are searched (sampled, and fed to the simplex-net's channel branch)."""
+    from kshot_bench.search_space import SPACES
+
+    return SPACES.get(cfg.space).HAS_WIDTHS and cfg.width_search

@@ -35,6 +35,7 @@ from kshot_bench.datasets import DATASETS, DatasetInfo
 from kshot_bench.errors import UserError
 
 FOLDER_SPLIT_SEED = 0
+SUBSET_SEED = 0  # a training subset (train_subset) is part of the protocol, equal for every run seed
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPEG")
 
 
@@ -67,6 +68,17 @@ class Splits:
 
     def train_subset(self, indices) -> Tuple[Tensor, Tensor]:
         return self.train_x[indices], self.train_y[indices]
+
+    def train_loader(self, info: DatasetInfo, batch_size: int, seed: int, device: torch.device, subset: int = 0,
+                     workers: int = -1) -> "TensorLoader":
+        """The training loader of in-memory images (`subset`: a fixed class-balanced subset of that many)."""
+        train_x, train_y = self.train_x, self.train_y
+        if subset and subset < len(train_x):
+            keep, _ = stratified_half(train_y.cpu().numpy(), SUBSET_SEED)  # balanced classes
+            keep = np.random.default_rng(SUBSET_SEED).permutation(keep)[:subset]
+            keep = torch.as_tensor(np.sort(keep))
+            train_x, train_y = train_x[keep], train_y[keep]
+        return TensorLoader(train_x.to(device), train_y.to(device), info, batch_size, seed)
 
 
 # ----------------------------------------------------------------------------- package split files
@@ -362,6 +374,10 @@ class TensorLoader:
         n = len(self.images)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
+
     def epoch(self, epoch: int, start: int = 0, shard: Tuple[int, int] = (0, 1)) -> Iterator[Tuple[Tensor, Tensor]]:
         """`shard=(r, n)`: the r-th of n equal contiguous parts of every batch (a process's share of the
         global batch under torchrun, as a DistributedSampler gives), with the augmentation each image
@@ -448,7 +464,7 @@ def _decode_rgb(data: Tensor) -> Tensor:
         img = Image.open(io.BytesIO(data.numpy().tobytes())).convert("RGB")
         return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
     global _DECODE_NOTICE_OFF
-    if not _DECODE_NOTICE_OFF:  # this one notice, once per process (a filter change per image costs 5 ms)
+    if not _DECODE_NOTICE_OFF:  # this one notice, once per process (a filter change per image is slow)
         warnings.filterwarnings("ignore", message=".*image decoding and encoding capabilities of TorchVision.*",
                                 category=DeprecationWarning)
         _DECODE_NOTICE_OFF = True
@@ -464,8 +480,8 @@ class TensorResizedCrop:
     (torchvision's vectorised uint8 kernel), flip; returns uint8 [3, size, size] (normalised later, on
     the batch: `normalize_batch`). The crop is drawn exactly as torchvision's RandomResizedCrop draws it
     (scale 0.08-1, ratio 3/4-4/3, the same torch random numbers), so only the resize kernel differs from
-    the PIL pipeline (by a level or two of 255). Measured per image on a 500x375 JPEG (one core):
-    decode 0.64 ms vs 1.1-1.6 ms with PIL, crop + resize 0.47 ms vs 1.1 ms. Workers send uint8 images:
+    the PIL pipeline (by a level or two of 255); faster than the PIL pipeline per image
+    (benchmarks/imagenet_loader.py, results in benchmarks/results/). Workers send uint8 images:
     a quarter of the bytes of float32 through the worker queues and pinned memory.
     (Decoding at 1/2-1/8 scale in the DCT domain, PIL's `draft`, does not pay at 224: a 500x375 image's
     crops are almost never 448 px on their short side, the least that a 2x reduction needs.)"""
@@ -565,6 +581,11 @@ class FolderSplits:
         xs, ys = zip(*loader)
         return torch.cat(xs), torch.cat(ys)
 
+    def train_loader(self, info: DatasetInfo, batch_size: int, seed: int, device: torch.device, subset: int = 0,
+                     workers: int = -1) -> "FolderLoader":
+        """Images streamed from disk, augmented by loader workers (`subset`: a fixed seeded subset)."""
+        return FolderLoader(folder_subset(self.train, subset), batch_size, seed, device, workers)
+
     def train_subset(self, indices) -> Tuple[Tensor, Tensor]:
         raise UserError("re-estimating BN statistics on training images (bn_calibration) is not available for "
                         "image-folder datasets yet: their training images stream with augmentation",
@@ -621,6 +642,10 @@ class FolderLoader:
 
     def __len__(self) -> int:
         return len(self.dataset) // self.batch_size
+
+    @property
+    def n_images(self) -> int:
+        return len(self.dataset)
 
     def epoch(self, epoch: int, start: int = 0, shard: Tuple[int, int] = (0, 1)) -> Iterator[Tuple[Tensor, Tensor]]:
         from torch.utils.data import DataLoader

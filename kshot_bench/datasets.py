@@ -1,4 +1,5 @@
-"""What each NB201 dataset is: class count, input size, normalisation, benchmark columns, protocol.
+"""What each dataset is: class count, input size, normalisation, split protocol. A space's ground truth per
+dataset is the space's own (search_space/<space>.py: TRUTH).
 
 Pure metadata (no torch); `data.py` holds the loaders. Names follow NB201: cifar10, cifar100,
 ImageNet16-120.
@@ -18,8 +19,6 @@ class DatasetInfo:
     input_size: int
     mean: Tuple[float, float, float]
     std: Tuple[float, float, float]
-    params_column: str      # NB201 parameter count (millions) for this class count
-    truth_default: str      # ground truth ranked against (SPEC section 5)
     train_part: str         # what the supernet trains on
     score_part: str         # what archs are scored on
     crop_pad: int = 4       # random-crop padding of the training augmentation (NB201: 4 for CIFAR, 2 for 16x16)
@@ -32,17 +31,17 @@ _IN16_STD = tuple(v / 255 for v in (63.22, 61.26, 65.09))
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
 DATASETS.register("cifar10", DatasetInfo(
-    "cifar10", 10, 32, _CIFAR_MEAN, _CIFAR_STD, "params_M_cifar10", "cifar10_test_200ep",
+    "cifar10", 10, 32, _CIFAR_MEAN, _CIFAR_STD,
     "NB201 'train' half of the CIFAR-10 training set", "NB201 'valid' half of the CIFAR-10 training set"))
 DATASETS.register("cifar100", DatasetInfo(
-    "cifar100", 100, 32, _CIFAR_MEAN, _CIFAR_STD, "params_M_cifar100", "cifar100_xtest_200ep",
+    "cifar100", 100, 32, _CIFAR_MEAN, _CIFAR_STD,
     "CIFAR-100 training set", "NB201 'xvalid' half of the CIFAR-100 test set"))
 DATASETS.register("ImageNet16-120", DatasetInfo(
-    "ImageNet16-120", 120, 16, _IN16_MEAN, _IN16_STD, "params_M_imagenet16", "imagenet16_xtest_200ep",
+    "ImageNet16-120", 120, 16, _IN16_MEAN, _IN16_STD,
     "ImageNet16-120 training set", "NB201 'xvalid' half of the ImageNet16-120 test set", crop_pad=2))
-# ImageNet (ILSVRC-2012 image folders) for the MobileNetV2 space: no NB201 columns, no ground truth;
+# ImageNet (ILSVRC-2012 image folders) for the MobileNetV2 space;
 # input size = the training crop (`image_size` in the config can lower it for small runs)
 DATASETS.register("imagenet", DatasetInfo(
-    "imagenet", 1000, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "", "",
+    "imagenet", 1000, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
     "ImageNet train minus the seeded local validation split (RandomResizedCrop + flip)",
     "the local validation split carved from ImageNet train (paper Sec. 5.1; resize + center crop)", crop_pad=0))

@@ -55,7 +55,7 @@ class Dist:
         """The rank's device: `cuda:LOCAL_RANK` under NCCL, else what `name` asks for."""
         if self.backend == "nccl" and name in ("auto", "cuda"):
             return torch.device("cuda", self.local_rank)
-        from kshot_bench.train import pick_device
+        from kshot_bench.runtime import pick_device
 
         return pick_device(name)
 

@@ -21,7 +21,7 @@ import functools
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -91,6 +91,43 @@ def truth_column(name: str, path: Optional[str] = None) -> np.ndarray:
     if name not in arrays or name == "arch_code":
         raise UserError(f"unknown ground-truth column {name!r}", fix=f"choose one of: {', '.join(truth_columns(path))}")
     return arrays[name]
+
+
+# ----------------------------------------------------------------------------- any space with a ground truth
+def has_truth(space, dataset: str) -> bool:
+    """The space ships a ground-truth table for this dataset (its TRUTH names the default column)."""
+    return dataset in space.TRUTH
+
+
+def space_truth(space, column: str) -> np.ndarray:
+    """A column of the space's truth table, one value per key (row = key)."""
+    if not space.TRUTH:
+        raise UserError(f"the {space.NAME} space has no ground-truth benchmark", fix="drop --truth")
+    table = package_npz(space.TRUTH_TABLE)
+    if column not in table or column == "arch_code":
+        names = [c for c in table if c != "arch_code"]
+        raise UserError(f"unknown ground-truth column {column!r}", fix=f"choose one of: {', '.join(names)}")
+    return table[column]
+
+
+def baseline_scores(space, info, keys: Sequence, archs: Sequence) -> Dict[str, Tuple[np.ndarray, str]]:
+    """Ranking baselines on the same archs: name -> (scores, description). Costs (parameters, FLOPs) by the
+    space's convention, and the columns its tables ship (zero-cost proxies, short trainings)."""
+    out = {}
+    if space.COST_BASELINES:
+        classes, size = space.COST_CONVENTION or (info.num_classes, info.input_size)
+        costs = np.array([space.cost(a, classes, size) for a in archs], dtype=np.float64).reshape(-1, 2)
+        for j, name in enumerate(("params", "flops")):
+            if name in space.COST_BASELINES:
+                out[name] = (costs[:, j], space.COST_BASELINES[name].format(size=size, classes=classes))
+    rows = np.asarray(keys)
+    for name, table, column, desc in space.table_baselines(info.name):
+        values = package_npz(table)
+        if column in values:
+            out[name] = (values[column][rows], desc)
+    # no single random-score draw: it lands anywhere in about +-0.1 by chance; ranking_metrics gives the
+    # null band of uninformative scores on the same archs instead
+    return out
 
 
 # ----------------------------------------------------------------------------- official files

@@ -251,7 +251,7 @@ class Retrainer:
         self.save(CHECKPOINT)
 
     def save(self, name: str) -> None:
-        from kshot_bench.train import atomic_save
+        from kshot_bench.rundir import atomic_save
 
         rank_meters = self.dist.all_gather(dict(self.meters))
         if not self.dist.is_main:
@@ -269,7 +269,7 @@ class Retrainer:
         path = self.run_dir / CHECKPOINT
         if not path.exists():
             return False
-        from kshot_bench.train import load_checkpoint
+        from kshot_bench.rundir import load_checkpoint
 
         state = load_checkpoint(path, self.device)
         if state.get("kind") != "retrain":

@@ -3,9 +3,8 @@
 `tune_allocator`: glibc serves big allocations (a 64x16x32x32 float map is 4 MiB) with fresh
 mmap'd pages and returns them on free, so every new activation pays page faults and kernel
 zeroing; at scoring batch sizes that doubles the time of element-wise ops. Turning direct mmap off
-and keeping freed memory (no trimming) lets the heap recycle the same pages. Measured on this
-project's 2-core machine: scoring 266 -> 485-540 images/s (NB201 C=16 N=5, batch 512); training
-steps unchanged within noise. The cost: the process keeps its peak memory until it exits.
+and keeping freed memory (no trimming) lets the heap recycle the same pages (the gain is measured in
+docs/design.md, "Process settings"). The cost: the process keeps its peak memory until it exits.
 Called by the CLI and the benchmarks; a no-op off glibc.
 
 `use_bf16`: the one rule behind every `auto` precision setting (scoring, training, retraining): bf16
@@ -15,8 +14,8 @@ autocast on CUDA, fp32 elsewhere.
 simplex-net step runs its m paths on them: train.simplex_loss_threaded).
 
 `device_layout`: image batches in channels_last on CUDA (cuDNN's NHWC kernels, which bf16 tensor cores
-want), unchanged elsewhere (the CPU paths were measured contiguous). The same numbers either way
-(tests/test_supernet.py checks both supernets).
+want), unchanged elsewhere (the loaders' channels_last batches; narrow NB201 supernets turn them to NCHW
+themselves, supernet/ops.py). The same numbers either way (tests/test_supernet.py checks both supernets).
 """
 from __future__ import annotations
 
@@ -62,6 +61,19 @@ def stop_on_sigterm() -> bool:
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, interrupt)
     return True
+
+
+def pick_device(name: str = "auto"):
+    """The torch device for `--device` (auto: CUDA when visible, else the CPU)."""
+    import torch
+
+    from kshot_bench.errors import UserError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for, but no CUDA device is visible", fix="use --device cpu")
+    return torch.device(name)
 
 
 class ThreadWorkers:

@@ -306,15 +306,14 @@ def best(records: Sequence[Record]) -> Record:
 
 
 # ----------------------------------------------------------------------------- fitness sources
-def oracle_fitness(dataset: str, truth_name: Optional[str] = None):
-    from kshot_bench.ground_truth import truth_column
-    from kshot_bench.datasets import DATASETS
-    from kshot_bench.search_space import nb201
+def oracle_fitness(space, dataset: str, truth_name: Optional[str] = None):
+    """Fitness = the ground truth itself (the best any supernet could do): for spaces with a truth table."""
+    from kshot_bench.ground_truth import space_truth
 
-    truth = truth_column(truth_name or DATASETS.get(dataset).truth_default)
+    truth = space_truth(space, truth_name or space.TRUTH[dataset])
 
     def fitness(archs):
-        return [(float(truth[nb201.to_index(a)]), []) for a in archs]
+        return [(float(truth[space.key_of(a)]), []) for a in archs]
 
     return fitness
 
@@ -322,7 +321,7 @@ def oracle_fitness(dataset: str, truth_name: Optional[str] = None):
 def supernet_fitness(model, codes, batches, bf16: bool = False):
     import torch
 
-    from kshot_bench.rank import score_arch
+    from kshot_bench.scoring import score_arch
 
     def fitness(archs):
         model.eval()
@@ -335,20 +334,20 @@ def supernet_fitness(model, codes, batches, bf16: bool = False):
 
 # ----------------------------------------------------------------------------- outputs
 def _write_records(path: Path, records: Sequence[Record], space, truth: Optional[np.ndarray]) -> None:
-    """One row per scored arch; `index` and `truth` where the space has a benchmark (NB201)."""
+    """One row per scored arch; the space's key (the NB201 index) and `truth` where the space has a ground truth."""
     k = max((len(r.code) for r in records), default=0)
     tmp = Path(str(path) + ".tmp")
     lams = [f"lam_{i}" for i in range(k)]
     with open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         if truth is not None:
-            w.writerow(["order", "generation", "index", "arch_str", "fitness", "flops_M", "truth"] + lams)
+            w.writerow(["order", "generation", space.KEY, "arch_str", "fitness", "flops_M", "truth"] + lams)
         else:
             w.writerow(["order", "generation", "arch_str", "fitness", "flops_M", "params_M"] + lams)
         for n, r in enumerate(records):
             lam = [f"{v:.6g}" for v in r.code] if r.code else [""] * k
             if truth is not None:
-                idx = space.to_index(r.arch)
+                idx = space.key_of(r.arch)
                 w.writerow([n, r.generation, idx, space.to_str(r.arch), f"{r.fitness:.6g}", f"{r.flops:.4f}",
                             f"{truth[idx]:.10g}"] + lam)
             else:
@@ -359,7 +358,7 @@ def _write_records(path: Path, records: Sequence[Record], space, truth: Optional
 
 
 def _write_json(path: Path, data) -> None:
-    from kshot_bench.rank import write_json
+    from kshot_bench.results import write_json
 
     write_json(path, data)
 
@@ -373,16 +372,16 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
     """One search run: history.csv (every scored arch), pareto.csv, result.json."""
     from tqdm import tqdm
 
-    from kshot_bench.ground_truth import truth_column
     from kshot_bench.datasets import DATASETS
+    from kshot_bench.ground_truth import has_truth, space_truth
     from kshot_bench.search_space import SPACES
 
     space = SPACES.get(space_name)
     info = DATASETS.get(dataset)
     search = ALGOS.get(algo)
-    benchmark = space.NAME == "nb201"  # the one space with ground truth for every arch
-    truth_name = (truth_name or info.truth_default) if benchmark else None
-    truth = truth_column(truth_name) if benchmark else None
+    benchmark = has_truth(space, dataset)  # a ground truth for every arch of the space
+    truth_name = (truth_name or space.TRUTH[dataset]) if benchmark else None
+    truth = space_truth(space, truth_name) if benchmark else None
     flops, smallest = _flops_source(space, info)
     if cfg.flops_limit is not None and smallest > cfg.flops_limit:
         raise UserError(f"no {space_name} arch meets a FLOPs limit of {cfg.flops_limit:g} M "
@@ -391,8 +390,8 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
         if fitness_kind != "oracle" or not benchmark:
             raise UserError(f"fitness {fitness_kind!r} on {space_name} needs a trained supernet",
                             fix="pass --fitness supernet --checkpoint supernet.pt" + ("" if benchmark else
-                                " (the oracle needs a ground-truth benchmark, which only nb201 has)"))
-        fitness = oracle_fitness(dataset, truth_name)
+                                f" (the oracle needs a ground truth, which the {space_name} space does not have)"))
+        fitness = oracle_fitness(space, dataset, truth_name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     key_fields = {f: (protocol or {}).get(f) for f in ("checkpoint", "config_hash", "score_set")}
@@ -431,12 +430,12 @@ def run_search(space_name: str, dataset: str, algo: str, fitness_kind: str, seed
         "world_size": dist.world_size,
     }
     if benchmark:
-        idx = space.to_index(chosen.arch)
+        idx = space.key_of(chosen.arch)
         feasible = _ALL_FLOPS[(space.NAME, info.name)] <= (cfg.flops_limit if cfg.flops_limit is not None else np.inf)
         opt_index = int(np.flatnonzero(feasible)[np.argmax(truth[feasible])])
         result.update({
             "index": idx, "truth_column": truth_name, "truth": float(truth[idx]),
-            "optimum": {"index": opt_index, "arch_str": space.to_str(space.from_index(opt_index)),
+            "optimum": {"index": opt_index, "arch_str": space.to_str(space.from_key(opt_index)),
                         "truth": float(truth[opt_index]), "flops_M": float(_ALL_FLOPS[(space.NAME, info.name)][opt_index])},
             "regret": float(truth[opt_index] - truth[idx]),
         })
@@ -453,16 +452,17 @@ _ALL_FLOPS: Dict = {}
 
 
 def _flops_source(space, info) -> Tuple[Callable[[Arch], float], float]:
-    """(arch -> MFLOPs, the smallest MFLOPs of the space). NB201: every arch's FLOPs at the dataset's size,
-    computed once and looked up; spaces too large to list: their cost convention, memoised per arch,
-    and the smallest arch (every layer `id`, narrowest widths) from the space's own cost."""
-    if hasattr(space, "all_archs"):
+    """(arch -> MFLOPs, the smallest MFLOPs of the space). Spaces that list their archs (NUM_ARCHS): every arch's
+    FLOPs at the dataset's size, computed once and looked up by key; spaces too large to list: their cost
+    convention, memoised per arch, and the smallest arch (every layer `id`, narrowest widths) from the space's
+    own cost."""
+    if space.NUM_ARCHS is not None:
         key = (space.NAME, info.name)
         if key not in _ALL_FLOPS:
-            _ALL_FLOPS[key] = np.array([space.cost(a, info.num_classes, info.input_size)[1] / 1e6
-                                        for a in space.all_archs()])
+            _, archs, _ = space.arch_set("all", 0)
+            _ALL_FLOPS[key] = np.array([space.cost(a, info.num_classes, info.input_size)[1] / 1e6 for a in archs])
         table = _ALL_FLOPS[key]
-        return (lambda arch: float(table[space.to_index(arch)])), float(table.min())
+        return (lambda arch: float(table[space.key_of(arch)])), float(table.min())
     import functools
 
     @functools.lru_cache(maxsize=None)

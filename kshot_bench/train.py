@@ -25,11 +25,7 @@ supernet.pt (final weights + simplex-net, written when training ends).
 from __future__ import annotations
 
 import csv
-import json
 import math
-import os
-import platform
-import resource
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -39,98 +35,39 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kshot_bench.config import RunConfig, from_dict, parse_snapshot_epochs
-from kshot_bench.data import FolderLoader, FolderSplits, Splits, TensorLoader, folder_subset, stratified_half
+from kshot_bench.config import RunConfig, parse_snapshot_epochs
+from kshot_bench.data import Splits
 from kshot_bench.datasets import DATASETS
 from kshot_bench.distributed import Dist
 from kshot_bench.errors import UserError
 from kshot_bench.loop import append_log_row, rewrite_log
-from kshot_bench.registry import Registry
+from kshot_bench.models import build_code_source, build_supernet, uses_widths
+from kshot_bench.rundir import (
+    CHECKPOINT,
+    FINAL,
+    LOG,
+    SCORING_FIELDS,
+    SNAPSHOTS,
+    atomic_save,
+    check_same_config,
+    load_checkpoint,
+    machine_info,
+    peak_memory_mb,
+    run_hash,
+    snapshot_name,
+)
 from kshot_bench.runtime import ThreadWorkers, bf16_autocast, device_layout, use_bf16
 from kshot_bench.search_space import SPACES
-from kshot_bench.simplex import CodeSource, code_stats, make_code_source
+from kshot_bench.simplex import CodeSource, code_stats
 
-CHECKPOINT = "checkpoint.pt"
-FINAL = "supernet.pt"
-LOG = "log.csv"
 LOG_FIELDS = ["epoch", "phase", "lr", "train_loss", "train_acc", "simplex_loss", "rc", "code_entropy", "code_max",
               "code_spread", "code_top_share", "code_width_spread", "images", "time_s", "images_per_s", "peak_mem_mb"]
-SNAPSHOTS = "snapshots"
 PROBE_ARCHS, PROBE_SEED = 256, 12345  # the fixed archs whose codes the log summarises each epoch
-SUBSET_SEED = 0  # the training subset is part of the protocol, equal for every run seed
 STREAM_PATH, STREAM_SIMPLEX = 1, 2
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for, but no CUDA device is visible", fix="use --device cpu")
-    return torch.device(name)
-
-
-def _nb201_supernet(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
-    from kshot_bench.supernet.nb201 import KShotNB201
-
-    return KShotNB201(cfg.k, num_classes, cfg.channels, cfg.cells, cfg.bn_affine, cfg.kshot_init)
-
-
-def _mbv2_supernet(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
-    from kshot_bench.supernet.mbv2 import KShotMBV2
-
-    return KShotMBV2(cfg.k, num_classes, cfg.bn_affine, cfg.kshot_init, cfg.net_scale)
-
-
-# the supernet class of each search space: (config, class count) -> module with forward(x, arch, code)
-# (and, where the space batches simplex steps, forward_groups(x, archs, codes))
-SUPERNETS = Registry("supernet")
-SUPERNETS.register("nb201", _nb201_supernet)
-SUPERNETS.register("mbv2", _mbv2_supernet)
-
-
-def build_supernet(cfg: RunConfig) -> torch.nn.Module:
-    return SUPERNETS.get(cfg.space)(cfg, DATASETS.get(cfg.dataset).num_classes)
-
-
-def uses_widths(cfg: RunConfig) -> bool:
-    """Widths are searched (sampled, and fed to the simplex-net's channel branch)."""
-    return SPACES.get(cfg.space).HAS_WIDTHS and cfg.width_search
-
-
-def build_code_source(cfg: RunConfig) -> CodeSource:
-    return make_code_source(cfg.code, cfg.k, SPACES.get(cfg.space), cfg.simplex_hidden, widths=uses_widths(cfg))
-
-
-def code_source_from(state: Dict, device: torch.device = torch.device("cpu")) -> CodeSource:
-    """The trained code source (simplex-net, or a fixed mode) held in a checkpoint's state."""
-    codes = build_code_source(from_dict(state["config"])).to(device)
-    codes.load_state_dict(state["codes"])
-    return codes
 
 
 def step_rng(seed: int, stream: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream, step])
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def machine_info(device: torch.device) -> Dict[str, str]:
-    info = {"python": platform.python_version(), "torch": str(torch.__version__), "platform": platform.platform(),
-            "cpu": platform.processor() or platform.machine(), "threads": str(torch.get_num_threads()),
-            "device": str(device)}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def channel_regulariser_loss(codes: CodeSource, space, archs, rng: np.random.Generator, cfg: RunConfig) -> torch.Tensor:
@@ -267,19 +204,9 @@ class Trainer:
         self.simplex_strategy, self.simplex_threads = resolve_simplex_step(cfg, device,
                                                                            getattr(self.model, "GROUPED_PASS", False))
         self.codes = build_code_source(cfg).to(device)
-        if isinstance(splits, FolderSplits):  # an image folder: streamed from disk, loader workers augment
-            train = folder_subset(splits.train, cfg.train_subset)
-            self.loader = FolderLoader(train, cfg.batch_size, cfg.seed, device, cfg.loader_workers)
-            n_train = len(train)
-        else:
-            train_x, train_y = splits.train_x, splits.train_y
-            if cfg.train_subset and cfg.train_subset < len(train_x):
-                keep, _ = stratified_half(train_y.cpu().numpy(), SUBSET_SEED)  # balanced classes
-                keep = np.random.default_rng(SUBSET_SEED).permutation(keep)[: cfg.train_subset]
-                keep = torch.as_tensor(np.sort(keep))
-                train_x, train_y = train_x[keep], train_y[keep]
-            self.loader = TensorLoader(train_x.to(device), train_y.to(device), self.info, cfg.batch_size, cfg.seed)
-            n_train = len(train_x)
+        self.loader = splits.train_loader(self.info, cfg.batch_size, cfg.seed, device, cfg.train_subset,
+                                          cfg.loader_workers)
+        n_train = self.loader.n_images
         if len(self.loader) == 0:
             raise UserError(f"the training part has {n_train} images, fewer than one batch of {cfg.batch_size}",
                             fix="lower batch_size or use more training images")
@@ -547,83 +474,3 @@ class Trainer:
         return True
 
 
-def snapshot_name(epoch: int) -> str:
-    return f"epoch-{epoch:04d}.pt"
-
-
-def list_snapshots(run_dir: Path) -> List[Path]:
-    """The snapshots of a train run, in epoch order."""
-    return sorted((Path(run_dir) / SNAPSHOTS).glob("epoch-*.pt"))
-
-
-def load_checkpoint(path: Path, device: torch.device) -> Dict:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist", fix="pass the supernet.pt or checkpoint.pt of a finished train run")
-    try:
-        # our own files: tensors, dicts and numbers only, so the safe loader suffices
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:
-        raise UserError(f"{path} is not a kshot-bench checkpoint (torch cannot read it: "
-                        f"{str(err).splitlines()[0][:160] if str(err) else type(err).__name__})",
-                        fix="pass the supernet.pt or checkpoint.pt that `kshot-bench train` or `rank` wrote") from None
-    if not isinstance(state, dict) or "config" not in state or not ({"model", "codes"} & set(state)):
-        raise UserError(f"{path} is not a kshot-bench checkpoint (it is a torch file without the config and weights "
-                        "that kshot-bench writes)", fix="pass the supernet.pt or checkpoint.pt that `kshot-bench train` "
-                        "or `rank` wrote")
-    return state
-
-
-# fields that may differ between a checkpoint and the run that loads it: they do not change the weights
-SCORING_FIELDS = ("archs", "final_archs", "bn_calibration", "score_images", "score_batch", "score_by", "checkpoint_every", "loader_workers",
-                  "score_precision")
-
-
-def check_same_config(cfg: RunConfig, saved: Dict, path: Path, ignore=SCORING_FIELDS) -> None:
-    try:
-        other = from_dict(saved)
-    except UserError as err:
-        raise UserError(f"checkpoint {path} holds a config this version cannot read ({err.problem})") from None
-    diff = [f"{k}: checkpoint {getattr(other, k)!r} vs now {getattr(cfg, k)!r}"
-            for k in cfg.to_dict() if k not in ignore and getattr(other, k) != getattr(cfg, k)]
-    if diff:
-        raise UserError(f"checkpoint {path} comes from a different config ({'; '.join(diff)})",
-                        fix="use the same dataset, K, code mode, preset and --set values as the run that wrote it, "
-                            "or start a new --out directory")
-
-
-def recorded_hash(cfg, run_dir: Path) -> Optional[str]:
-    """The config hash that `run_dir/config.json` recorded, if it records this same config (a field it
-    lacks counts as that field's default: added to kshot_bench after the run started); else None.
-    A run keeps the name it started with although the hash rule of later versions may differ
-    (fields added later that are not left out of the hash, config.LATER_FIELDS)."""
-    import dataclasses
-
-    try:
-        data = json.loads((Path(run_dir) / "config.json").read_text())
-        recorded = dict(data["config"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    now = json.loads(json.dumps(cfg.to_dict()))
-    defaults = json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(cfg)
-                                      if f.default is not dataclasses.MISSING}))
-    missing = object()
-    same = set(recorded) <= set(now) and all(recorded.get(k, defaults.get(k, missing)) == v for k, v in now.items())
-    return data.get("config_hash") if same else None
-
-
-def run_hash(cfg, run_dir: Path) -> str:
-    """The name of the run of `cfg` in `run_dir`: the hash its config.json recorded (`recorded_hash`),
-    else today's `cfg.hash()` (a new run)."""
-    return recorded_hash(cfg, run_dir) or cfg.hash()
-
-
-def write_config(cfg: RunConfig, run_dir: Path, extra: Optional[Dict] = None, config_hash: Optional[str] = None) -> None:
-    """`run_dir/config.json`: the config and its hash (`config_hash` if given, else the one this file
-    recorded for the same config before, else today's)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data = {"config": cfg.to_dict(), "config_hash": config_hash or run_hash(cfg, run_dir),
-            **(extra or {})}
-    tmp = run_dir / "config.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, run_dir / "config.json")

@@ -77,7 +77,7 @@ def test_sigterm_saves_progress_like_ctrl_c(tmp_path, tiny_cifar_folder):
     finally:
         proc.kill()
     assert proc.returncode == 130 and "checkpoint saved" in err, err
-    from kshot_bench.train import load_checkpoint
+    from kshot_bench.rundir import load_checkpoint
 
     state = load_checkpoint(out / "checkpoint.pt", torch.device("cpu"))
     assert state["epoch"] * 100 + state["step_in_epoch"] > 0
@@ -252,7 +252,7 @@ def test_a_run_keeps_the_config_hash_it_started_with(capsys, tmp_path, tiny_cifa
     import json
 
     from kshot_bench.config import from_dict
-    from kshot_bench.train import load_checkpoint, recorded_hash
+    from kshot_bench.rundir import load_checkpoint, recorded_hash
 
     run_dir, out = tmp_path / "run", tmp_path / "curve"
     base = ["train", "--preset", "smoke", "--k", "2", "--quiet", "--data-root", str(tiny_cifar_folder),

@@ -11,7 +11,8 @@ from kshot_bench.cli import main
 from kshot_bench.config import from_preset
 from kshot_bench.data import FolderLoader, load_for
 from kshot_bench.errors import UserError
-from kshot_bench.train import CHECKPOINT, Trainer, load_checkpoint
+from kshot_bench.train import Trainer
+from kshot_bench.rundir import CHECKPOINT, load_checkpoint
 
 CPU = torch.device("cpu")
 
@@ -96,7 +97,7 @@ def test_the_pipeline_on_the_command_line_train_rank_search_retrain_evaluate_rep
 
 
 def test_mbv2_ablation_variants_are_named_as_the_paper_rows():
-    from kshot_bench.report import MBV2_VARIANTS, variant_name
+    from kshot_bench.report_runs import MBV2_VARIANTS, variant_name
 
     cases = [(dict(k=1, code="simplex", width_search=False), "one-shot"),
              (dict(k=1, code="simplex", width_search=True, rc_weight=1.0), "one-shot + channel"),
@@ -110,7 +111,7 @@ def test_mbv2_ablation_variants_are_named_as_the_paper_rows():
 
 
 def test_bad_imagenet_options_say_what_and_how(tmp_path):
-    with pytest.raises(UserError, match="MobileNetV2 space") as err:
+    with pytest.raises(UserError, match="not a dataset of the nb201 space") as err:
         from_preset("smoke", dataset="imagenet")
     assert "--space mbv2" in err.value.fix
     with pytest.raises(UserError, match="needs --data-root"):

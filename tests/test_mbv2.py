@@ -347,7 +347,8 @@ def splits():
 
 def test_training_with_widths_resumes_exactly(tmp_path, splits):
     from kshot_bench.config import from_preset
-    from kshot_bench.train import CHECKPOINT, LOG, Trainer, load_checkpoint
+    from kshot_bench.train import Trainer
+    from kshot_bench.rundir import CHECKPOINT, LOG, load_checkpoint
 
     cfg = from_preset("smoke", space="mbv2", k=4, epochs=3, train_subset=48, checkpoint_every=2)
     straight = Trainer(cfg, tmp_path / "a", splits, torch.device("cpu"), progress=False)
@@ -370,7 +371,8 @@ def test_training_with_widths_resumes_exactly(tmp_path, splits):
 
 def test_rc_weight_zero_switches_rc_off(tmp_path, splits):
     from kshot_bench.config import from_preset
-    from kshot_bench.train import LOG, Trainer
+    from kshot_bench.train import Trainer
+    from kshot_bench.rundir import LOG
 
     cfg = from_preset("smoke", space="mbv2", k=2, train_subset=32, rc_weight=0.0)
     Trainer(cfg, tmp_path, splits, torch.device("cpu"), progress=False).fit()
@@ -433,7 +435,7 @@ def test_mbv2_end_to_end_on_the_command_line(tmp_path, capsys):
     assert "space: checkpoint 'mbv2', asked 'nb201'" in capsys.readouterr().err
     assert main(["rank", "--space", "mbv2", "--preset", "smoke", "--truth", "cifar10_test_12ep", "--quiet",
                  "--out", str(tmp_path / "x")]) == 2
-    assert "--truth is an NB201 option" in capsys.readouterr().err
+    assert "--truth needs a ground truth; the mbv2 space has none" in capsys.readouterr().err
     assert main(["train", "--space", "mbv2", "--preset", "smoke", "--set", "cells=3", "--out", str(tmp_path / "y")]) == 2
     err = capsys.readouterr().err
     assert "NB201-only" in err and "fix:" in err

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from kshot_bench import rank
+from kshot_bench import metrics, scoring
 from kshot_bench.errors import UserError
 
 
@@ -36,17 +36,17 @@ def brute_split(s, t, n_high):
 
 def test_hand_computed_small_cases():
     s, t = [1, 2, 3, 4], [1, 2, 3, 4]
-    assert rank.kendall_tau(s, t) == pytest.approx(1.0)
-    assert rank.kendall_tau(s, t[::-1]) == pytest.approx(-1.0)
+    assert metrics.kendall_tau(s, t) == pytest.approx(1.0)
+    assert metrics.kendall_tau(s, t[::-1]) == pytest.approx(-1.0)
     # one tie in the scores: pairs 6, concordant 5, discordant 0, ties_s 1 -> 5 / sqrt(5 * 6)
-    assert rank.kendall_tau([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(5 / np.sqrt(30))
+    assert metrics.kendall_tau([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(5 / np.sqrt(30))
     # split tau, n_high=1 (truth best = index 3): pairs (3,0),(3,1),(3,2): scores 4 > 1, 4 > 2, 4 == 4 -> (2-0)/3
-    assert rank.split_tau([1, 2, 4, 4], [1, 2, 3, 4], 1) == pytest.approx(2 / 3)
-    assert rank.precision_at_k([5, 4, 3, 2, 1], [1, 2, 3, 4, 5], 2) == 0.0
-    assert rank.precision_at_k([5, 4, 3, 2, 1], [5, 3, 4, 1, 2], 2) == 0.5
+    assert metrics.split_tau([1, 2, 4, 4], [1, 2, 3, 4], 1) == pytest.approx(2 / 3)
+    assert metrics.precision_at_k([5, 4, 3, 2, 1], [1, 2, 3, 4, 5], 2) == 0.0
+    assert metrics.precision_at_k([5, 4, 3, 2, 1], [5, 3, 4, 1, 2], 2) == 0.5
     # predicted best tied between truths 90 and 80: regret = 95 - 85
-    assert rank.regret([3, 3, 1], [90, 80, 95]) == pytest.approx(10.0)
-    assert rank.top_tau([1, 3, 2, 0], [4, 3, 2, 1], 3) == pytest.approx(brute_tau_b([1, 3, 2], [4, 3, 2]))
+    assert metrics.regret([3, 3, 1], [90, 80, 95]) == pytest.approx(10.0)
+    assert metrics.top_tau([1, 3, 2, 0], [4, 3, 2, 1], 3) == pytest.approx(brute_tau_b([1, 3, 2], [4, 3, 2]))
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -55,11 +55,11 @@ def test_metrics_agree_with_scipy_and_definitions_with_ties(seed):
     n = 60
     s = rng.integers(0, 12, n).astype(float)   # many ties, like accuracies on few images
     t = rng.integers(0, 20, n).astype(float)
-    assert rank.kendall_tau(s, t) == pytest.approx(stats.kendalltau(s, t).statistic)
-    assert rank.kendall_tau(s, t) == pytest.approx(brute_tau_b(s, t))
-    assert rank.spearman(s, t) == pytest.approx(stats.spearmanr(s, t).statistic)
+    assert metrics.kendall_tau(s, t) == pytest.approx(stats.kendalltau(s, t).statistic)
+    assert metrics.kendall_tau(s, t) == pytest.approx(brute_tau_b(s, t))
+    assert metrics.spearman(s, t) == pytest.approx(stats.spearmanr(s, t).statistic)
     for n_high in (1, 5, 30, 59):
-        assert rank.split_tau(s, t, n_high) == pytest.approx(brute_split(s, t, n_high))
+        assert metrics.split_tau(s, t, n_high) == pytest.approx(brute_split(s, t, n_high))
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -70,57 +70,61 @@ def test_split_tau_is_2auc_minus_1(seed):
         order = np.argsort(-t, kind="stable")
         high, low = s[order[:n_high]], s[order[n_high:]]
         auc = stats.mannwhitneyu(high, low).statistic / (len(high) * len(low))
-        assert rank.split_tau(s, t, n_high) == pytest.approx(2 * auc - 1)
+        assert metrics.split_tau(s, t, n_high) == pytest.approx(2 * auc - 1)
 
 
 def test_all_metrics_and_aggregate():
     rng = np.random.default_rng(0)
     t = rng.normal(size=300)
-    runs = [rank.all_metrics(t + rng.normal(scale=0.5, size=300), t) for _ in range(3)]
+    runs = [metrics.all_metrics(t + rng.normal(scale=0.5, size=300), t) for _ in range(3)]
     m = runs[0]
     assert set(m) == {"kendall_tau", "spearman", "split_tau", "top_tau", "precision_at_k", "regret", "n_archs"}
     assert list(m["split_tau"]) == ["10", "20", "50", "100", "200"]
-    agg = rank.aggregate(runs)
+    agg = metrics.aggregate(runs)
     taus = [r["kendall_tau"] for r in runs]
     assert agg["kendall_tau"]["mean"] == pytest.approx(np.mean(taus))
     assert agg["kendall_tau"]["std"] == pytest.approx(np.std(taus, ddof=1))
     assert agg["split_tau"]["100"]["n"] == 3
-    with pytest.raises(UserError, match="at least 3"):
-        rank.all_metrics([1, 2], [1, 2])
+    with pytest.raises(ValueError, match="at least 3"):
+        metrics.all_metrics([1, 2], [1, 2])
 
 
 def test_arch_sets():
-    idx, desc = rank.arch_set("all", 0)
-    assert idx == list(range(15625)) and "15,625" in desc
-    uniq, _ = rank.arch_set("unique", 0)
+    from kshot_bench.search_space import nb201
+
+    idx, archs, desc = nb201.arch_set("all", 0)
+    assert idx == list(range(15625)) and "15,625" in desc and archs[6111] == nb201.from_index(6111)
+    uniq = nb201.arch_set("unique", 0)[0]
     assert len(uniq) == 6466 and uniq[0] == 0
-    a, _ = rank.arch_set("100", 1)
-    assert len(set(a)) == 100 and a == rank.arch_set("100", 1)[0] != rank.arch_set("100", 2)[0]
-    assert rank.arch_set("250", 1)[0][:100] == a  # samples nest
+    a = nb201.arch_set("100", 1)[0]
+    assert len(set(a)) == 100 and a == nb201.arch_set("100", 1)[0] != nb201.arch_set("100", 2)[0]
+    assert nb201.arch_set("250", 1)[0][:100] == a  # samples nest
     for bad in ("some", "0", "20000"):
         with pytest.raises(UserError, match="arch set"):
-            rank.arch_set(bad, 0)
+            nb201.arch_set(bad, 0)
 
 
 def test_baselines_reproduce_the_reference_taus():
     """The data README lists tau over all 15,625 archs for parameter count and proxies on CIFAR-10."""
-    from kshot_bench.ground_truth import truth_column
+    from kshot_bench.datasets import DATASETS
+    from kshot_bench.ground_truth import baseline_scores, truth_column
+    from kshot_bench.search_space import nb201
 
-    idx = list(range(15625))
+    idx, archs, _ = nb201.arch_set("all", 0)
     truth = truth_column("cifar10_test_200ep")
-    base = rank.baseline_scores("cifar10", idx, 0)
+    base = baseline_scores(nb201, DATASETS.get("cifar10"), idx, archs)
     # FLOPs by the NB201 convention (search_space.nb201.cost) order the archs as the parameter count does (both count
     # the conv edges); SPEC 5a's published FLOPs figure, 0.623, comes from another way of counting (not ours)
     expected = {"params": 0.578, "synflow": 0.571, "logsynflow": 0.630, "train_12ep": 0.594, "flops": 0.578}
     for name, tau in expected.items():
-        assert rank.kendall_tau(base[name][0], truth) == pytest.approx(tau, abs=0.0015), name
+        assert metrics.kendall_tau(base[name][0], truth) == pytest.approx(tau, abs=0.0015), name
     # naswot is -inf for 201 archs: the README drops them (0.598); our baselines keep every arch,
     # -inf ranking last (those are the no-path cells at 10%), which gives 0.608
     naswot = base["naswot"][0]
     finite = np.isfinite(naswot)
     assert (~finite).sum() == 201
-    assert rank.kendall_tau(naswot[finite], truth[finite]) == pytest.approx(0.598, abs=0.0015)
-    assert rank.kendall_tau(naswot, truth) == pytest.approx(0.608, abs=0.0015)
+    assert metrics.kendall_tau(naswot[finite], truth[finite]) == pytest.approx(0.598, abs=0.0015)
+    assert metrics.kendall_tau(naswot, truth) == pytest.approx(0.608, abs=0.0015)
     assert "random" not in base  # chance is the null band of ranking_metrics, not one random draw
 
 
@@ -129,12 +133,12 @@ def test_bf16_scoring_is_autocast_close_to_fp32_and_auto_means_cuda_only():
 
     from kshot_bench.config import from_preset
     from kshot_bench.search_space import SPACES
-    from kshot_bench.train import build_supernet
+    from kshot_bench.models import build_supernet
 
     cfg = from_preset("smoke", k=2)
-    assert rank.score_precision(cfg, torch.device("cpu")) == "fp32"
-    assert rank.score_precision(cfg, torch.device("cuda")) == "bf16"
-    assert rank.score_precision(cfg.replace(score_precision="fp32"), torch.device("cuda")) == "fp32"
+    assert scoring.score_precision(cfg, torch.device("cpu")) == "fp32"
+    assert scoring.score_precision(cfg, torch.device("cuda")) == "bf16"
+    assert scoring.score_precision(cfg.replace(score_precision="fp32"), torch.device("cuda")) == "fp32"
     with pytest.raises(UserError, match="score_precision"):
         cfg.replace(score_precision="fp16")
     torch.manual_seed(0)
@@ -143,8 +147,8 @@ def test_bf16_scoring_is_autocast_close_to_fp32_and_auto_means_cuda_only():
     y = torch.randint(0, 10, (64,))
     arch = SPACES.get("nb201").sample(np.random.default_rng(0))
     code = torch.tensor([0.5, 0.5])
-    acc32, loss32 = rank.score_arch(model, arch, code, [(x, y)])
-    acc16, loss16 = rank.score_arch(model, arch, code, [(x, y)], bf16=True)
+    acc32, loss32 = scoring.score_arch(model, arch, code, [(x, y)])
+    acc16, loss16 = scoring.score_arch(model, arch, code, [(x, y)], bf16=True)
     assert abs(loss16 - loss32) < 0.05 * loss32 and loss16 != loss32  # bfloat16 ran, and stayed close
 
 
@@ -156,7 +160,7 @@ def test_bn_calibration_on_the_scoring_batch_itself_gives_batch_statistics(space
 
     from kshot_bench.config import from_preset
     from kshot_bench.search_space import SPACES
-    from kshot_bench.train import build_supernet
+    from kshot_bench.models import build_supernet
 
     cfg = from_preset("smoke", space=space, k=k)
     torch.manual_seed(0)
@@ -166,12 +170,12 @@ def test_bn_calibration_on_the_scoring_batch_itself_gives_batch_statistics(space
     y = torch.randint(0, 10, (16,))
     arch = SPACES.get(space).sample(np.random.default_rng(3))
     code = torch.softmax(torch.randn(k, dtype=torch.float64), 0)
-    acc, loss = rank.score_arch(model, arch, code, [(x, y)])
-    acc_c, loss_c = rank.score_arch(model, arch, code, [(x, y)], calibration=[(x, y)])
+    acc, loss = scoring.score_arch(model, arch, code, [(x, y)])
+    acc_c, loss_c = scoring.score_arch(model, arch, code, [(x, y)], calibration=[(x, y)])
     assert acc == acc_c and loss_c == pytest.approx(loss, rel=1e-9)
     # other calibration images give other statistics
     other = torch.randn(16, 3, size, size, dtype=torch.float64) * 2
-    assert rank.score_arch(model, arch, code, [(x, y)], calibration=[(other, y)])[1] != pytest.approx(loss, rel=1e-6)
+    assert scoring.score_arch(model, arch, code, [(x, y)], calibration=[(other, y)])[1] != pytest.approx(loss, rel=1e-6)
 
 
 def test_bn_statistics_pool_every_calibration_image():

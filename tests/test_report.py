@@ -83,7 +83,7 @@ def test_fig6_codes_come_from_the_runs_simplex_net(grid, tmp_path):
     import torch
 
     from kshot_bench.config import from_preset
-    from kshot_bench.train import build_code_source
+    from kshot_bench.models import build_code_source
 
     cfg = from_preset("smoke", k=4, code="simplex", seed=1)
     codes = build_code_source(cfg)
@@ -160,7 +160,7 @@ def test_compare_two_runs_of_other_budgets_on_the_same_archs(tmp_path, capsys):
     """`kshot-bench compare`: any two runs on the same archs, images and truth (here 5 against 10 epochs),
     with a run against itself exactly 0; runs of another protocol and folders that are no rank runs are refused."""
     from kshot_bench.cli import main
-    from kshot_bench.report import compare
+    from kshot_bench.report_tables import compare
 
     root = tmp_path / "runs"
     b = fake_rank_run(root, 1, "uniform", 0, epochs=10)

@@ -77,7 +77,9 @@ def test_interrupted_search_resumes_on_the_same_path(tmp_path):
     from kshot_bench.errors import UserError
 
     cfg = search.SearchConfig(population=10, generations=4)
-    oracle = search.oracle_fitness("cifar10")
+    from kshot_bench.search_space import SPACES
+
+    oracle = search.oracle_fitness(SPACES.get("nb201"), "cifar10")
     calls = []
 
     def fitness(archs, stop_after=None):

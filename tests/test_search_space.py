@@ -149,6 +149,19 @@ def test_every_space_implements_the_interface(name):
         assert params > 0 and flops > 0
         assert (space.encode_width(a) is not None) == space.HAS_WIDTHS
         assert isinstance(space.canonical(a), str)
+        assert space.from_key(space.key_of(a)) == a and isinstance(space.key_of(a), space.KEY_TYPE)
+        assert isinstance(space.outputs_constant(a), bool)
+    keys, archs, desc = space.arch_set("5", 3)
+    assert len(keys) == len(archs) <= 5 and [space.key_of(a) for a in archs] == keys and desc
+    assert keys == space.arch_set("5", 3)[0]  # seeded
+    assert set(space.TRUTH) <= set(space.DATASETS) and space.SAMPLINGS[0] == "uniform"
+    assert not space.TRUTH or space.NUM_ARCHS is not None  # a ground truth needs every arch listed
+    if space.EMBEDDED_PRESET is not None:
+        assert space.EMBEDDED_PRESET in space.PRESETS
+    from kshot_bench.config import from_preset
+
+    for preset in space.PRESETS:  # every preset is a valid config of this space
+        assert from_preset(preset, space=name).space == name
 
 
 def test_cost_params_equal_nb201_for_every_arch_and_dataset(truth_csv):

@@ -4,8 +4,8 @@ import itertools
 import numpy as np
 import pytest
 
-from kshot_bench import stats
-from kshot_bench.rank import kendall_tau, ranking_metrics, split_tau
+from kshot_bench import metrics as stats
+from kshot_bench.metrics import kendall_tau, ranking_metrics, split_tau
 
 
 def test_bootstrap_of_a_perfect_ranking_is_a_point():

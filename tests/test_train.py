@@ -6,7 +6,8 @@ import torch
 from kshot_bench.config import from_preset
 from kshot_bench.data import load_dataset
 from kshot_bench.errors import UserError
-from kshot_bench.train import CHECKPOINT, FINAL, LOG, Trainer, check_same_config, load_checkpoint
+from kshot_bench.train import Trainer
+from kshot_bench.rundir import CHECKPOINT, FINAL, LOG, check_same_config, load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,7 @@ def test_too_few_images_for_a_batch(splits, tmp_path):
 
 
 def test_snapshots_and_training_in_parts_are_exact(tmp_path, splits):
-    from kshot_bench.train import list_snapshots
+    from kshot_bench.rundir import list_snapshots
 
     cfg = smoke(epochs=3, snapshot_epochs="1,3")
     straight = Trainer(cfg, tmp_path / "straight", splits, torch.device("cpu"), progress=False)

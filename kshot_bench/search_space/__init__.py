@@ -16,6 +16,15 @@ report) runs any of them through `SPACES` without knowing which:
   canonical(arch)         a string equal for archs that compute the same function
   cost(arch, num_classes, input_size)   (parameters, FLOPs) of the stand-alone network
   COST_CONVENTION         the (num_classes, input_size) that FLOPs limits refer to, or None = the dataset's
+What the space offers the engine (docs/architecture.md); the engine asks these, never the space's name:
+  DATASETS                the datasets it trains and ranks on
+  NUM_ARCHS               how many archs it has, or None where they are too many to list
+  arch_set(spec, seed, widths=True)   (keys, archs, description) of all | unique | N (a seeded sample)
+  KEY, KEY_TYPE, key_of(arch), from_key(key)   how results files name an arch (NB201: its index)
+  TRUTH, TRUTH_TABLE      dataset -> default ground-truth column of its shipped table (rows = keys); {} = none
+  COST_BASELINES, table_baselines(dataset)   ranking baselines: costs, and columns of its shipped tables
+  outputs_constant(arch)  the network computes a constant (NB201: no input-to-output path)
+  PRESETS, EMBEDDED_PRESET, check_options(values, defaults)   its run presets and config checks
 tests/test_search_space.py checks every registered space against this list.
 """
 from kshot_bench.registry import Registry
@@ -26,4 +35,6 @@ SPACES.register("nb201", nb201)
 SPACES.register("mbv2", mbv2)
 
 INTERFACE = ("NAME", "HAS_WIDTHS", "SAMPLINGS", "validate", "from_str", "to_str", "sample", "mutate", "crossover", "encode",
-             "encode_width", "width_variants", "width_values", "canonical", "cost", "COST_CONVENTION")
+             "encode_width", "width_variants", "width_values", "canonical", "cost", "COST_CONVENTION", "DATASETS",
+             "NUM_ARCHS", "arch_set", "KEY", "KEY_TYPE", "key_of", "from_key", "TRUTH", "COST_BASELINES",
+             "table_baselines", "outputs_constant", "PRESETS", "EMBEDDED_PRESET", "check_options")

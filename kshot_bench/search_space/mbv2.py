@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from kshot_bench.errors import UserError
 NAME = "mbv2"
 HAS_WIDTHS = True
 SAMPLINGS = ("uniform",)  # no ENN-like grouping is defined for this space
+NUM_ARCHS = None  # far too many to list (5^24 x 13^21): arch sets are seeded samples
 COST_CONVENTION = (1000, 224)  # FLOPs limits always mean one 224x224 image, 1,000 classes (SPEC 7)
 
 # op id -> (kernel, expansion, SE); `id` is None
@@ -340,3 +341,75 @@ def cost(arch, num_classes: int = 1000, input_size: int = 224, scale: float = 1.
 def _out(size: int, stride: int) -> int:
     """Output size of a 'same'-padded conv (padding k // 2, odd k) with this stride."""
     return (size - 1) // stride + 1
+
+
+# ----------------------------------------------------------------------------- what the space offers the engine
+DATASETS = ("cifar10", "cifar100", "ImageNet16-120", "imagenet")  # any image data; `imagenet` is its paper protocol
+KEY, KEY_TYPE = "arch_str", str  # results files name an arch by its string
+TRUTH: Dict[str, str] = {}  # no ground-truth benchmark: rank reports scores, costs and codes
+COST_BASELINES: Dict[str, str] = {}
+
+
+def table_baselines(dataset: str) -> List[Tuple[str, str, str, str]]:
+    return []
+
+
+def arch_set(spec: str, seed: int, widths: bool = True) -> Tuple[List[str], List[Arch], str]:
+    """(arch strings, archs, description) of a seeded uniform sample of N distinct archs (the space is far too
+    large to list)."""
+    if not spec.isdigit() or int(spec) < 1:
+        raise UserError(f"--archs {spec} lists every arch of the {NAME} space, which is far too large",
+                        fix="use --archs N: a seeded uniform sample of N archs")
+    rng = np.random.default_rng([seed, 7])
+    archs = list(dict.fromkeys(sample(rng, widths=widths) for _ in range(int(spec))))
+    kind = "with widths" if widths else "every width 1.0"
+    return [to_str(a) for a in archs], archs, f"a seeded uniform sample of {len(archs):,} {NAME} archs ({kind}, seed {seed})"
+
+
+def key_of(arch) -> str:
+    return to_str(arch)
+
+
+def from_key(key) -> Arch:
+    return from_str(key)
+
+
+def outputs_constant(arch) -> bool:
+    return False
+
+
+# Presets (RunConfig fields) of this space (SPEC 7). `imagenet`: the paper's supernet recipe (SGD nesterov 0.9,
+# batch 1024 global, lr 0.12 cosine, 120 epochs, 5 warm-up epochs with code 1/K, wd 4e-5 as GreedyNAS); b_s = 16
+# images per simplex path (m = 64 paths of a 1024 batch), a simplex step after every supernet step as Algorithm 1.
+# `cpu`: the network at half its channels (net_scale 0.5: a quarter of the compute) on the CIFAR-10 images at their
+# own 32x32 (the five stride-2 layers leave a 1x1 map at the end: the deep layers see no spatial context; that is
+# what the size shrinks), 15,000 training images, 8 epochs (2 warm-up), batch 64, lr 0.02 cosine (0.05 diverged at
+# full width: loss above chance), a simplex step every 4 supernet steps, 100 archs scored on 1,000 images; with
+# `--dataset imagenet` on an ImageNet-layout folder of those images, 5,000 training images are the local validation
+# split. It tests the pipeline, not the method (docs/design.md). `smoke`: seconds, for tests, on the network at a
+# quarter of its channels.
+PRESETS = {
+    "imagenet": dict(space="mbv2", epochs=120, warmup_epochs=5, batch_size=1024, lr=0.12, lr_min=0.0,
+                     weight_decay=4e-5, simplex_paths=64, simplex_interval=1, archs="1000", score_images=10000,
+                     score_batch=250, checkpoint_every=500),
+    "cpu": dict(space="mbv2", net_scale=0.5, image_size=32, local_val_size=5000, epochs=8, warmup_epochs=2,
+                batch_size=64, lr=0.02, lr_min=0.0, weight_decay=4e-5, train_subset=15000, simplex_paths=16,
+                simplex_interval=4, archs="100", score_images=1000, score_batch=500, checkpoint_every=50),
+    "smoke": dict(space="mbv2", net_scale=0.25, epochs=2, warmup_epochs=1, batch_size=16, lr=0.05, train_subset=64,
+                  simplex_paths=4, simplex_interval=2, archs="4", score_images=32, score_batch=32, checkpoint_every=4,
+                  rc_widths=3),
+}
+EMBEDDED_PRESET = None  # no preset sized for the embedded sample: `cpu` everywhere
+# NB201 skeleton options: they must keep their defaults here (the macro-architecture is fixed, SPEC 7)
+_OTHER_SPACE_OPTIONS = ("channels", "cells", "unique_sampling")
+
+
+def check_options(values: Dict, defaults: Dict) -> None:
+    macro(values["net_scale"])
+    wrong = [f"{k}={values[k]!r}" for k in _OTHER_SPACE_OPTIONS if values[k] != defaults[k]]
+    if values["archs"] == "unique":
+        wrong.append("archs='unique'")
+    if wrong:
+        raise UserError(f"{', '.join(wrong)}: NB201-only option{'s' if len(wrong) > 1 else ''}, not for --space {NAME} "
+                        "(its macro-architecture is fixed, SPEC 7, and it has no isomorphism classes)",
+                        fix="drop them, or use --space nb201")

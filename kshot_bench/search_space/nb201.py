@@ -353,3 +353,99 @@ def cost(arch: Sequence[int], num_classes: int = 10, input_size: int = 32, C: in
     params += 2 * chans[-1] + chans[-1] * num_classes + num_classes
     flops += chans[-1] * num_classes + num_classes
     return params, flops
+
+
+# ----------------------------------------------------------------------------- what the space offers the engine
+DATASETS = ("cifar10", "cifar100", "ImageNet16-120")  # the NB201 datasets, each with its split protocol (SPEC 5)
+KEY, KEY_TYPE = "index", int  # results files name an arch by its official NB201 index
+TRUTH_TABLE = "nb201_truth.npz"  # package data, one row per official index (ground_truth.py)
+PROXY_TABLE = "nb201_proxies.npz"
+# the ground truth a ranking is compared with by default (SPEC 5), per dataset
+TRUTH = {"cifar10": "cifar10_test_200ep", "cifar100": "cifar100_xtest_200ep", "ImageNet16-120": "imagenet16_xtest_200ep"}
+_VAL_12EP = {"cifar10": "cifar10_val_12ep", "cifar100": "cifar100_val_12ep", "ImageNet16-120": "imagenet_val_12ep"}
+COST_BASELINES = {"params": "parameter count (NB201)", "flops": "FLOPs (NB201 convention, {size}x{size} input)"}
+
+
+def table_baselines(dataset: str) -> List[Tuple[str, str, str, str]]:
+    """Baselines read from the shipped tables: (name, table, column, description); a column missing from its
+    table (nregions for ImageNet16-120) is skipped where the table is read."""
+    out = [(p, PROXY_TABLE, f"{p}_{dataset}", f"zero-cost proxy {p} (reference scores)")
+           for p in ("naswot", "synflow", "logsynflow", "nregions")]
+    col = _VAL_12EP[dataset]
+    return out + [("train_12ep", TRUTH_TABLE, col, f"12 epochs of stand-alone training ({col}, NB201 hp=12)")]
+
+
+def arch_set(spec: str, seed: int, widths: bool = True) -> Tuple[List[int], List[Arch], str]:
+    """(official indices, archs, description) of an arch set: all | unique | N (a seeded sample of N: the first N
+    of one seeded permutation, so smaller samples nest inside larger ones)."""
+    if spec == "all":
+        idx = list(range(NUM_ARCHS))
+        desc = "all 15,625 archs"
+    elif spec == "unique":
+        idx = [to_index(a) for a in unique_archs()]
+        desc = f"the {len(idx):,} unique archs (NB201 isomorphism rule, lowest index of each class)"
+    elif spec.isdigit() and 0 < int(spec) <= NUM_ARCHS:
+        idx = np.random.default_rng([seed, 7]).permutation(NUM_ARCHS)[: int(spec)].tolist()
+        desc = f"a seeded uniform sample of {int(spec):,} archs (seed {seed})"
+    else:
+        raise UserError(f"unknown arch set {spec!r}", fix="use --archs all, --archs unique or --archs N with 1 <= N <= 15625")
+    return idx, [from_index(i) for i in idx], desc
+
+
+def key_of(arch: Sequence[int]) -> int:
+    return to_index(arch)
+
+
+def from_key(key) -> Arch:
+    return from_index(int(key))
+
+
+def outputs_constant(arch: Sequence[int]) -> bool:
+    """The network computes a constant (no input-to-output path): such archs sit at chance accuracy."""
+    return is_dead(tuple(arch))
+
+
+# Presets (RunConfig fields) of this space:
+#   nb201  the NB201 weight-sharing protocol at paper scale (SGD nesterov 0.9, lr 0.025 cosine to
+#          0.001, wd 5e-4, batch 64, 250 epochs), C=16, N=5, every validation image scored.
+#   cpu    a whole rank job (train + score) on CIFAR-10 within 20 minutes on 2 CPU cores: the NB201
+#          width C=16 with one cell per stage (N=1, 3 cells instead of 15), 12 epochs (3 warm-up)
+#          over the 25,000-image NB201 train half, a simplex-net step every 4 supernet steps, 250
+#          sampled archs scored on 1,000 validation images each (scores on 500 images were too noisy:
+#          docs/design.md). Sized by wall time; its tau is not comparable with paper-scale numbers.
+#   long   ranking evidence on the real NB201 skeleton (C=16, N=5; issue 13): the nb201 recipe over 100
+#          epochs (5 warm-up) with snapshots after epochs 10, 25, 50, 75 and 100, so one run gives the
+#          tau-vs-epochs curve; a simplex-net step every 4 supernet steps (to keep the K-shot phase's
+#          cost near one-shot's; docs/design.md); 500 sampled archs scored on 2,000 validation images each.
+#   narrow the NB201 recipe at the paper's 250 epochs on one CPU core (issue 25): a narrow skeleton (C=5, N=5;
+#          SPEC 5a: C=5 ranks as well as C=16 and costs far less), ENN-balanced sampling, a simplex-net
+#          step every 4 supernet steps (as `long`), snapshots after epochs 50, 100, 150, 200 and 250; 1,000
+#          sampled archs scored at every snapshot, a larger set (`final_archs`) at the last one, each on a
+#          fixed seeded subset of the NB201 `valid` half (`score_images`, sized by measurement:
+#          docs/design.md, "The `narrow` preset").
+#   demo   the default when no --data-root is given: the embedded CIFAR-10 sample (5,000 training and
+#          1,000 scoring images shipped with the package), the cpu skeleton (C=16, N=1), 3 epochs
+#          (1 warm-up), 50 sampled archs scored on all 1,000 sample images. About a minute on 2 cores; it
+#          shows the whole job and its table, not a ranking anyone should cite.
+#   smoke  a few seconds, for tests: C=4, N=1, 2 epochs over 256 images.
+PRESETS = {
+    "nb201": {},
+    "long": dict(epochs=100, warmup_epochs=5, simplex_interval=4, snapshot_epochs="10,25,50,75,100",
+                 archs="500", score_images=2000, score_batch=500, checkpoint_every=100),
+    "narrow": dict(channels=5, cells=5, epochs=250, warmup_epochs=10, simplex_interval=4, sampling="balanced",
+                   snapshot_epochs="50,100,150,200,250", archs="1000", final_archs="all", score_images=1000,
+                   score_batch=500, checkpoint_every=100),
+    "cpu": dict(channels=16, cells=1, epochs=12, warmup_epochs=3, simplex_interval=4,
+                archs="250", score_images=1000, score_batch=500, checkpoint_every=100),
+    "demo": dict(channels=16, cells=1, epochs=3, warmup_epochs=1, simplex_interval=4,
+                 archs="50", score_images=0, score_batch=500, checkpoint_every=50),
+    "smoke": dict(channels=4, cells=1, epochs=2, warmup_epochs=1, batch_size=32, train_subset=256,
+                  simplex_paths=4, simplex_interval=2, archs="12", score_images=64, score_batch=64, checkpoint_every=4),
+}
+EMBEDDED_PRESET = "demo"  # the preset without --data-root (the embedded CIFAR-10 sample); with data: `cpu`
+
+
+def check_options(values: Dict, defaults: Dict) -> None:
+    """Config fields that mean nothing for NB201 must keep their defaults."""
+    if values["net_scale"] != defaults["net_scale"]:
+        raise UserError(f"net_scale={values['net_scale']!r} is an MBV2 option", fix="for NB201 set channels (C) and cells (N)")

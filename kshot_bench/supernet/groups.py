@@ -1,8 +1,8 @@
 """Many paths in one pass: m groups of images, each group through its own path with its own code.
 
 The simplex-net step (paper Algorithm 1) evaluates m sampled paths on m groups of b/m images. Run one
-group after another, that is m small forward/backward passes whose fixed per-op costs dominate (the
-NB201 step measured 2.9x a supernet step at m=16). Here the groups are stacked along channels: a
+group after another, that is m small forward/backward passes whose fixed per-op costs dominate
+(benchmarks/k_overhead.py measures it). Here the groups are stacked along channels: a
 batch of m groups of g images becomes one tensor `[g, m*C, H, W]` in which group j owns channels
 `j*C .. (j+1)*C`. Then
   * a layer every path shares (stem, reductions, classifier) is one grouped convolution

@@ -22,7 +22,7 @@ KSHOT_INITS = ("independent", "identical")
 def merge(theta: Tensor, code: Tensor | None) -> Tensor:
     """`sum_k code[k] * theta[k]`; for K = 1, `theta[0]` whatever the code: a view (a free reshape in
     backward; indexing would scatter), copied only where `theta` is a channel slice (MBV2 widths) that
-    is not contiguous: convolutions with a strided weight view ran 10% slower than with a copy."""
+    is not contiguous: convolutions with a strided weight view ran slower than with a copy (docs/design.md)."""
     if theta.shape[0] == 1:
         w = theta.squeeze(0)
         return w if w.is_contiguous() else w.contiguous()

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 BN_EPS = 1e-5
-MATMUL_1X1_CHANNELS = 16  # 1x1 convs as matrix products up to this many input channels (C=5..16 at 32x32 measured)
+MATMUL_1X1_CHANNELS = 16  # 1x1 convs as matrix products up to this many input channels (benchmarks/narrow_speed.py)
 SMALL_3X3_CHANNELS = 24   # 3x3 backward through channels_last up to this many input channels
 NCHW_MAX_CHANNELS = 8     # networks this narrow (C, the first stage's width) run in NCHW on the CPU, wider ones in
                           # the channels_last layout the loaders give (oneDNN's convolutions prefer it from C=16 on)
@@ -138,9 +138,10 @@ class BNStatistics:
         i, self._site = self._site, self._site + 1
         return i
 
-    def add(self, x: Tensor) -> None:
-        i, n = self._next(), x.shape[0]
-        var, mean = torch.var_mean(x.detach().double(), dim=(0, 2, 3), unbiased=False)
+    def add(self, mean: Tensor, var: Tensor, n: int) -> None:
+        """One batch's statistics at the next site (accumulated in float64)."""
+        i = self._next()
+        mean, var = mean.detach().double(), var.detach().double()
         if i == len(self.count):
             self.count.append(0)
             self.sum.append(torch.zeros_like(mean))
@@ -196,14 +197,25 @@ class _BatchNorm(torch.autograd.Function):
                                                          [True, False, False])[0]
 
 
+def _batch_statistics(x: Tensor) -> Tuple[Tensor, Tensor]:
+    """Per-channel mean and (biased) variance of an N x C x H x W map, in two passes (centred sum of squares)."""
+    c = x.shape[1]
+    n = x.numel() // c
+    mean = x.sum((0, 2, 3)).div_(n)
+    centred = x - mean.view(1, c, 1, 1)
+    return mean, centred.mul_(centred).sum((0, 2, 3)).div_(n)
+
+
 def batch_norm(x: Tensor, gamma: Tensor | None = None, beta: Tensor | None = None) -> Tensor:
     """BN with the batch's statistics (training-mode normalisation, no running stats); within
     `bn_statistics(..., "fixed")` with the collected ones (eval mode)."""
-    if _bn_stats is not None:
+    if _bn_stats is not None:  # scoring with re-estimated statistics: no autograd here
         if _bn_stats._mode == "fixed":
             mean, var = _bn_stats.site(x.dtype)
-            return F.batch_norm(x, mean, var, gamma, beta, False, 0.0, BN_EPS)
-        _bn_stats.add(x)
+        else:  # normalised by its own statistics, as in training; they are kept
+            mean, var = _batch_statistics(x)
+            _bn_stats.add(mean, var, x.shape[0])
+        return F.batch_norm(x, mean, var, gamma, beta, False, 0.0, BN_EPS)
     if gamma is None and beta is None and _cpu_path(x, MIN_ELEMENTS):
         return _BatchNorm.apply(x)
     return F.batch_norm(x, None, None, gamma, beta, True, 0.0, BN_EPS)
@@ -251,7 +263,7 @@ def _pool_consts(channels: int, h: int, w: int, dtype: torch.dtype, device: torc
 def avg_pool3x3(x: Tensor) -> Tensor:
     """3x3 average pooling, stride 1, padding 1, count_include_pad=False (the NB201 pooling op).
     Elsewhere than the CPU path above: maps of 16x16 and more as a depthwise convolution with a ones kernel
-    times the reciprocal window count (on oneDNN with channels_last about twice as fast as `F.avg_pool2d`)."""
+    times the reciprocal window count (on oneDNN with channels_last faster than `F.avg_pool2d`: docs/design.md)."""
     if _cpu_path(x):
         return _AvgPool3x3.apply(x)
     n, c, h, w = x.shape

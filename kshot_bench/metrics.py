@@ -1,4 +1,18 @@
-"""Uncertainty of ranking metrics: bootstrap intervals, the null band of random scores, paired differences.
+"""Ranking metrics and their uncertainty: pure maths over score and truth arrays (imports nothing of kshot_bench).
+
+Metrics (scipy where it has them), for scores s and ground truth t over the arch set:
+  kendall_tau   Kendall's tau-b (ties in either list handled as tau-b does)
+  spearman      Spearman's rho
+  split_tau[n]  the paper's split tau (Fig. 5): the true top-n archs form the high group, the rest
+                the low group; over all (high, low) pairs, (concordant - discordant) / pairs, a pair
+                with equal scores counting as neither. Computed as 2*AUC - 1 (Mann-Whitney, ties 1/2).
+  top_tau[n]    Kendall's tau-b among the true top-n archs only
+  precision_at_k[k]  |predicted top-k  and  true top-k| / k
+  regret        best true accuracy in the set minus the true accuracy of the predicted best
+                (the mean over archs tied at the top score)
+Ties in t at a group boundary are broken by position in the set (a seeded order for sampled sets).
+
+Uncertainty: bootstrap intervals, the null band of random scores, paired differences.
 
 A Kendall's tau over a few hundred archs moves by several hundredths between arch samples, and a single
 random-score draw can land at +-0.1 (SPEC 5a); a number without its spread says little. Three tools:
@@ -25,10 +39,119 @@ Resamples are index arrays drawn once per call from `numpy.random.default_rng(se
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Sequence, Tuple
+import warnings
+from functools import partial
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
+from scipy import stats
 
+SPLIT_NS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+PRECISION_KS = (5, 10, 20, 50, 100)
+
+
+def kendall_tau(scores: Sequence[float], truth: Sequence[float]) -> float:
+    """NaN when either list is constant (an untrained supernet scoring every arch alike)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return float(stats.kendalltau(scores, truth).statistic)
+
+
+def spearman(scores: Sequence[float], truth: Sequence[float]) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return float(stats.spearmanr(scores, truth).statistic)
+
+
+def _true_order(truth: np.ndarray) -> np.ndarray:
+    """Indices sorted by truth, best first; ties keep their position (stable)."""
+    return np.argsort(-np.asarray(truth, dtype=np.float64), kind="stable")
+
+
+def split_tau(scores: Sequence[float], truth: Sequence[float], n_high: int) -> float:
+    s, t = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    if not 0 < n_high < len(s):
+        raise ValueError(f"n_high={n_high} must leave both groups non-empty (n={len(s)})")
+    high = np.zeros(len(s), dtype=bool)
+    high[_true_order(t)[:n_high]] = True
+    ranks = stats.rankdata(s)  # average ranks for ties: a tied pair counts 1/2 in U
+    n_low = len(s) - n_high
+    u = ranks[high].sum() - n_high * (n_high + 1) / 2
+    return float(2 * u / (n_high * n_low) - 1)
+
+
+def top_tau(scores: Sequence[float], truth: Sequence[float], n: int) -> float:
+    idx = _true_order(np.asarray(truth))[:n]
+    return kendall_tau(np.asarray(scores)[idx], np.asarray(truth)[idx])
+
+
+def precision_at_k(scores: Sequence[float], truth: Sequence[float], k: int) -> float:
+    pred = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:k]
+    true = _true_order(np.asarray(truth))[:k]
+    return len(set(pred.tolist()) & set(true.tolist())) / k
+
+
+def regret(scores: Sequence[float], truth: Sequence[float]) -> float:
+    s, t = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    return float(t.max() - t[s == s.max()].mean())
+
+
+def all_metrics(scores: Sequence[float], truth: Sequence[float]) -> Dict:
+    s = np.asarray(scores, dtype=np.float64)
+    t = np.asarray(truth, dtype=np.float64)
+    n = len(s)
+    if n < 3:
+        raise ValueError(f"ranking needs at least 3 archs, got {n}")
+    ns = [k for k in SPLIT_NS if k < n] or [n // 2]
+    return {
+        "kendall_tau": kendall_tau(s, t),
+        "spearman": spearman(s, t),
+        "split_tau": {str(k): split_tau(s, t, k) for k in ns},
+        "top_tau": {str(k): top_tau(s, t, k) for k in ns if k >= 3},
+        "precision_at_k": {str(k): precision_at_k(s, t, k) for k in PRECISION_KS if k <= n},
+        "regret": regret(s, t),
+        "n_archs": n,
+    }
+
+
+def ranking_metrics(scores: Sequence[float], truth: Sequence[float], null: bool = True) -> Dict:
+    """`all_metrics` plus their uncertainty (below): bootstrap 95% intervals of Kendall's tau,
+    Spearman and every split tau, and (with `null`) the permutation null band of tau and its p-value."""
+    m = all_metrics(scores, truth)
+    m["ci95"] = {"kendall_tau": tau_bootstrap_ci(scores, truth),
+                 "split_tau": {k: bootstrap_ci(partial(_split_at, n_high=int(k)), scores, truth)
+                               for k in CI_SPLIT_NS if k in m["split_tau"]}}
+    if null:
+        m["null"] = tau_null_band(scores, truth)
+    m["uncertainty"] = (f"95% percentile intervals over {N_BOOT} bootstrap resamples of the archs (seed "
+                        f"{STATS_SEED})" + ("; null band: tau-b of scores independent of the truth, Kendall's "
+                                                  "tie-corrected variance (normal approximation)" if null else ""))
+    return m
+
+
+CI_SPLIT_NS = ("10", "50", "100", "1000")
+
+
+def _split_at(scores, truth, n_high: int) -> float:
+    return split_tau(scores, truth, n_high) if 0 < n_high < len(scores) else float("nan")
+
+
+def aggregate(runs: List[Dict]) -> Dict:
+    """Mean and sample std (ddof=1; 0 for one run) of every metric over runs, nested keys kept."""
+    out: Dict = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            common = [k for k in value if all(k in r.get(key, {}) for r in runs)]
+            out[key] = {k: aggregate([{"v": r[key][k]} for r in runs])["v"] for k in common}
+        elif isinstance(value, (int, float)):
+            vals = np.array([r[key] for r in runs], dtype=np.float64)
+            out[key] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                        "n": len(vals), "values": vals.tolist()}
+    return out
+
+
+
+# ----------------------------------------------------------------------------- uncertainty
 N_BOOT = 1000
 N_PERM = 1000
 STATS_SEED = 0
@@ -91,8 +214,6 @@ FAST_TAU_MAX_N = 400  # beyond, B*n^2 products cost more than B calls of scipy's
 def tau_bootstrap_ci(scores: Sequence[float], truth: Sequence[float], n_boot: int = N_BOOT, seed: int = STATS_SEED,
                      level: float = 0.95) -> Tuple[float, float]:
     """`bootstrap_ci` of Kendall's tau-b (same resamples), three matrix products for small n."""
-    from kshot_bench.rank import kendall_tau
-
     s, t = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=np.float64)
     n = len(s)
     if n > FAST_TAU_MAX_N:
@@ -115,8 +236,6 @@ def tau_null_band(scores: Sequence[float], truth: Sequence[float], level: float 
     """Null band and p-value of Kendall's tau-b for scores independent of the truth (closed form)."""
     from scipy.stats import norm
 
-    from kshot_bench.rank import kendall_tau
-
     s, t = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=np.float64)
     n = float(len(s))
     n0 = n * (n - 1) / 2
@@ -137,8 +256,6 @@ def tau_null_band(scores: Sequence[float], truth: Sequence[float], level: float 
 def paired_tau_diff(scores_a: Sequence[float], scores_b: Sequence[float], truth: Sequence[float], n_boot: int = N_BOOT,
                     seed: int = STATS_SEED, level: float = 0.95) -> Dict[str, float]:
     """`paired_diff` of Kendall's tau-b, with the fast resampled tau (same resamples for A and B)."""
-    from kshot_bench.rank import kendall_tau
-
     a, b = np.asarray(scores_a, dtype=np.float64), np.asarray(scores_b, dtype=np.float64)
     t = np.asarray(truth, dtype=np.float64)
     n = len(t)

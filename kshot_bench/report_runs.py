@@ -1,0 +1,269 @@
+"""Run directories as a report reads them: rank, search and retrain runs, their names and methods, and the
+formatting the tables share. Read-only."""
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from kshot_bench.config import RunConfig
+from kshot_bench.errors import UserError
+
+DEFAULT_SPACE = RunConfig.space  # runs written before the protocol named its space
+
+
+def run_space(run):
+    """The search space module of a run (its protocol's `space`)."""
+    from kshot_bench.search_space import SPACES
+
+    return SPACES.get(run.p.get("space") or DEFAULT_SPACE)
+
+
+METHOD_ORDER = ["one-shot (K=1)", "fixed K-shot (1/K)", "random K-shot", "K-shot + simplex-net"]
+
+
+METHOD_COLORS = dict(zip(METHOD_ORDER, ["black", "tab:blue", "tab:orange", "tab:green"]))  # the same in every figure
+
+
+REQUIRED = ("kendall_tau", "spearman", "split_tau", "n_archs", "protocol")
+
+
+REQUIRED_PROTOCOL = ("dataset", "k", "code", "config_hash", "seed", "epochs", "arch_set", "score_set", "truth")
+
+
+def method_name(k: int, code: str) -> str:
+    if k == 1:
+        return METHOD_ORDER[0]
+    return {"uniform": METHOD_ORDER[1], "random": METHOD_ORDER[2], "simplex": METHOD_ORDER[3]}.get(code, code)
+
+
+MBV2_VARIANTS = ["one-shot", "one-shot + channel", "fixed K-shot", "fixed K-shot + channel", "random K-shot",
+                 "random K-shot + channel", "K-shot + simplex-net", "K-shot + simplex-net + channel",
+                 "K-shot + simplex-net + channel + r_c"]  # paper Tables 5/6 order
+
+
+def variant_name(p: Dict) -> str:
+    """The ablation row of a MobileNetV2 supernet (paper Tables 5/6) from its protocol."""
+    k, code, widths, rc = int(p["k"]), p["code"], p.get("width_search"), p.get("rc_weight")
+    channel = " + channel" if widths else ""
+    if k == 1:
+        return "one-shot" + channel
+    if code != "simplex":
+        return {"uniform": "fixed K-shot", "random": "random K-shot"}.get(code, code) + channel
+    if not widths:
+        return "K-shot + simplex-net"
+    return "K-shot + simplex-net + channel" + ("" if rc is not None and rc <= 0 else " + r_c")
+
+
+@dataclass
+class RankRun:
+    path: Path
+    metrics: Dict
+    baselines: Dict
+    log: List[Dict[str, str]] = field(default_factory=list)
+    _pred: Optional[Dict[str, np.ndarray]] = None
+    _stats: Optional[Dict] = None
+
+    @property
+    def p(self) -> Dict:
+        return self.metrics["protocol"]
+
+    def predictions(self) -> Optional[Dict[str, np.ndarray]]:
+        """key (the space's: the NB201 index), truth, accuracy score and val_loss per arch, from predictions.csv
+        (None without it)."""
+        if self._pred is None and (self.path / "predictions.csv").is_file():
+            with open(self.path / "predictions.csv", newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            space = run_space(self)
+            self._pred = {"key": np.array([space.KEY_TYPE(r[space.KEY]) for r in rows]),
+                          "truth": np.array([float(r["truth"]) for r in rows]),
+                          "acc": np.array([float(r["score"]) for r in rows]),
+                          "loss": -np.array([float(r["val_loss"]) if r.get("val_loss") not in (None, "") else np.nan
+                                             for r in rows])}
+        return self._pred
+
+    @property
+    def score_by(self) -> str:
+        return self.p.get("score_by", "acc")
+
+    def stats(self) -> Dict:
+        """Uncertainty of this run's ranking, recomputed from predictions.csv (so runs written before
+        rank stored intervals get them too): tau and split-tau intervals, null band, loss-scored tau."""
+        if self._stats is None:
+            from kshot_bench.metrics import ranking_metrics
+
+            pred = self.predictions()
+            if pred is None:
+                self._stats = {}
+            else:
+                self._stats = ranking_metrics(pred[self.score_by], pred["truth"])
+                other = "loss" if self.score_by == "acc" else "acc"
+                if np.isfinite(pred[other]).all():
+                    self._stats["other_score"] = {"score_by": other,
+                                                  **ranking_metrics(pred[other], pred["truth"], null=False)}
+        return self._stats
+
+    def scored(self, by: str) -> Dict:
+        """`stats()` of this run's ranking by score `by` ("acc" or "loss"); {} when it has none."""
+        st = self.stats()
+        return st if by == self.score_by else st.get("other_score", {})
+
+    @property
+    def is_snapshot(self) -> bool:
+        return "snapshots/epoch-" in str(self.p.get("supernet", ""))
+
+    @property
+    def method(self) -> str:
+        return method_name(int(self.p["k"]), self.p["code"])
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.name} ({self.p['config_hash']})"
+
+
+@dataclass
+class SearchRun:
+    path: Path
+    result: Dict
+
+
+@dataclass
+class RetrainRun:
+    path: Path
+    config: Dict             # retrain's config.json
+    evals: Dict[str, Dict]   # weights (ema | raw) -> eval-<weights>.json
+
+
+def _load_json(path: Path, what: str) -> Dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"cannot read {what} {path}: {err}", fix="re-run the command that writes it") from None
+
+
+def _train_log(path: Path) -> List[Dict[str, str]]:
+    log_path = path / "train" / "log.csv"
+    if not log_path.exists():
+        return []
+    with open(log_path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def load_rank_run(path: Path) -> RankRun:
+    metrics = _load_json(path / "metrics.json", "metrics file")
+    missing = [k for k in REQUIRED if k not in metrics]
+    missing += [f"protocol.{k}" for k in REQUIRED_PROTOCOL if k not in metrics.get("protocol", {})]
+    if missing:
+        raise UserError(f"run {path}: metrics.json lacks {', '.join(missing)}",
+                        fix="re-run `kshot-bench rank` for this run (its metrics.json is incomplete or from another tool)")
+    baselines = _load_json(path / "baselines.json", "baselines file") if (path / "baselines.json").exists() else {}
+    return RankRun(path, metrics, baselines, _train_log(path))
+
+
+@dataclass
+class Runs:
+    ranks: List[RankRun]                                   # ranked against a ground truth (NB201)
+    searches: List[SearchRun]                              # searches with ground truth of the chosen arch
+    unranked: List[Tuple[Path, Dict]] = field(default_factory=list)   # scored runs of spaces without truth
+    unranked_searches: List[SearchRun] = field(default_factory=list)
+    retrains: List[RetrainRun] = field(default_factory=list)  # retrained + evaluated archs (Table 2 shape)
+
+
+def _with_train_config(path: Path, metrics: Dict) -> Dict:
+    """metrics with width_search / rc_weight in its protocol: runs scored before rank wrote them get them
+    from the supernet's own train/config.json where the run has one."""
+    p = metrics.get("protocol", {})
+    cfg_path = path / "train" / "config.json"
+    if ("width_search" in p and "rc_weight" in p) or not cfg_path.is_file():
+        return metrics
+    cfg = _load_json(cfg_path, "training config")
+    cfg = cfg.get("config", cfg)
+    extra = {"width_search": bool(cfg.get("width_search", True)), "rc_weight": cfg.get("rc_weight")}
+    return {**metrics, "protocol": {**extra, **p}}
+
+
+def discover(paths: Sequence[Path]) -> Runs:
+    found = Runs([], [])
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise UserError(f"run directory {root} does not exist", fix="pass directories written by rank, ablate or search")
+        for m in sorted(root.rglob("metrics.json")) if root.is_dir() else []:
+            metrics = _load_json(m, "metrics file")
+            if metrics.get("protocol", {}).get("truth") is None:  # a space (or dataset) without ground truth
+                found.unranked.append((m.parent, _with_train_config(m.parent, metrics)))
+            else:
+                found.ranks.append(load_rank_run(m.parent))
+        for r in sorted(root.rglob("result.json")) if root.is_dir() else []:
+            res = _load_json(r, "search result")
+            for key in ("algo", "fitness", "truth", "seed", "dataset"):
+                if key not in res:
+                    raise UserError(f"search run {r.parent}: result.json lacks {key!r}", fix="re-run `kshot-bench search`")
+            (found.searches if res["truth"] is not None else found.unranked_searches).append(SearchRun(r.parent, res))
+        for d in sorted({e.parent for e in root.rglob("eval-*.json")}) if root.is_dir() else []:
+            evals = {e.stem[len("eval-"):]: _load_json(e, "evaluation") for e in sorted(d.glob("eval-*.json"))}
+            found.retrains.append(RetrainRun(d, _load_json(d / "config.json", "retrain config"), evals))
+    if not (found.ranks or found.searches or found.unranked or found.unranked_searches or found.retrains):
+        raise UserError(f"no runs found under {', '.join(map(str, paths))}",
+                        fix="pass directories holding metrics.json (rank/ablate) or result.json (search)")
+    return found
+
+
+def md(text: str) -> str:
+    """Escape pipes for a Markdown table cell (NB201 arch strings are full of them)."""
+    return str(text).replace("|", "\\|")
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, float, int]:
+    v = np.array([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
+    if len(v) == 0:
+        return float("nan"), float("nan"), 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
+
+
+def pm(values: Sequence[float], scale: float = 1.0, digits: int = 3) -> str:
+    m, s, n = mean_std(values)
+    if n == 0:
+        return "n/a"
+    return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f} (n={n})"
+
+
+def ci_text(value, ci, digits: int = 3) -> str:
+    from kshot_bench.results import with_ci
+
+    return with_ci(value, ci, digits)
+
+
+def run_cis(runs: Sequence[RankRun]) -> str:
+    """Each run's tau with its bootstrap 95% interval, `; `-joined (runs without predictions: n/a)."""
+    out = []
+    for r in runs:
+        st = r.stats()
+        out.append(ci_text(st["kendall_tau"], st["ci95"]["kendall_tau"]) if st else "n/a")
+    return "; ".join(out)
+
+
+def group(runs: Sequence[RankRun], key) -> Dict:
+    out = defaultdict(list)
+    for r in runs:
+        out[key(r)].append(r)
+    return dict(out)
+
+
+def protocol_line(runs: Sequence[RankRun]) -> str:
+    hashes = sorted({r.p["config_hash"] for r in runs})
+    sets = sorted({r.p["arch_set"] for r in runs})
+    scores = sorted({r.p["score_set"] for r in runs})
+    truths = sorted({r.p["truth"] for r in runs})
+    return (f"runs: {', '.join(r.path.name for r in runs)}; config hashes {', '.join(hashes)}; archs: {'; '.join(sets)}; "
+            f"scored on {'; '.join(scores)}; ground truth {', '.join(truths)}")
+
+
+def _retrained_top1(arch: str, retrains: Sequence["RetrainRun"]) -> List[float]:
+    return [rr.evals.get("ema", next(iter(rr.evals.values())))["top1"] for rr in retrains
+            if rr.config.get("config", {}).get("arch") == arch and rr.evals]

@@ -1,0 +1,421 @@
+"""The report's tables (paper Tables 1-6 shapes, paired comparisons, search results) from loaded runs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from kshot_bench.errors import UserError
+from kshot_bench.report_runs import (
+    DEFAULT_SPACE,
+    MBV2_VARIANTS,
+    METHOD_ORDER,
+    RankRun,
+    RetrainRun,
+    Runs,
+    SearchRun,
+    _retrained_top1,
+    ci_text,
+    group,
+    load_rank_run,
+    md,
+    method_name,
+    pm,
+    protocol_line,
+    run_cis,
+    run_space,
+    variant_name,
+)
+from kshot_bench.results import fmt
+
+
+def unranked_tables(runs: Runs) -> List[str]:
+    """Runs of spaces without ground truth (MBV2): the supernet's scores and codes, and searched archs."""
+    lines = []
+    if runs.unranked:
+        lines += ["### Scored runs without ground truth", "",
+                  "| run | space | dataset | method | K | epochs | archs | score mean ± std | tau(score, FLOPs) | "
+                  "code spread between archs | between widths (same ops) | config |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for path, m in runs.unranked:
+            p, st = m["protocol"], m.get("code_stats", {})
+            lines.append(f"| {path.name} | {p['space']} | {p['dataset']} | {method_name(int(p['k']), p['code'])} | {p['k']} | "
+                         f"{p['epochs']} | {m['n_archs']} | {m['score_mean']:.2f} ± {m['score_std']:.2f} | "
+                         f"{fmt(m.get('kendall_tau_vs_flops'))} | {fmt(st.get('between_archs', {}).get('code_spread'), 4)} | "
+                         f"{fmt(st.get('between_widths_same_ops', {}).get('code_spread'), 4)} | {p['config_hash']} |")
+        lines += ["", "No Kendall's tau: these spaces have no ground-truth benchmark. Spread: mean total-variation "
+                  "distance between the codes of two archs (or of two width settings of the same ops).", ""]
+    if runs.unranked_searches:
+        lines += ["### Searched archs without ground truth", "",
+                  "| run | space | algo | FLOPs limit (M) | FLOPs (M) | params (M) | supernet fitness | archs scored | arch |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for sr in runs.unranked_searches:
+            r = sr.result
+            lines.append(f"| {sr.path.name} | {r.get('space')} | {r['algo']} | {r.get('flops_limit_M')} | {r['flops_M']:.1f} | "
+                         f"{r.get('params_M', float('nan')):.2f} | {r['fitness_value']:.2f} | {r['n_evaluated']} | "
+                         f"`{md(r['arch_str'])}` |")
+        lines.append("")
+    return lines
+
+
+
+
+def table_ablation_unranked(runs: Runs) -> List[str]:
+    """Paper Tables 5/6 shape for MobileNetV2: one row per supernet (ablation variant), its scores on the
+    local validation split, the arch its search chose under the FLOPs limit, and that arch retrained."""
+    def where(path) -> Optional[str]:
+        return str(Path(path).expanduser().resolve()) if path else None
+
+    def supernet_file(p: Dict) -> Optional[str]:  # rank's protocol: "checkpoint FILE [(unfinished ...)]" | "trained here in DIR"
+        text = p.get("supernet", "")
+        if text.startswith("checkpoint "):
+            return where(text[len("checkpoint "):].split(" (unfinished run")[0])
+        return where(Path(text[len("trained here in "):]) / "supernet.pt") if text.startswith("trained here in ") else None
+
+    searches = group(runs.unranked_searches, lambda sr: where(sr.result.get("protocol", {}).get("checkpoint")))
+    rows = [(variant_name(m["protocol"]), m["protocol"], path.name, m, searches.pop(supernet_file(m["protocol"]), []))
+            for path, m in runs.unranked]
+    rows += [(variant_name(ss[0].result["protocol"]), ss[0].result["protocol"], "–", None, ss)
+             for h, ss in searches.items() if h is not None and "k" in ss[0].result.get("protocol", {})]
+    if not rows:
+        return []
+    order = {v: i for i, v in enumerate(MBV2_VARIANTS)}
+    rows.sort(key=lambda r: (order.get(r[0], 99), int(r[1]["k"]), -int(r[1].get("epochs", 0)), r[2]))
+    lines = ["### Tables 5/6 shape: ablation of the K-shot parts (MobileNetV2)", "",
+             "| # | variant | K | epochs | supernet run | score mean ± std (%) | search | FLOPs (M) | supernet fitness (%) | "
+             "retrained top-1 (%) | config |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for n, (variant, p, name, m, ss) in enumerate(rows, 1):
+        scores = f"{m['score_mean']:.2f} ± {m['score_std']:.2f}" if m else "–"
+        if not ss:
+            lines.append(f"| {n} | {variant} | {p['k']} | {p.get('epochs', '?')} | {name} | {scores} | no search run | – | – | – | "
+                         f"{p['config_hash']} |")
+        for sr in ss:
+            r = sr.result
+            top1 = _retrained_top1(r["arch_str"], runs.retrains)
+            lines.append(f"| {n} | {variant} | {p['k']} | {p.get('epochs', '?')} | {name} | {scores} | {sr.path.name} "
+                         f"({r['algo']}, limit {r.get('flops_limit_M')} M, {r['n_evaluated']} archs) | {r['flops_M']:.1f} | "
+                         f"{r['fitness_value']:.2f} | {pm(top1, digits=2) if top1 else 'not retrained'} | {p['config_hash']} |")
+    missing = [v for v in MBV2_VARIANTS if v not in {r[0] for r in rows}]
+    lines += ["", "A search belongs to the row of the supernet file it searched with. Score and fitness: top-1 of each arch "
+              "with its own code on the scoring images (the local validation "
+              "split for ImageNet folders) through the supernet. Retrained top-1: the chosen arch trained from scratch "
+              "and evaluated (Table 2 shape below). FLOPs by the SPEC 7 convention (224x224, 1,000 classes). Rows "
+              "differ in what they train; with one seed each, a difference between two rows carries the run-to-run "
+              "noise of one search and one retraining.", ""]
+    return lines + ([f"Not covered by the runs given: {', '.join(missing)}.", ""] if missing else [])
+
+
+def _baseline_rows(runs: List[RankRun]) -> List[str]:
+    """One row per baseline; each distinct arch set counts once (runs that share it share the values)."""
+    rows = []
+    for b in sorted({b for r in runs for b in r.baselines} - {"random"}):  # chance is the null band, not one draw
+        per_set = {r.p.get("arch_set", r.label): r.baselines[b] for r in runs if b in r.baselines}
+        desc = next(iter(per_set.values())).get("description", b)
+        rows.append(f"| baseline: {desc} | – | – | {pm([v['kendall_tau'] for v in per_set.values()])} | "
+                    f"{_baseline_cis(runs, b)} | {pm([v['spearman'] for v in per_set.values()])} | "
+                    f"the runs' arch sets ({len(per_set)}) |")
+    return rows
+
+
+def _baseline_cis(runs: List[RankRun], name: str) -> str:
+    """The baseline's tau with a bootstrap interval on each distinct arch set of the runs."""
+    from kshot_bench import metrics as stats
+    from kshot_bench.datasets import DATASETS
+    from kshot_bench.ground_truth import baseline_scores
+
+    out, seen = [], set()
+    for r in runs:
+        pred = r.predictions()
+        key = r.p.get("arch_set")
+        if pred is None or key in seen:
+            continue
+        seen.add(key)
+        space = run_space(r)
+        archs = [space.from_key(k) for k in pred["key"]]
+        scores = baseline_scores(space, DATASETS.get(r.p["dataset"]), pred["key"], archs).get(name)
+        if scores is None:
+            continue
+        from kshot_bench.metrics import kendall_tau
+
+        out.append(ci_text(kendall_tau(scores[0], pred["truth"]), stats.tau_bootstrap_ci(scores[0], pred["truth"])))
+    return "; ".join(out) or "n/a"
+
+
+def _chance_rows(runs: List[RankRun]) -> List[str]:
+    """Where uninformative scores land: the null band of tau on each distinct arch set."""
+    bands, seen = [], set()
+    for r in runs:
+        null = r.stats().get("null") if r.stats() else None
+        if null and r.p.get("arch_set") not in seen and np.isfinite(null["band_lo"]):
+            seen.add(r.p.get("arch_set"))
+            bands.append(f"[{null['band_lo']:.3f}, {null['band_hi']:.3f}]")
+    if not bands:
+        return []
+    return [f"| chance: 95% band of tau for scores unrelated to the truth | – | – | 0 | {'; '.join(bands)} | – | "
+            f"the runs' arch sets ({len(bands)}) |"]
+
+
+def table4(ranks: List[RankRun]) -> List[str]:
+    lines = []
+    for dataset, runs in group(ranks, lambda r: r.p["dataset"]).items():
+        lines += [f"### Table 4 shape: Kendall's tau on {dataset}", "",
+                  "| method | K | epochs | Kendall tau | each run: tau [95% CI] | Spearman | runs |",
+                  "|---|---|---|---|---|---|---|"]
+        by = group(runs, lambda r: (METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else 9, int(r.p["k"]),
+                                    -int(r.p["epochs"]), r.method))
+        for (_, k, neg_epochs, method), rs in sorted(by.items()):
+            lines.append(f"| {method} | {k} | {-neg_epochs} | {pm([r.metrics['kendall_tau'] for r in rs])} | "
+                         f"{run_cis(rs)} | {pm([r.metrics['spearman'] for r in rs])} | {', '.join(r.label for r in rs)} |")
+        lines += _baseline_rows(runs) + _chance_rows(runs)
+        lines += ["", "Mean ± std over the runs of each row (seeds); rows with different training budgets are kept "
+                  "apart. A baseline's spread is over the distinct arch sets of the runs. Brackets: 95% bootstrap "
+                  "intervals of each run's tau (1,000 resamples of its archs).", "",
+                  f"Protocol: {protocol_line(runs)}.", ""]
+    return lines
+
+
+def table_ablation(ranks: List[RankRun], searches: List[SearchRun]) -> List[str]:
+    lines = ["### Tables 5/6 shape: ablation of the K-shot parts (ranking quality on NB201)", "",
+             "| # | K-shot | simplex-net | codes | K | epochs | Kendall tau | split tau (n=100) | searched ground truth | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    supernet_searches = [s for s in searches if s.result["fitness"] == "supernet"]
+    n = 0
+    for method in METHOD_ORDER:
+        rs_all = [r for r in ranks if r.method == method]
+        for (k, neg_epochs), rs in sorted(group(rs_all, lambda r: (int(r.p["k"]), -int(r.p["epochs"]))).items()):
+            n += 1
+            code = rs[0].p["code"] if k > 1 else "[1]"
+            split = [r.metrics["split_tau"].get("100") for r in rs]
+            hashes = {r.p["config_hash"] for r in rs}
+            srch = [s for s in supernet_searches if s.result.get("protocol", {}).get("config_hash") in hashes]
+            lines.append(f"| {n} | {'✓' if k > 1 else ''} | {'✓' if method == METHOD_ORDER[3] else ''} | {code} | {k} | "
+                         f"{-neg_epochs} | {pm([r.metrics['kendall_tau'] for r in rs])} | {pm(split)} | "
+                         f"{pm([s.result['truth'] for s in srch], digits=2) if srch else 'no search run'} | "
+                         f"{', '.join(r.label for r in rs)} |")
+    missing = [m for m in METHOD_ORDER if not any(r.method == m for r in ranks)]
+    lines += ["", "Searched ground truth: NSGA-II runs whose checkpoint has the config of a run in the row.", ""]
+    lines += [f"Not covered by the runs given: {', '.join(missing)}.", ""] if missing else []
+    return lines
+
+
+SAME_SCORING = ("dataset", "truth", "arch_set", "score_set")
+
+
+def paired(a: RankRun, b: RankRun, keys: Sequence[str] = ("seed", "epochs") + SAME_SCORING) -> bool:
+    """Two runs can be compared pair by pair: same dataset, seed, budget, ground truth, arch set and
+    scoring images (`keys`), and their predictions list the same archs with the same truth."""
+    if any(str(a.p.get(k)) != str(b.p.get(k)) for k in keys):
+        return False
+    pa, pb = a.predictions(), b.predictions()
+    return (pa is not None and pb is not None and np.array_equal(pa["key"], pb["key"])
+            and np.array_equal(pa["truth"], pb["truth"]))
+
+
+def compare(path_a: Path, path_b: Path) -> List[str]:
+    """Any two rank runs that scored the same archs on the same images against the same truth (other
+    epochs, seeds or methods allowed: e.g. two budgets of about equal compute): each run's tau with its
+    interval, by accuracy and by loss, the paired difference A - B with its interval (joint resamples of
+    the archs), and the split taus. Markdown lines."""
+    from kshot_bench import metrics as stats
+
+    for path in (path_a, path_b):
+        if not (Path(path) / "metrics.json").is_file():
+            raise UserError(f"{path} is not a rank run (it holds no metrics.json)",
+                            fix="pass folders written by `kshot-bench rank`: a run folder, or one snapshot's epoch-EEEE/")
+    a, b = load_rank_run(Path(path_a)), load_rank_run(Path(path_b))
+    if not paired(a, b, SAME_SCORING):
+        diff = [k for k in SAME_SCORING if str(a.p.get(k)) != str(b.p.get(k))]
+        raise UserError(f"{a.path} and {b.path} did not score the same archs on the same images against the same "
+                        f"truth ({', '.join(diff) or 'their predictions.csv list different archs'} differ)",
+                        fix="compare rank runs of one protocol (same --archs sample, scoring images and dataset)")
+    pa, pb = a.predictions(), b.predictions()
+    lines = [f"{name}: {r.path} ({r.method}, K={r.p['k']}, {r.p['epochs']} epochs, seed {r.p['seed']}, config "
+             f"{r.p['config_hash']})" for name, r in (("A", a), ("B", b))]
+    lines += [f"on {len(pa['truth'])} archs: {a.p['arch_set']}; scored on {a.p['score_set']}; truth {a.p['truth']}", "",
+              "| scored by | tau A [95% CI] | tau B [95% CI] | A - B [95% CI] | resamples with A > B |",
+              "|---|---|---|---|---|"]
+
+    def tau(run: RankRun, by: str) -> str:
+        st = run.scored(by)
+        return ci_text(st["kendall_tau"], st["ci95"]["kendall_tau"]) if st else "n/a"
+
+    for by in ("acc", "loss"):
+        if not (np.isfinite(pa[by]).all() and np.isfinite(pb[by]).all()):
+            lines.append(f"| {by} | n/a | n/a | n/a | n/a |")
+            continue
+        d = stats.paired_tau_diff(pa[by], pb[by], pa["truth"])
+        lines.append(f"| {by} | {tau(a, by)} | {tau(b, by)} | {ci_text(d['diff'], (d['ci_lo'], d['ci_hi']))} | "
+                     f"{100 * d['share_of_resamples_above_0']:.0f}% |")
+    by = a.score_by
+    splits = [f"n={n}: {text}" for n, text in split_taus(a.scored(by), b.scored(by), len(pa["truth"]))]
+    return lines + ["", f"split tau ({by}), A vs B: " + "; ".join(splits),
+                    f"intervals: {stats.N_BOOT} bootstrap resamples of the archs, the same for A and B."]
+
+
+def split_taus(sa: Dict, sb: Dict, n_archs: int) -> List[Tuple[str, str]]:
+    """(n, "split tau of A [CI] vs of B [CI]") for n = 10, 50, 100 below the number of archs."""
+    return [(n, f"{ci_text(sa['split_tau'][n], sa['ci95']['split_tau'].get(n), 2)} vs "
+                f"{ci_text(sb['split_tau'][n], sb['ci95']['split_tau'].get(n), 2)}")
+            for n in ("10", "50", "100") if int(n) < n_archs]
+
+
+def paired_comparisons(ranks: List[RankRun]) -> List[str]:
+    """Every K-shot run against the one-shot run it pairs with: the difference in tau with its bootstrap
+    interval (joint resamples of the archs), by accuracy and by loss, and the split taus of both."""
+    from kshot_bench import metrics as stats
+
+    pairs = [(r, o) for r in ranks if int(r.p["k"]) > 1 for o in ranks if int(o.p["k"]) == 1 and paired(r, o)]
+    if not pairs:
+        return []
+    lines = ["### Paired comparisons: K-shot against one-shot on the same archs and images", "",
+             "| dataset | method | K | epochs | seed | tau K-shot [95% CI] | tau one-shot [95% CI] | Δtau [95% CI] | "
+             "tau by loss: K-shot vs one-shot | Δtau by loss [95% CI] | split tau n=10 / 50 / 100 (K-shot vs one-shot) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for r, o in sorted(pairs, key=lambda ro: (ro[0].p["dataset"], -int(ro[0].p["epochs"]), ro[0].method, int(ro[0].p["k"]),
+                                              int(ro[0].p["seed"]))):
+        pr, po = r.predictions(), o.predictions()
+        sr, so = r.stats(), o.stats()
+        d = stats.paired_tau_diff(pr[r.score_by], po[o.score_by], pr["truth"])
+        dl = (stats.paired_tau_diff(pr["loss"], po["loss"], pr["truth"])
+              if np.isfinite(pr["loss"]).all() and np.isfinite(po["loss"]).all() else None)
+        splits = [text for _, text in split_taus(sr, so, len(pr["truth"]))]
+        lines.append(f"| {r.p['dataset']} | {r.method} | {r.p['k']} | {r.p['epochs']} | {r.p['seed']} | "
+                     f"{ci_text(sr['kendall_tau'], sr['ci95']['kendall_tau'])} | "
+                     f"{ci_text(so['kendall_tau'], so['ci95']['kendall_tau'])} | "
+                     f"{ci_text(d['diff'], (d['ci_lo'], d['ci_hi']))} | {loss_taus(sr, so)} | "
+                     f"{ci_text(dl['diff'], (dl['ci_lo'], dl['ci_hi'])) if dl else 'n/a'} | {'; '.join(splits)} |")
+        verdicts.append((r, d, dl))
+    lines += ["", f"Δtau = tau(K-shot) - tau(one-shot), scored {pairs[0][0].score_by} unless stated; intervals over "
+              f"{stats.N_BOOT} bootstrap resamples of the archs, the same resamples for both runs.", ""]
+    top = max(int(r.p["epochs"]) for r, _, _ in verdicts)
+    for (method, k), vs in group([v for v in verdicts if int(v[0].p["epochs"]) == top],
+                                 lambda v: (v[0].method, int(v[0].p["k"]))).items():
+        what, parts = verdict(method, k, [(r, d) for r, d, _ in vs])
+        lines.append(f"- At {top} epochs, {what} ({parts}). Each interval covers the choice of archs "
+                     "only, not the training seed.")
+        if all(dl is not None for _, _, dl in vs):
+            what, parts = verdict(method, k, [(r, dl) for r, _, dl in vs])
+            lines.append(f"- Scored by validation loss instead: {what} ({parts}).")
+    return lines + [""]
+
+
+def loss_taus(sr: Dict, so: Dict) -> str:
+    """The two runs' taus scored by the other score (loss, when they rank by accuracy), with intervals."""
+    a, b = sr.get("other_score"), so.get("other_score")
+    if not a or not b:
+        return "n/a"
+    return f"{ci_text(a['kendall_tau'], a['ci95']['kendall_tau'])} vs {ci_text(b['kendall_tau'], b['ci95']['kendall_tau'])}"
+
+
+def verdict(method: str, k: int, vs: List) -> Tuple[str, str]:
+    """What paired differences (run, diff) over seeds establish, and the differences as text."""
+    if not all(np.isfinite(d["diff"]) for _, d in vs):
+        return "tau is undefined (a run gave every arch the same score)", "; ".join(f"seed {r.p['seed']}" for r, _ in vs)
+    parts = []
+    for r, d in vs:
+        side = "contains 0" if d["ci_lo"] <= 0 <= d["ci_hi"] else ("above 0" if d["diff"] > 0 else "below 0")
+        parts.append(f"seed {r.p['seed']}: {d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}], {side}")
+    diffs = [d["diff"] for _, d in vs]
+    every = "in every seed" if len(vs) > 1 else "on these archs (one training seed)"
+    if all(d["ci_lo"] > 0 for _, d in vs):
+        what = f"{method} (K={k}) ranks better than one-shot {every}"
+    elif all(d["ci_hi"] < 0 for _, d in vs):
+        what = f"{method} (K={k}) ranks worse than one-shot {every}"
+    elif len(vs) > 1 and min(diffs) < 0 < max(diffs):
+        what = (f"the sign of the difference flips between training seeds (mean {np.mean(diffs):+.3f}, std "
+                f"{np.std(diffs, ddof=1):.3f}): the run-to-run spread is larger than the interval from the arch "
+                f"sample, so no difference between {method} (K={k}) and one-shot is established")
+    else:
+        what = f"no difference between {method} (K={k}) and one-shot is established"
+    return what, "; ".join(parts)
+
+
+def table1(ranks: List[RankRun]) -> List[str]:
+    lines = ["### Table 1 shape: training cost per epoch against K", "",
+             "| K | code | warm-up epoch (s) | K-shot epoch (s) | images/s (warm-up) | peak memory (MB) | runs |",
+             "|---|---|---|---|---|---|---|"]
+    rows = 0
+    for (k, code), rs in sorted(group([r for r in ranks if r.log], lambda r: (int(r.p["k"]), r.p["code"])).items()):
+        warm = [float(row["time_s"]) for r in rs for row in r.log if row["phase"] == "warmup"]
+        kshot = [float(row["time_s"]) for r in rs for row in r.log if row["phase"] != "warmup"]
+        ips = [float(row["images_per_s"]) for r in rs for row in r.log if row["phase"] == "warmup"]
+        mem = [max(float(row["peak_mem_mb"]) for row in r.log) for r in rs]
+        lines.append(f"| {k} | {code if k > 1 else '–'} | {pm(warm, digits=1)} | {pm(kshot, digits=1)} | "
+                     f"{pm(ips, digits=0)} | {pm(mem, digits=0)} | {', '.join(r.label for r in rs)} |")
+        rows += 1
+    if not rows:
+        return ["### Table 1 shape", "", "Missing: none of the runs has a training log (train/log.csv); runs scored "
+                "from a --checkpoint carry none.", ""]
+    machines = sorted({f"{r.p['machine'].get('cpu')} {r.p['machine'].get('device')}, {r.p['machine'].get('threads')} threads"
+                       for r in ranks if "machine" in r.p})
+    lines += ["", "Time per epoch from the runs' logs (the K-shot phase adds the simplex-net steps); peak memory is the "
+              f"process's peak RSS on the CPU. Machines: {'; '.join(machines)}. Controlled step-time and memory ratios "
+              "against K are in benchmarks/results/k_overhead-*.json.", ""]
+    return lines
+
+
+
+
+def table2(retrains: List[RetrainRun], searches: Sequence[SearchRun]) -> List[str]:
+    """Searched archs retrained from scratch (paper Table 2 shape): FLOPs and params at 224x224 / 1,000
+    classes, top-1/top-5 on the evaluation set, and the search that chose the arch (archs it scored)."""
+    from kshot_bench.search_space import mbv2
+
+    if not retrains:
+        return []
+    lines = ["### Retrained archs (Table 2 shape)", "",
+             "| retrain run | FLOPs (M) | params (M) | top-1 (%) | top-5 (%) | weights | epochs | images | chosen by | "
+             "archs scored | supernet | arch |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for rr in retrains:
+        arch = rr.config.get("config", {}).get("arch", "")
+        params, flops = mbv2.cost(mbv2.from_str(arch))
+        chooser = next((s for s in searches if s.result.get("arch_str") == arch), None)
+        by = (f"{chooser.path.name} ({chooser.result['algo']}, limit {chooser.result.get('flops_limit_M')} M)"
+              if chooser else "–")
+        sup = chooser.result.get("protocol", {}) if chooser else {}
+        sup_text = method_name(int(sup["k"]), sup["code"]) if "k" in sup and "code" in sup else "–"
+        for weights, ev in rr.evals.items():
+            lines.append(f"| {rr.path.name} | {flops / 1e6:.1f} | {params / 1e6:.2f} | {ev['top1']:.2f} | {ev['top5']:.2f} | "
+                         f"{weights} | {ev['epochs']} | {ev['images']:,} ({ev['image_size']}px) | {by} | "
+                         f"{chooser.result['n_evaluated'] if chooser else '–'} | {sup_text} | `{md(arch)}` |")
+    scale = sorted({f"{rr.config.get('preset', '?')} preset, {rr.config.get('train_images', '?')} training images"
+                    + (f", the network at net_scale {rr.config['config'].get('net_scale', 1.0)} (channels x that)"
+                       if rr.config.get("config", {}).get("net_scale", 1.0) != 1.0 else "") for rr in retrains})
+    return lines + ["", f"Scale: {'; '.join(scale)}. FLOPs and params by the SPEC 7 convention (one 224x224 image, "
+                        "1,000 classes, net_scale 1.0) whatever size and scale the run trained at. Top-1/top-5 on the evaluation set named in "
+                        "each eval file (the official val set for ImageNet).", ""]
+
+
+def _percentile(searches: Sequence[SearchRun]) -> str:
+    """Share of all archs (of the truth column) with lower ground truth than the chosen arch, mean over runs."""
+    from kshot_bench.ground_truth import space_truth
+    from kshot_bench.search_space import SPACES
+
+    vals = []
+    for s in searches:
+        space = SPACES.get(s.result.get("space") or DEFAULT_SPACE)
+        truth = space_truth(space, s.result.get("truth_column") or space.TRUTH[s.result["dataset"]])
+        truth = truth[np.isfinite(truth)]
+        vals.append(100.0 * float(np.mean(truth < s.result["truth"])))
+    return f"{np.mean(vals):.1f}"
+
+
+def search_table(searches: List[SearchRun]) -> List[str]:
+    if not searches:
+        return ["### Search (Table 3 shape)", "", "No search runs given (`kshot-bench search` writes result.json).", ""]
+    lines = ["### Search results (Table 3 shape): ground truth of the chosen arch", "",
+             "| dataset | algo | fitness | K | FLOPs limit (M) | ground truth (mean ± std) | percentile among all archs "
+             "| optimum | archs scored | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    by = group(searches, lambda s: (s.result["dataset"], s.result["algo"], s.result["fitness"],
+                                    s.result.get("protocol", {}).get("k", "–"), s.result.get("flops_limit_M")))
+    for (ds, algo, fit, k, lim), ss in sorted(by.items(), key=lambda kv: str(kv[0])):
+        lines.append(f"| {ds} | {algo} | {fit} | {k} | {lim if lim is not None else 'none'} | "
+                     f"{pm([s.result['truth'] for s in ss], digits=2)} | {_percentile(ss)} | "
+                     f"{ss[0].result['optimum']['truth']:.2f} | "
+                     f"{np.mean([s.result['n_evaluated'] for s in ss]):.0f} | {', '.join(s.path.name for s in ss)} |")
+    return lines + ["", "Percentile: the share of all archs of the space whose ground truth is below the chosen arch's "
+                        "(50 = a typical random arch).", ""]
+
+

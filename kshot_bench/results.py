@@ -1,0 +1,196 @@
+"""Result files of a rank run and how they read: predictions.csv, metrics.json, summary.md, scatter.png,
+the console table, and the number formatting the reports share."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+PAPER_TABLE4 = {"cifar10": (55.00, 62.64), "cifar100": (56.00, 61.22), "ImageNet16-120": (54.00, 56.33)}  # SPOS, K-shot (%)
+
+
+# ----------------------------------------------------------------------------- score kinds
+
+
+def write_predictions(out_dir: Path, keys: Sequence, arch_strs: Sequence[str], scored: Dict, truth: np.ndarray, k: int,
+                      key_name: str = "index") -> Path:
+    """predictions.csv of a ranked run: per arch its key (the space's, e.g. the NB201 index), string, score,
+    ground truth, validation loss and code."""
+    path = Path(out_dir) / "predictions.csv"
+    tmp = path.with_name(path.name + ".tmp")
+    lead = [key_name] if key_name != "arch_str" else []
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(lead + ["arch_str", "score", "truth", "val_loss"] + [f"lam_{i}" for i in range(k)])
+        for key, arch_str, t in zip(keys, arch_strs, truth):
+            r = scored[key]
+            w.writerow(([key] if lead else []) + [arch_str, f"{r['score']:.6g}", f"{t:.10g}", f"{r['val_loss']:.6g}"]
+                       + [f"{r[f'lam_{j}']:.6g}" for j in range(k)])
+    os.replace(tmp, path)
+    return path
+
+
+def _finite(obj):
+    """NaN/inf -> None, so results files are standard JSON (null = undefined, e.g. tau of constant scores)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def write_json(path: Path, data) -> None:
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def fmt(v: Optional[float], digits: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
+
+
+def with_ci(value: Optional[float], ci: Optional[Sequence[float]], digits: int = 3) -> str:
+    """`0.123 [0.081, 0.164]`: a value and its 95% interval, when there is one."""
+    if ci is None or value is None or any(v is None for v in ci):
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} [{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
+
+
+def significance_lines(m: Dict) -> List[str]:
+    """Plain sentences on whether a tau is told apart from chance, and the other scoring beside it."""
+    lines = []
+    null = m.get("null")
+    if null and null.get("band_lo") is not None and np.isfinite(null["band_lo"]):
+        inside = null["band_lo"] <= m["kendall_tau"] <= null["band_hi"]
+        lines.append(f"- Scores that carry no information about the truth give tau in [{fmt(null['band_lo'])}, "
+                     f"{fmt(null['band_hi'])}] on these archs (95%); p-value of the supernet's tau "
+                     f"{null['p_value']:.2g}. " + ("The supernet's tau lies inside that band: it is not told apart "
+                                                       "from chance." if inside else "The supernet's tau lies outside it."))
+    other = m.get("other_score")
+    if other:
+        lines.append(f"- Scored by {other['score']} instead: tau {with_ci(other['kendall_tau'], other.get('ci95', {}).get('kendall_tau'))}.")
+    if m.get("uncertainty"):
+        lines.append(f"- Intervals: {m['uncertainty']}.")
+    return lines
+
+
+def summary_table(rows: List[Tuple[str, Dict]], split_keys: Iterable[str]) -> List[str]:
+    split_keys = list(split_keys)
+    head = ["method", "Kendall tau", "Spearman"] + [f"split tau n={k}" for k in split_keys] + ["P@10", "regret"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in rows:
+        ci = m.get("ci95", {})
+        cells = [name, with_ci(m["kendall_tau"], ci.get("kendall_tau")), fmt(m["spearman"])]
+        cells += [with_ci(m["split_tau"].get(k), ci.get("split_tau", {}).get(k)) for k in split_keys]
+        cells += [fmt(m["precision_at_k"].get("10"), 2), fmt(m["regret"], 2)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> Path:
+    p = metrics["protocol"]
+    label = f"supernet K={p['k']} ({p['code_label']})"
+    split_keys = [k for k in ("10", "50", "100", "1000") if k in metrics["split_tau"]] or list(metrics["split_tau"])[:3]
+    rows = [(label, metrics)] + sorted(((f"{n}: {b['description']}", b) for n, b in baselines.items()),
+                                       key=lambda r: -r[1]["kendall_tau"])
+    tau = metrics["kendall_tau"]
+    beaten = [n for n, b in baselines.items() if b["kendall_tau"] > tau]
+    spos, kshot = PAPER_TABLE4.get(p["dataset"], (None, None))
+    lines = [
+        f"# Ranking: {p['dataset']}, K={p['k']}, {p['code_label']}",
+        "",
+        f"Kendall's tau of the supernet: **{tau:.3f}** over {p['n_archs']:,} archs "
+        f"(ground truth `{p['truth']}`). " + (f"Baselines ranking better: {', '.join(beaten)}." if beaten else
+                                            "It ranks better than every baseline below."),
+        "",
+        *summary_table(rows, split_keys),
+        "",
+        "Brackets: 95% bootstrap intervals (resampling the archs).",
+        *_without_no_path_line(metrics),
+        "",
+        *significance_lines(metrics),
+        "",
+        "## Protocol",
+        f"- run: `{p['command']}`",
+        f"- config hash `{p['config_hash']}`, preset `{p['preset']}`, seed {p['seed']}; network C={p['channels']}, N={p['cells']}; "
+        f"{p['epochs']} epochs ({p['warmup_epochs']} warm-up) on {p['train_images']:,} training images",
+        f"- supernet trained on: {p['train_part']}; data: {p['data']}",
+        f"- archs: {p['arch_set']}",
+        f"- training paths drawn: {p.get('sampling', 'uniform')}",
+        f"- scored on: {p['score_set']}; score: {p.get('score', 'top-1 accuracy (%)')}",
+        f"- ground truth: `{p['truth']}` (NB201, embedded table)",
+        f"- time: training {fmt(p['train_s'], 0)} s, scoring {fmt(p['score_s'], 0)} s "
+        f"({fmt(p['archs_per_s'], 2)} archs/s); machine: {p['machine'].get('cpu')} / {p['machine'].get('device')}, "
+        f"torch {p['machine'].get('torch')}, {p['machine'].get('threads')} threads",
+        "",
+        f"For scale, the paper's Table 4 (paper-scale training, all archs): SPOS {spos}%, K-shot {kshot}% Kendall's tau "
+        "on this dataset. Those numbers come from 250-epoch supernets; a short run is not comparable to them.",
+        "",
+        "![predicted vs true](scatter.png)",
+        "",
+        "Files: `predictions.csv` (per arch: score, truth, code), `metrics.json`, `baselines.json`.",
+    ]
+    path = Path(out_dir) / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _without_no_path_line(metrics: Dict) -> List[str]:
+    w = metrics.get("without_no_path")
+    if not w:
+        return []
+    n = metrics["n_archs"] - w["n_archs"]
+    return ["", f"Without the {n:,} archs that have no input-to-output path (their networks output a constant and sit "
+                f"at chance accuracy): tau {with_ci(w['kendall_tau'], w['ci95']['kendall_tau'])} over "
+                f"{w['n_archs']:,} archs."]
+
+
+def plot_scatter(out_dir: Path, scores: np.ndarray, truth: np.ndarray, metrics: Dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = metrics["protocol"]
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=130)
+    ax.scatter(truth, scores, s=8, alpha=0.6, edgecolors="none", color="#1f77b4")
+    ax.set_xlabel(f"true accuracy (%), {p['truth']}")
+    ax.set_ylabel(f"supernet accuracy (%), {p['n_score_images']:,} images")
+    ax.set_title(f"{p['dataset']}  K={p['k']} {p['code_label']}: Kendall tau {metrics['kendall_tau']:.3f}\n"
+                 f"{p['n_archs']:,} archs, config {p['config_hash']}", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(out_dir) / "scatter.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- the rank job
+
+
+def print_table(metrics: Dict, baselines: Dict) -> None:
+    p = metrics["protocol"]
+    rows = [(f"supernet K={p['k']} {p['code_label']}", metrics)] + sorted(baselines.items(), key=lambda r: -r[1]["kendall_tau"])
+    ns = [k for k in ("10", "100", "1000") if k in metrics["split_tau"]]
+    print(f"\n{'method':<34}{'tau':>8}{'95% CI':>17}{'rho':>8}" + "".join(f"{'split@' + k:>12}" for k in ns)
+          + f"{'regret':>9}")
+    for name, m in rows:
+        lo, hi = m.get("ci95", {}).get("kendall_tau") or (None, None)
+        ci = f"[{fmt(lo)}, {fmt(hi)}]" if lo is not None else ""
+        print(f"{name[:33]:<34}{fmt(m['kendall_tau']):>8}{ci:>17}{fmt(m['spearman']):>8}"
+              + "".join(f"{fmt(m['split_tau'][k]):>12}" for k in ns) + f"{fmt(m['regret'], 2):>9}")
+    null = metrics.get("null")
+    if null and null.get("band_lo") is not None and np.isfinite(null["band_lo"]):
+        print(f"random scores on these archs: tau in [{fmt(null['band_lo'])}, {fmt(null['band_hi'])}] (95%); "
+              f"p-value of the supernet's tau {null['p_value']:.2g}")
+    print(f"\n{p['n_archs']:,} archs ({p['arch_set']}), {p['n_score_images']:,} scoring images, "
+          f"truth {p['truth']}; training {fmt(p['train_s'], 0)} s, scoring {fmt(p['score_s'], 0)} s")

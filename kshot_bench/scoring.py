@@ -1,0 +1,223 @@
+"""Scoring: a trained supernet and an arch set to scores, each arch with its own code.
+
+Scoring protocol: every arch is evaluated with its own code pi(a) on a fixed set of scoring images (a seeded
+subset of the dataset's scoring part, the same for every run and seed), in fixed batches; BN with each batch's
+statistics, or (`bn_calibration`) with statistics re-estimated per arch over fixed training images. Score =
+top-1 accuracy (%); the mean cross-entropy is kept too. Scores are appended to `predictions.partial.csv` as
+they come, so an interrupted job continues where it stopped.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from kshot_bench.errors import UserError
+from kshot_bench.runtime import bf16_autocast
+
+SCORE_SUBSET_SEED = 0
+
+
+CALIBRATION_SEED = 1  # the training images that re-estimate BN statistics (bn_calibration)
+
+
+SCORE_KINDS = {
+    "acc": "top-1 accuracy (%) on the scoring images",
+    "loss": "mean cross-entropy on the scoring images, negated (lower loss ranks higher)",
+}
+
+
+def score_values(rows: Dict[int, dict], indices: Sequence[int], kind: str) -> np.ndarray:
+    """The scores an arch set is ranked by: accuracy, or the negated mean cross-entropy."""
+    if kind == "acc":
+        return np.array([rows[i]["score"] for i in indices], dtype=np.float64)
+    return -np.array([rows[i]["val_loss"] for i in indices], dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------- arch sets
+
+
+@dataclass
+class ScoreSet:
+    batches: list
+    n_images: int
+    description: str
+    calibration: list = field(default_factory=list)  # training batches that re-estimate each arch's BN statistics
+
+
+def scoring_batches(splits, info, limit: int, batch_size: int, device, calibration: int = 0) -> ScoreSet:
+    """A fixed, class-mixed subset of the scoring part: the first `limit` of a seeded permutation; with
+    `calibration` > 0 also that many training images (unaugmented, the first of another seeded permutation)
+    over which each arch's BN statistics are re-estimated before it is scored in eval mode."""
+    import torch
+
+    from kshot_bench.data import TensorLoader
+    from kshot_bench.runtime import device_layout
+
+    n_all = splits.n_score
+    n = n_all if limit <= 0 else min(limit, n_all)
+    keep = torch.as_tensor(np.random.default_rng(SCORE_SUBSET_SEED).permutation(n_all)[:n])
+    x, y = splits.score_subset(keep)  # an image folder (ImageNet) decodes only these
+    loader = TensorLoader(x.to(device), y.to(device), info, batch_size, seed=0, augment=False, drop_last=False)
+    batches = [(device_layout(xb, device), yb) for xb, yb in loader.fixed_batches()]
+    bn = "BN with batch statistics"
+    calib = []
+    if calibration > 0:
+        m = min(calibration, splits.n_train)
+        pick = torch.as_tensor(np.random.default_rng(CALIBRATION_SEED).permutation(splits.n_train)[:m])
+        cx, cy = splits.train_subset(pick)
+        cal = TensorLoader(cx.to(device), cy.to(device), info, batch_size, seed=0, augment=False, drop_last=False)
+        calib = [(device_layout(xb, device), yb) for xb, yb in cal.fixed_batches()]
+        bn = (f"BN statistics of each arch re-estimated over {m:,} images of {info.train_part} (seeded subset "
+              f"{CALIBRATION_SEED}, batches of {batch_size}), then eval-mode BN")
+    desc = (f"{n:,} images of {info.score_part} (seeded subset {SCORE_SUBSET_SEED} of {n_all:,}), "
+            f"batches of {batch_size}, {bn}")
+    return ScoreSet(batches, n, desc, calib)
+
+
+def score_precision(cfg, device) -> str:
+    """The scoring precision of a run: `score_precision`, with auto = bf16 on CUDA, fp32 elsewhere (bf16
+    autocast is the GPU's fast path; on CPUs without bf16 units it is slower). Recorded in the protocol;
+    benchmarks/bf16_scoring.py measures how far bf16 moves a ranking."""
+    from kshot_bench.runtime import use_bf16
+
+    return "bf16" if use_bf16(cfg.score_precision, device) else "fp32"
+
+
+def score_arch(model, arch, code, batches, bf16: bool = False, calibration=None) -> Tuple[float, float]:
+    """Top-1 accuracy (%) and mean cross-entropy of one arch with its code over the scoring batches
+    (`bf16`: under bfloat16 autocast; the loss is computed in float32 as autocast does for it). With
+    `calibration` batches: every BN site's statistics are first re-estimated over them (each normalised by
+    its own batch, as in training), and the scoring batches then run with those fixed statistics."""
+    import torch
+    import torch.nn.functional as F
+
+    from kshot_bench.supernet.ops import BNStatistics, bn_statistics
+
+    dev = batches[0][0].device
+    correct = torch.zeros((), dtype=torch.long, device=dev)
+    loss = torch.zeros((), dtype=torch.float64, device=dev)
+    n = 0
+    stats = BNStatistics() if calibration else None
+    with torch.inference_mode(), bf16_autocast(dev, bf16):
+        for x, _ in calibration or ():
+            with bn_statistics(stats, "collect"):
+                model(x, arch, code)
+        for x, y in batches:
+            with bn_statistics(stats, "fixed") if stats is not None else nullcontext():
+                logits = model(x, arch, code)
+            correct += (logits.argmax(1) == y).sum()
+            loss += F.cross_entropy(logits, y, reduction="sum").double()
+            n += len(y)
+    return 100.0 * float(correct) / n, float(loss) / n
+
+
+PARTIAL = "predictions.partial.csv"
+
+
+def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir: Path, k: int,
+                progress: bool = True, dist=None, bf16: bool = False, calibration=None) -> Dict:
+    """Score every arch (each with its own code), resuming from the journal `out_dir/predictions.partial*.csv`.
+
+    `keys` name the archs in that journal and in the result (NB201: index; other spaces: arch string).
+    Under torchrun (`dist`, distributed.Dist) rank r scores archs r, r+N, ... into its own journal
+    `predictions.partial.rR.csv`; every journal found counts as done, whichever process count wrote it, so
+    an interrupted run continues with any number of processes. Returns every arch's result on every rank.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from kshot_bench.distributed import Dist
+
+    dist = dist or Dist()
+    out_dir = Path(out_dir)
+    fields = ["key", "score", "val_loss"] + [f"lam_{i}" for i in range(k)]
+    as_key = {str(key): key for key in keys}
+    done = _read_journals(out_dir, as_key, fields)
+    dist.barrier()  # every process has read the journals before any of them adds to its own
+    mine = set(dist.share(list(keys)))
+    todo = [(key, arch) for key, arch in zip(keys, archs) if key in mine and key not in done]
+    path = out_dir / (PARTIAL if not dist.active else PARTIAL.replace(".csv", f".r{dist.rank}.csv"))
+    stop_after = int(os.environ.get("KSHOT_TEST_STOP_AFTER", "0"))  # tests: interrupt after this many scores
+    model.eval()
+    with torch.no_grad():
+        all_codes = codes([a for _, a in todo]) if todo else None
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new:
+            writer.writerow(fields)
+        bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc="scoring" + (f" (rank {dist.rank})" if dist.active else ""),
+                   unit="arch", disable=not progress or not dist.is_main, mininterval=1.0)
+        for j, (key, arch) in enumerate(todo):
+            if stop_after and j == stop_after:
+                raise KeyboardInterrupt
+            code = all_codes[j]
+            acc, loss = score_arch(model, arch, code, batches, bf16, calibration)
+            lam = code.tolist()
+            done[key] = {"score": acc, "val_loss": loss, **{f"lam_{i}": v for i, v in enumerate(lam)}}
+            writer.writerow([key, f"{acc:.6g}", f"{loss:.6g}"] + [f"{v:.6g}" for v in lam])
+            fh.flush()
+            bar.update(1)
+        bar.close()
+    dist.barrier()  # every rank's journal is complete: read them all (one process too, so that a result
+    return _read_journals(out_dir, as_key, fields)  # never depends on which run or process count scored it
+
+
+def _read_journals(out_dir: Path, as_key: Dict[str, object], fields: List[str]) -> Dict:
+    """Scores in every partial journal of `out_dir` (one, or one per rank); rows cut short are dropped.
+    Values are read back from the journal's text, so a result does not depend on which run made it."""
+    done: Dict = {}
+    for path in sorted(Path(out_dir).glob(PARTIAL.replace(".csv", "*.csv"))):
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row.get("key") in as_key and all(row.get(f) not in (None, "") for f in fields):
+                    done[as_key[row["key"]]] = {f: float(row[f]) for f in fields[1:]}
+    return done
+
+
+def remove_journals(out_dir: Path) -> None:
+    for path in Path(out_dir).glob(PARTIAL.replace(".csv", "*.csv")):
+        path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+CODE_LABELS = {"simplex": "simplex-net codes", "uniform": "fixed 1/K codes", "random": "random codes"}
+
+
+def code_label(k: int, code: str) -> str:
+    return "one-shot" if k == 1 else CODE_LABELS.get(code, code)
+
+
+def load_supernet(path: Path, device, expect: Dict[str, object]):
+    """Supernet + code source + config from a train checkpoint; `expect` holds fields the user set
+    explicitly (dataset, k, code), which must match the checkpoint."""
+    from kshot_bench.config import from_dict
+    from kshot_bench.rundir import load_checkpoint, run_hash
+    from kshot_bench.models import build_supernet, code_source_from
+
+    state = load_checkpoint(path, device)
+    if "model" not in state:
+        raise UserError(f"{path} holds no supernet weights", fix="pass the supernet.pt of a train run")
+    cfg = from_dict(state["config"])
+    wrong = [f"{k}: checkpoint {getattr(cfg, k)!r}, asked {v!r}" for k, v in expect.items()
+             if v is not None and getattr(cfg, k) != v]
+    if wrong:
+        raise UserError(f"checkpoint {path} does not match this run ({'; '.join(wrong)})",
+                        fix="drop those flags to use the checkpoint's own settings, or pass a matching checkpoint")
+    model = build_supernet(cfg).to(device)
+    model.load_state_dict(state["model"])
+    codes = code_source_from(state, device)
+    finished = "epochs" in state
+    if not state.get("config_hash"):  # files written before checkpoints carried it: the run's config.json
+        path = Path(path)
+        run_dir = path.parent.parent if path.parent.name == "snapshots" else path.parent
+        state["config_hash"] = run_hash(cfg, run_dir)
+    return cfg, model, codes, finished, state
