@@ -66,8 +66,9 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
                                                 "bn_calibration")}
         ckpt_cfg, model, codes, finished, state = load_supernet(Path(checkpoint), device, expect or {})
         cfg = ckpt_cfg.replace(**scoring)
-        # scored as trained: the training run's own name (its hash rule may be an older version's)
-        config_hash = state["config_hash"] if cfg == ckpt_cfg else cfg.hash()
+        # the training run's own name (its hash rule may be an older version's), whatever the scoring fields: they
+        # are recorded in the protocol (arch set, score set), and every snapshot of a run carries the same name
+        config_hash = state["config_hash"]
         splits = load_for(cfg, data_root, download)
         out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known good: no empty run folders
         train_s = float("nan")

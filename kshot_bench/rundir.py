@@ -13,7 +13,7 @@ import os
 import platform
 import resource
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -106,11 +106,12 @@ def check_same_config(cfg: RunConfig, saved: Dict, path: Path, ignore=SCORING_FI
                             "or start a new --out directory")
 
 
-def recorded_hash(cfg, run_dir: Path) -> Optional[str]:
+def recorded_hash(cfg, run_dir: Path, ignore: Sequence[str] = ()) -> Optional[str]:
     """The config hash that `run_dir/config.json` recorded, if it records this same config (a field it
-    lacks counts as that field's default: added to kshot_bench after the run started); else None.
-    A run keeps the name it started with although the hash rule of later versions may differ
-    (fields added later that are not left out of the hash, config.LATER_FIELDS)."""
+    lacks counts as that field's default: added to kshot_bench after the run started; fields in `ignore`
+    may differ: a training run's scoring fields); else None. A run keeps the name it started with although
+    the hash rule of later versions may differ (fields added later that are not left out of the hash,
+    config.LATER_FIELDS), and a training run keeps it when a preset's scoring fields change."""
     import dataclasses
 
     try:
@@ -122,14 +123,15 @@ def recorded_hash(cfg, run_dir: Path) -> Optional[str]:
     defaults = json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(cfg)
                                       if f.default is not dataclasses.MISSING}))
     missing = object()
-    same = set(recorded) <= set(now) and all(recorded.get(k, defaults.get(k, missing)) == v for k, v in now.items())
+    same = set(recorded) <= set(now) and all(recorded.get(k, defaults.get(k, missing)) == v
+                                             for k, v in now.items() if k not in ignore)
     return data.get("config_hash") if same else None
 
 
-def run_hash(cfg, run_dir: Path) -> str:
+def run_hash(cfg, run_dir: Path, ignore: Sequence[str] = ()) -> str:
     """The name of the run of `cfg` in `run_dir`: the hash its config.json recorded (`recorded_hash`),
     else today's `cfg.hash()` (a new run)."""
-    return recorded_hash(cfg, run_dir) or cfg.hash()
+    return recorded_hash(cfg, run_dir, ignore) or cfg.hash()
 
 
 def write_config(cfg: RunConfig, run_dir: Path, extra: Optional[Dict] = None, config_hash: Optional[str] = None) -> None:

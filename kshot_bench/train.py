@@ -184,7 +184,7 @@ class Trainer:
                  dist: Optional[Dist] = None):
         self.dist = dist or Dist()
         self.cfg, self.run_dir, self.device = cfg, Path(run_dir), device
-        self.config_hash = run_hash(cfg, self.run_dir)  # the run's name, kept from its start
+        self.config_hash = run_hash(cfg, self.run_dir, SCORING_FIELDS)  # the run's name, kept from its start
         self.progress = progress and self.dist.is_main
         self.parts = self.dist.world_size * cfg.micro_batches  # BN parts of the global batch
         self.bf16 = use_bf16(cfg.train_precision, device)  # autocast of the supernet and simplex-net forwards

@@ -232,3 +232,16 @@ def test_a_new_config_field_leaves_old_hashes_alone():
     new = set(fields) - FIRST_FIELDS - HASHED_SINCE_ADDED
     assert new <= set(LATER_FIELDS), f"add {sorted(new - set(LATER_FIELDS))} to config.LATER_FIELDS"
     assert all(LATER_FIELDS[f] == fields[f] for f in LATER_FIELDS), "LATER_FIELDS must hold each field's default"
+
+
+def test_a_training_run_keeps_its_name_when_only_scoring_fields_change(tmp_path, splits):
+    """A preset's scoring fields (archs, final_archs, score_images, ...) do not change the training: a resumed run
+    keeps the config hash it started with; a field that changes the training gives a new name."""
+    from kshot_bench.rundir import write_config
+
+    cfg = smoke(epochs=1, warmup_epochs=1)
+    first = Trainer(cfg, tmp_path, splits, torch.device("cpu"), progress=False)
+    write_config(cfg, tmp_path, config_hash=first.config_hash)
+    rescored = cfg.replace(archs="7", final_archs="all", score_images=32, bn_calibration=64)
+    assert Trainer(rescored, tmp_path, splits, torch.device("cpu"), progress=False).config_hash == first.config_hash
+    assert Trainer(cfg.replace(lr=0.5), tmp_path, splits, torch.device("cpu"), progress=False).config_hash != first.config_hash
