@@ -28,18 +28,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Sequence
 
-from kshot_bench.report_figures import fig4, fig4_search, fig5, fig6, fig7, fig7_retrained, scatter_grid
-from kshot_bench.report_runs import RankRun, _train_log, discover, md
-from kshot_bench.report_tables import (
-    paired_comparisons,
-    search_table,
-    table1,
-    table2,
-    table4,
-    table_ablation,
-    table_ablation_unranked,
-    unranked_tables,
-)
+from kshot_bench.report_figures import figures
+from kshot_bench.report_runs import discover, md
+from kshot_bench.report_tables import tables
 from kshot_bench.results import fmt
 
 RUN_FILES = ("metrics.json", "baselines.json", "config.json", "summary.md", "predictions.csv", "scatter.png",
@@ -76,42 +67,23 @@ def build_report(paths: Sequence[Path], out: Path, command: str = "") -> Path:
     ranks, searches = runs.ranks, runs.searches
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    n_runs = len(ranks) + len(runs.unranked)
     lines = ["# kshot_bench report", "",
-             f"Built by `{command or 'kshot-bench report'}` from {n_runs} rank runs and "
-             f"{len(searches) + len(runs.unranked_searches)} search runs"
+             f"Built by `{command or 'kshot-bench report'}` from {len(runs.scored)} rank runs and "
+             f"{len(runs.all_searches)} search runs"
              + (f" and {len(runs.retrains)} retrained networks" if runs.retrains else "")
              + " (read only; nothing was trained for this report).", ""]
-    unranked = [RankRun(path, m, {}, _train_log(path)) for path, m in runs.unranked]
-    if ranks:
-        lines += table4(ranks) + paired_comparisons(ranks) + table_ablation(ranks, searches) + table1(ranks)
-    lines += unranked_tables(runs) + table_ablation_unranked(runs)
-    lines += table1(unranked) if any(r.log for r in unranked) else []
-    lines += table2(runs.retrains, searches + runs.unranked_searches)
-    if searches or not (runs.unranked_searches or runs.retrains):
-        lines += search_table(searches)
-    figures = []
-    if ranks:
-        figures = [fig4(ranks, searches, out), fig5(ranks, out), fig6(ranks, out), fig7(ranks, out), scatter_grid(ranks, out)]
-    if runs.unranked_searches:
-        figures.append(fig4_search(runs.unranked_searches, out))
-    if unranked:
-        figures.append(fig6(unranked, out))
-    if runs.unranked_searches or (unranked and runs.retrains):
-        figures.append(fig7_retrained(runs.unranked_searches, runs.retrains, out))
-    if not figures:
-        figures = [(None, "Figures 4-7 need rank runs (metrics.json) or search runs; none were given.")]
+    lines += tables(runs)
     lines += ["## Figures", ""]
     missing = []
-    for name, caption in figures:
+    for name, caption in figures(runs, out):
         if name:
             lines += [f"![{name}]({name})", "", caption, ""]
         else:
             missing.append(caption)
     if missing:
         lines += ["### Not drawn", ""] + [f"- {m}" for m in missing] + [""]
-    copies = copy_run_files(paths, ranks, searches + runs.unranked_searches, out / "runs",
-                            extra=[p for p, _ in runs.unranked] + [r.path for r in runs.retrains])
+    copies = copy_run_files(paths, ranks, runs.all_searches, out / "runs",
+                            extra=[r.path for r in runs.without_truth] + [r.path for r in runs.retrains])
     lines += ["## Runs", "", "Each run's small result files are copied under `runs/` beside this report.", ""]
     if ranks:
         lines += ["| run | dataset | method | K | seed | epochs | config | tau |", "|---|---|---|---|---|---|---|---|"]

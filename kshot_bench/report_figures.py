@@ -14,6 +14,7 @@ from kshot_bench.report_runs import (
     METHOD_ORDER,
     RankRun,
     RetrainRun,
+    Runs,
     SearchRun,
     _retrained_top1,
     group,
@@ -192,8 +193,8 @@ def run_codes(run: RankRun, n: int = FIG6_ARCHS) -> Tuple[np.ndarray, str]:
     if ckpt.exists():
         import torch
 
-        from kshot_bench.rundir import load_checkpoint
         from kshot_bench.models import code_source_from
+        from kshot_bench.rundir import load_checkpoint
 
         codes = code_source_from(load_checkpoint(ckpt, torch.device("cpu")))
         _, archs, desc = run_space(run).arch_set(str(n), int(run.p["seed"]), widths=bool(run.p.get("width_search", True)))
@@ -334,3 +335,20 @@ def scatter_grid(ranks, out: Path) -> Tuple[Optional[str], str]:
     fig.supylabel("supernet accuracy (%)", fontsize=8)
     name = _save(plt, fig, out, "scatter_runs.png")
     return name, f"Predicted vs true for each run ({len(runs)} runs)."
+
+
+def figures(runs: Runs, out: Path) -> List[Tuple[Optional[str], str]]:
+    """Every figure of the report: (file, caption), or (None, why it was not drawn). Runs with a ground truth
+    give tau against K, n_high and epochs (paper Figs. 4, 5, 7); searches and retrained archs without one give
+    the search progress and the retrained accuracy (Figs. 4 and 7 on MobileNetV2); Fig. 6 for any."""
+    ranks, searches, untruthed = runs.ranks, runs.searches, runs.without_truth
+    drawn = []
+    if ranks:
+        drawn = [fig4(ranks, searches, out), fig5(ranks, out), fig6(ranks, out), fig7(ranks, out), scatter_grid(ranks, out)]
+    if runs.searches_without_truth:
+        drawn.append(fig4_search(runs.searches_without_truth, out))
+    if untruthed:
+        drawn.append(fig6(untruthed, out))
+    if runs.searches_without_truth or (untruthed and runs.retrains):
+        drawn.append(fig7_retrained(runs.searches_without_truth, runs.retrains, out))
+    return drawn or [(None, "Figures 4-7 need rank runs (metrics.json) or search runs; none were given.")]

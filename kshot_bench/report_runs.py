@@ -73,6 +73,11 @@ class RankRun:
     def p(self) -> Dict:
         return self.metrics["protocol"]
 
+    @property
+    def has_truth(self) -> bool:
+        """Ranked against a ground truth (its space has one for the dataset): tau and the rest exist."""
+        return self.p.get("truth") is not None
+
     def predictions(self) -> Optional[Dict[str, np.ndarray]]:
         """key (the space's: the NB201 index), truth, accuracy score and val_loss per arch, from predictions.csv
         (None without it)."""
@@ -156,6 +161,8 @@ def _train_log(path: Path) -> List[Dict[str, str]]:
 
 def load_rank_run(path: Path) -> RankRun:
     metrics = _load_json(path / "metrics.json", "metrics file")
+    if metrics.get("protocol", {}).get("truth") is None:  # no ground truth: scores, costs and codes
+        return RankRun(path, _with_train_config(path, metrics), {}, _train_log(path))
     missing = [k for k in REQUIRED if k not in metrics]
     missing += [f"protocol.{k}" for k in REQUIRED_PROTOCOL if k not in metrics.get("protocol", {})]
     if missing:
@@ -167,11 +174,26 @@ def load_rank_run(path: Path) -> RankRun:
 
 @dataclass
 class Runs:
-    ranks: List[RankRun]                                   # ranked against a ground truth (NB201)
-    searches: List[SearchRun]                              # searches with ground truth of the chosen arch
-    unranked: List[Tuple[Path, Dict]] = field(default_factory=list)   # scored runs of spaces without truth
-    unranked_searches: List[SearchRun] = field(default_factory=list)
+    """Every run found: scored runs (with or without a ground truth), searches, retrained networks."""
+    scored: List[RankRun]
+    all_searches: List[SearchRun]
     retrains: List[RetrainRun] = field(default_factory=list)  # retrained + evaluated archs (Table 2 shape)
+
+    @property
+    def ranks(self) -> List[RankRun]:  # ranked against a ground truth
+        return [r for r in self.scored if r.has_truth]
+
+    @property
+    def without_truth(self) -> List[RankRun]:  # scored runs of a space (or dataset) without a ground truth
+        return [r for r in self.scored if not r.has_truth]
+
+    @property
+    def searches(self) -> List[SearchRun]:  # searches with the ground truth of the chosen arch
+        return [s for s in self.all_searches if s.result["truth"] is not None]
+
+    @property
+    def searches_without_truth(self) -> List[SearchRun]:
+        return [s for s in self.all_searches if s.result["truth"] is None]
 
 
 def _with_train_config(path: Path, metrics: Dict) -> Dict:
@@ -194,21 +216,17 @@ def discover(paths: Sequence[Path]) -> Runs:
         if not root.exists():
             raise UserError(f"run directory {root} does not exist", fix="pass directories written by rank, ablate or search")
         for m in sorted(root.rglob("metrics.json")) if root.is_dir() else []:
-            metrics = _load_json(m, "metrics file")
-            if metrics.get("protocol", {}).get("truth") is None:  # a space (or dataset) without ground truth
-                found.unranked.append((m.parent, _with_train_config(m.parent, metrics)))
-            else:
-                found.ranks.append(load_rank_run(m.parent))
+            found.scored.append(load_rank_run(m.parent))
         for r in sorted(root.rglob("result.json")) if root.is_dir() else []:
             res = _load_json(r, "search result")
             for key in ("algo", "fitness", "truth", "seed", "dataset"):
                 if key not in res:
                     raise UserError(f"search run {r.parent}: result.json lacks {key!r}", fix="re-run `kshot-bench search`")
-            (found.searches if res["truth"] is not None else found.unranked_searches).append(SearchRun(r.parent, res))
+            found.all_searches.append(SearchRun(r.parent, res))
         for d in sorted({e.parent for e in root.rglob("eval-*.json")}) if root.is_dir() else []:
             evals = {e.stem[len("eval-"):]: _load_json(e, "evaluation") for e in sorted(d.glob("eval-*.json"))}
             found.retrains.append(RetrainRun(d, _load_json(d / "config.json", "retrain config"), evals))
-    if not (found.ranks or found.searches or found.unranked or found.unranked_searches or found.retrains):
+    if not (found.scored or found.all_searches or found.retrains):
         raise UserError(f"no runs found under {', '.join(map(str, paths))}",
                         fix="pass directories holding metrics.json (rank/ablate) or result.json (search)")
     return found

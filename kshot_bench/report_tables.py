@@ -30,14 +30,31 @@ from kshot_bench.report_runs import (
 from kshot_bench.results import fmt
 
 
+def tables(runs: Runs) -> List[str]:
+    """Every table of the report, in order. Each asks the runs whether they have a ground truth: tau and its
+    companions where they do (paper Tables 4 and 5/6 on NB201), scores, costs, codes and retrained accuracy where
+    they do not (the paper's Tables 5/6 and 2 on MobileNetV2)."""
+    ranks, searches = runs.ranks, runs.searches
+    lines = []
+    if ranks:
+        lines += table4(ranks) + paired_comparisons(ranks) + table_ablation(ranks, searches) + table1(ranks)
+    lines += unranked_tables(runs) + table_ablation_unranked(runs)
+    lines += table1(runs.without_truth) if any(r.log for r in runs.without_truth) else []
+    lines += table2(runs.retrains, runs.all_searches)
+    if searches or not (runs.searches_without_truth or runs.retrains):
+        lines += search_table(searches)
+    return lines
+
+
 def unranked_tables(runs: Runs) -> List[str]:
     """Runs of spaces without ground truth (MBV2): the supernet's scores and codes, and searched archs."""
     lines = []
-    if runs.unranked:
+    if runs.without_truth:
         lines += ["### Scored runs without ground truth", "",
                   "| run | space | dataset | method | K | epochs | archs | score mean ± std | tau(score, FLOPs) | "
                   "code spread between archs | between widths (same ops) | config |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for path, m in runs.unranked:
+        for r in runs.without_truth:
+            path, m = r.path, r.metrics
             p, st = m["protocol"], m.get("code_stats", {})
             lines.append(f"| {path.name} | {p['space']} | {p['dataset']} | {method_name(int(p['k']), p['code'])} | {p['k']} | "
                          f"{p['epochs']} | {m['n_archs']} | {m['score_mean']:.2f} ± {m['score_std']:.2f} | "
@@ -45,11 +62,11 @@ def unranked_tables(runs: Runs) -> List[str]:
                          f"{fmt(st.get('between_widths_same_ops', {}).get('code_spread'), 4)} | {p['config_hash']} |")
         lines += ["", "No Kendall's tau: these spaces have no ground-truth benchmark. Spread: mean total-variation "
                   "distance between the codes of two archs (or of two width settings of the same ops).", ""]
-    if runs.unranked_searches:
+    if runs.searches_without_truth:
         lines += ["### Searched archs without ground truth", "",
                   "| run | space | algo | FLOPs limit (M) | FLOPs (M) | params (M) | supernet fitness | archs scored | arch |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for sr in runs.unranked_searches:
+        for sr in runs.searches_without_truth:
             r = sr.result
             lines.append(f"| {sr.path.name} | {r.get('space')} | {r['algo']} | {r.get('flops_limit_M')} | {r['flops_M']:.1f} | "
                          f"{r.get('params_M', float('nan')):.2f} | {r['fitness_value']:.2f} | {r['n_evaluated']} | "
@@ -72,9 +89,9 @@ def table_ablation_unranked(runs: Runs) -> List[str]:
             return where(text[len("checkpoint "):].split(" (unfinished run")[0])
         return where(Path(text[len("trained here in "):]) / "supernet.pt") if text.startswith("trained here in ") else None
 
-    searches = group(runs.unranked_searches, lambda sr: where(sr.result.get("protocol", {}).get("checkpoint")))
-    rows = [(variant_name(m["protocol"]), m["protocol"], path.name, m, searches.pop(supernet_file(m["protocol"]), []))
-            for path, m in runs.unranked]
+    searches = group(runs.searches_without_truth, lambda sr: where(sr.result.get("protocol", {}).get("checkpoint")))
+    rows = [(variant_name(r.p), r.p, r.path.name, r.metrics, searches.pop(supernet_file(r.p), []))
+            for r in runs.without_truth]
     rows += [(variant_name(ss[0].result["protocol"]), ss[0].result["protocol"], "–", None, ss)
              for h, ss in searches.items() if h is not None and "k" in ss[0].result.get("protocol", {})]
     if not rows:
