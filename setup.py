@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["kshot_bench", "kshot_bench.*"]),
-    package_data={"kshot_bench": ["package_data/*.npz"]},
+    package_data={"kshot_bench": ["package_data/*.npz", "package_data/*.txt"]},
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

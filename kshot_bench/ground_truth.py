@@ -104,8 +104,8 @@ def space_truth(space, column: str) -> np.ndarray:
     if not space.TRUTH:
         raise UserError(f"the {space.NAME} space has no ground-truth benchmark", fix="drop --truth")
     table = package_npz(space.TRUTH_TABLE)
-    if column not in table or column == "arch_code":
-        names = [c for c in table if c != "arch_code"]
+    names = [c for c, v in table.items() if v.dtype.kind == "f"]  # not the index columns (codes, strings)
+    if column not in names:
         raise UserError(f"unknown ground-truth column {column!r}", fix=f"choose one of: {', '.join(names)}")
     return table[column]
 

@@ -27,11 +27,18 @@ def _mbv2_supernet(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
     return KShotMBV2(cfg.k, num_classes, cfg.bn_affine, cfg.kshot_init, cfg.net_scale)
 
 
+def _macro_supernet(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
+    from kshot_bench.supernet.macro import KShotMacro
+
+    return KShotMacro(cfg.k, num_classes, cfg.bn_affine, cfg.kshot_init)
+
+
 # the supernet class of each search space: (config, class count) -> module with forward(x, arch, code)
 # (and, where the space batches simplex steps, forward_groups(x, archs, codes))
 SUPERNETS = Registry("supernet")
 SUPERNETS.register("nb201", _nb201_supernet)
 SUPERNETS.register("mbv2", _mbv2_supernet)
+SUPERNETS.register("macro", _macro_supernet)
 
 
 def build_supernet(cfg: RunConfig) -> torch.nn.Module:

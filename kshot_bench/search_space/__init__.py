@@ -28,11 +28,12 @@ What the space offers the engine (docs/architecture.md); the engine asks these, 
 tests/test_search_space.py checks every registered space against this list.
 """
 from kshot_bench.registry import Registry
-from kshot_bench.search_space import mbv2, nb201
+from kshot_bench.search_space import macro, mbv2, nb201
 
 SPACES: Registry = Registry("search space")
 SPACES.register("nb201", nb201)
 SPACES.register("mbv2", mbv2)
+SPACES.register("macro", macro)
 
 INTERFACE = ("NAME", "HAS_WIDTHS", "SAMPLINGS", "validate", "from_str", "to_str", "sample", "mutate", "crossover", "encode",
              "encode_width", "width_variants", "width_values", "canonical", "cost", "COST_CONVENTION", "DATASETS",

@@ -35,6 +35,7 @@ from kshot_bench.errors import UserError
 NAME = "mbv2"
 HAS_WIDTHS = True
 SAMPLINGS = ("uniform",)  # no ENN-like grouping is defined for this space
+ACTIVATION = "hardswish"  # of the blocks' expand and depthwise convs (and the first block's)
 NUM_ARCHS = None  # far too many to list (5^24 x 13^21): arch sets are seeded samples
 COST_CONVENTION = (1000, 224)  # FLOPs limits always mean one 224x224 image, 1,000 classes (SPEC 7)
 
@@ -74,11 +75,13 @@ LAYERS = _layers()
 
 
 class Macro(NamedTuple):
-    """Channel counts of the network at one scale: stem, first block, head, and the 21 searchable layers."""
+    """Channel counts of the network at one scale: stem, first block, head, and the 21 searchable layers (the
+    MobileNet engine's description, supernet/mobilenet.py), and the stem's stride."""
     stem: int
     first: int
     head: int
     layers: Tuple[LayerSpec, ...]
+    stem_stride: int = 2
 
 
 def _divisible(channels: float, divisor: int = 8) -> int:

@@ -1,0 +1,190 @@
+"""NAS-Bench-Macro: the space, its shipped table, its networks from the MobileNet engine, and a rank job."""
+import collections
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kshot_bench.errors import UserError
+from kshot_bench.resources import package_npz
+from kshot_bench.search_space import macro as s
+from kshot_bench.supernet.kshot import merge
+from kshot_bench.supernet.macro import KShotMacro, MacroNetwork
+
+ARCHS = ["00000000", "22222222", "22212220", "10201021", "01020102", "12121212"]
+
+
+@pytest.fixture(scope="module")
+def table(shared_data):
+    return json.loads((shared_data / "nas-bench-macro" / "nas-bench-macro_cifar10.json").read_text())
+
+
+def test_strings_keys_and_canonical_form():
+    assert s.to_str(s.from_str("22212220")) == "22212220" and s.validate((2, 2, 2, 1, 2, 2, 2, 0)).ops[3] == 1
+    # an identity in a shape-keeping layer moves to the end of its stage; a stage's first layer stays
+    assert s.canonical("02012100") == "02012100" and s.canonical("22021001") == "22021010"
+    assert s.canonical("00000000") == "00000000" and s.canonical("10201021") == "10210021"
+    assert len(s.all_strings()) == 6561 and len({s.canonical(a) for a in s.all_strings()}) == 3969 == s.NUM_ARCHS
+    for a in s.all_strings()[::7]:
+        assert s.canonical(s.from_key(s.key_of(a))) == s.canonical(a)
+    keys, archs, desc = s.arch_set("all", 0)
+    assert keys == list(range(3969)) and "3,969 distinct networks" in desc
+    assert s.arch_set("250", 1)[0][:100] == s.arch_set("100", 1)[0]  # samples nest
+    for bad in ("22", "22212223", "2221222x", "222122200"):
+        with pytest.raises(UserError, match="malformed NAS-Bench-Macro arch string"):
+            s.from_str(bad)
+    with pytest.raises(UserError, match="out of range"):
+        s.from_key(3969)
+
+
+def test_shipped_table_is_one_row_per_network():
+    t = package_npz(s.TRUTH_TABLE)
+    assert list(t["network"]) == sorted(set(t["network"])) and len(t["network"]) == 3969
+    assert all(s.key_of(n) == i for i, n in enumerate(t["network"][::50]) for i in [i * 50])
+    best = int(np.argmax(t["mean_acc"]))
+    assert t["network"][best] == "22212220" and t["mean_acc"][best] == pytest.approx(93.13, abs=0.01)
+    np.testing.assert_allclose((t["acc_run0"] + t["acc_run1"] + t["acc_run2"]) / 3, t["mean_acc"], atol=1e-6)
+    assert (t["layers"] == [s.layers_used(n) for n in t["network"]]).all()
+
+
+def test_canonical_form_groups_exactly_the_strings_with_equal_entries(table):
+    """The table gives the strings of one network identical entries, and different networks different ones."""
+    by_network, by_entry = collections.defaultdict(set), collections.defaultdict(set)
+    for arch_str, entry in table.items():
+        row = json.dumps([entry["test_acc"], entry["params"], entry["flops"]])
+        by_network[s.canonical(arch_str)].add(row)
+        by_entry[row].add(s.canonical(arch_str))
+    assert len(by_network) == 3969 and all(len(v) == 1 for v in by_network.values())
+    assert len(by_entry) == 3969 and all(len(v) == 1 for v in by_entry.values())
+
+
+def hook_count(net: nn.Module, size: int = 32):
+    """(parameters, multiply-adds of convs and the linear weight) by forward hooks on meta tensors."""
+    flops = []
+
+    def conv_hook(m, inp, out):
+        flops.append(out.shape[1] * out.shape[2] * out.shape[3] * (m.in_channels // m.groups) * m.kernel_size[0] ** 2)
+
+    def linear_hook(m, inp, out):
+        flops.append(m.in_features * m.out_features)
+
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(conv_hook)
+        elif isinstance(m, nn.Linear):
+            m.register_forward_hook(linear_hook)
+    net.eval()(torch.empty(1, 3, size, size, device="meta"))
+    return sum(p.numel() for p in net.parameters()), sum(flops)
+
+
+def test_network_params_and_flops_equal_the_table_for_every_string(table):
+    """The stand-alone network (the MobileNet engine's blocks with ReLU and no SE) counted by hooks, and the
+    space's analytic cost, against the table's params and FLOPs: all 6,561 strings."""
+    for arch_str, entry in table.items():
+        assert s.cost(arch_str) == (entry["params"], entry["flops"]), arch_str
+    seen = {}
+    for arch_str in table:
+        with torch.device("meta"):
+            net = MacroNetwork(arch_str)
+        counted = hook_count(net)
+        assert counted == (table[arch_str]["params"], table[arch_str]["flops"]), arch_str
+        seen[arch_str] = counted
+    assert len(seen) == 6561
+
+
+def copy_merged(sup: KShotMacro, net: MacroNetwork, arch, code):
+    """The stand-alone network of `arch` with the supernet's merged weights."""
+    arch = s.validate(arch)
+
+    def put(param, theta):
+        with torch.no_grad():
+            param.copy_(merge(theta, code).reshape(param.shape))
+
+    put(net.stem[0].weight, sup.stem)
+    for i, op in enumerate(arch.ops):
+        layer = net.layers[i]
+        if op == s.ID:
+            if not isinstance(layer, nn.Identity):
+                put(layer[0].weight, sup.layers[i]["id"].conv)
+            continue
+        b = sup.layers[i][s.OPS[op]]
+        for name in ("expand", "dw", "project"):
+            put(getattr(layer, name)[0].weight, getattr(b, name))
+    put(net.head[0].weight, sup.head)
+    put(net.classifier.weight, sup.fc_w)
+    put(net.classifier.bias, sup.fc_b)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_supernet_path_equals_the_standalone_network_with_its_weights(k, arch):
+    """K=1 (SPOS) and K=3: a path of the supernet computes the stand-alone network with the merged weights
+    (float64, BN with batch statistics in both), and the weight gradients agree."""
+    torch.manual_seed(0)
+    sup = KShotMacro(k).double()
+    code = torch.softmax(torch.randn(k, dtype=torch.float64), 0) if k > 1 else None
+    net = MacroNetwork(arch).double().train()
+    copy_merged(sup, net, arch, code)
+    for m in net.modules():  # the supernet's BN has no affine and no running statistics
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.requires_grad_(False)
+            m.track_running_stats, m.running_mean, m.running_var = False, None, None
+    x = torch.randn(6, 3, 32, 32, dtype=torch.float64)
+    y = torch.randint(0, 10, (6,))
+    out_s, out_n = sup(x, s.from_str(arch), code), net(x)
+    torch.testing.assert_close(out_s, out_n, rtol=1e-9, atol=1e-10)
+    F.cross_entropy(out_s, y).backward()
+    F.cross_entropy(out_n, y).backward()
+    if k == 1:
+        torch.testing.assert_close(sup.head.grad[0], net.head[0].weight.grad, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(sup.stem.grad[0], net.stem[0].weight.grad, rtol=1e-8, atol=1e-10)
+
+
+def test_simplex_step_ways_agree_on_macro(tmp_path):
+    """The batched, sequential and threaded simplex-net steps compute the same step on this space too."""
+    from kshot_bench.config import from_preset
+    from kshot_bench.data import Splits
+    from kshot_bench.train import Trainer
+
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.integers(0, 256, (32, 3, 32, 32), dtype=np.uint8))
+    y = torch.as_tensor(rng.integers(0, 10, 32))
+    grads = {}
+    for name, changes in {"threads": {"simplex_threads": 2}, "batched": {"simplex_threads": 0},
+                          "sequential": {"simplex_threads": 0, "simplex_batched": False}}.items():
+        cfg = from_preset("smoke", space="macro", k=2, simplex_paths=4, batch_size=16, **changes)
+        torch.manual_seed(0)
+        t = Trainer(cfg, tmp_path / name, Splits(x, y, x, y, "random images"), torch.device("cpu"), progress=False)
+        t.model.double()
+        t.codes.double()
+        xb, yb = next(iter(t.loader.epoch(0)))
+        t.simplex_step(xb.double(), yb, step=0)
+        grads[name] = torch.cat([p.grad.flatten() for p in t.codes.parameters()])
+    for name in ("threads", "batched"):
+        torch.testing.assert_close(grads[name], grads["sequential"], rtol=1e-8, atol=1e-12)
+
+
+def test_rank_on_macro_end_to_end(tmp_path, capsys, tiny_cifar_folder):
+    """`kshot-bench rank --space macro --dataset cifar10 --k 4 --preset smoke`: tau against the table's mean
+    accuracy over distinct networks, beside its baselines (params, FLOPs, non-identity layers)."""
+    from kshot_bench.cli import main
+
+    out = tmp_path / "rank"
+    assert main(["rank", "--space", "macro", "--dataset", "cifar10", "--k", "4", "--preset", "smoke", "--quiet",
+                 "--data-root", str(tiny_cifar_folder), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocol"]["space"] == "macro" and metrics["protocol"]["truth"] == "mean_acc"
+    assert metrics["n_archs"] == 6 and -1 <= metrics["kendall_tau"] <= 1
+    baselines = json.loads((out / "baselines.json").read_text())
+    assert {"params", "flops", "layers"} <= set(baselines)
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0].startswith("index,arch_str,score,truth") and len(rows) == 7
+    table = package_npz(s.TRUTH_TABLE)
+    for row in rows[1:]:
+        key, arch_str, _, truth = row.split(",")[:4]
+        assert table["network"][int(key)] == s.canonical(arch_str) and float(truth) == pytest.approx(table["mean_acc"][int(key)])
+    assert main(["cost", "--space", "macro", "--arch", "22212220"]) == 0
+    assert "22212220,1985514," in capsys.readouterr().out
