@@ -124,7 +124,8 @@ def test_analytic_costs_equal_the_hook_counter_on_many_archs():
 
 
 def test_network_scale_rounds_channels_and_keeps_the_papers_residuals():
-    assert s.macro(1.0) == (s.STEM_CHANNELS, s.FIRST_CHANNELS, s.HEAD_CHANNELS, s.LAYERS)
+    full = s.macro(1.0)
+    assert (full.stem, full.first, full.head, full.layers) == (s.STEM_CHANNELS, s.FIRST_CHANNELS, s.HEAD_CHANNELS, s.LAYERS)
     m = s.macro(0.25)
     assert (m.stem, m.first, m.head) == (8, 8, 320)
     assert [c % 8 for l in m.layers for c in (l.c_in, l.c_out)] == [0] * 42

@@ -123,8 +123,8 @@ def test_bad_arch_tuple():
 
 
 def test_space_registry():
-    assert SPACES.names() == ["nb201", "mbv2"]
-    with pytest.raises(UserError, match="choose one of: nb201, mbv2"):
+    assert SPACES.names() == ["nb201", "mbv2", "macro"]
+    with pytest.raises(UserError, match="choose one of: nb201, mbv2, macro"):
         SPACES.get("darts")
 
 
@@ -149,7 +149,8 @@ def test_every_space_implements_the_interface(name):
         assert params > 0 and flops > 0
         assert (space.encode_width(a) is not None) == space.HAS_WIDTHS
         assert isinstance(space.canonical(a), str)
-        assert space.from_key(space.key_of(a)) == a and isinstance(space.key_of(a), space.KEY_TYPE)
+        key = space.key_of(a)  # a key names a distinct network: its arch is the canonical representative
+        assert space.key_of(space.from_key(key)) == key and isinstance(key, space.KEY_TYPE)
         assert isinstance(space.outputs_constant(a), bool)
     keys, archs, desc = space.arch_set("5", 3)
     assert len(keys) == len(archs) <= 5 and [space.key_of(a) for a in archs] == keys and desc

@@ -25,6 +25,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from kshot_bench.errors import UserError
+from kshot_bench.search_space.mobilenet_shape import Macro, stage_layers
 
 NAME = "macro"
 HAS_WIDTHS = False
@@ -40,34 +41,7 @@ STEM_CHANNELS, HEAD_CHANNELS = 32, 1280
 STAGES: Tuple[Tuple[int, int, int], ...] = ((64, 2, 2), (128, 3, 2), (256, 3, 2))  # (channels, layers, first stride)
 NUM_LAYERS = sum(n for _, n, _ in STAGES)  # 8
 NUM_WIDTHS = NUM_LAYERS + 3  # the engine's layout (stem, first block, layers, head); every width is 1.0 here
-
-
-class LayerSpec(NamedTuple):
-    c_in: int
-    c_out: int
-    stride: int
-
-
-class Macro(NamedTuple):
-    """Channel counts (the MobileNet engine's description of a network): stem, first block (none here), head,
-    the searchable layers, and the stem's stride."""
-    stem: int
-    first: int
-    head: int
-    layers: Tuple[LayerSpec, ...]
-    stem_stride: int = 1
-
-
-def _layers() -> Tuple[LayerSpec, ...]:
-    out, c_in = [], STEM_CHANNELS
-    for c, n, s in STAGES:
-        for i in range(n):
-            out.append(LayerSpec(c_in, c, s if i == 0 else 1))
-            c_in = c
-    return tuple(out)
-
-
-LAYERS = _layers()
+LAYERS = stage_layers(STEM_CHANNELS, STAGES)
 STAGE_OF = tuple(j for j, (_, n, _) in enumerate(STAGES) for _ in range(n))
 _MACRO = Macro(STEM_CHANNELS, 0, HEAD_CHANNELS, LAYERS, 1)
 

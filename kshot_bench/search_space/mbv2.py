@@ -31,6 +31,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from kshot_bench.errors import UserError
+from kshot_bench.search_space.mobilenet_shape import LayerSpec, Macro, stage_layers
 
 NAME = "mbv2"
 HAS_WIDTHS = True
@@ -54,34 +55,7 @@ STAGES: Tuple[Tuple[int, int, int], ...] = ((32, 4, 2), (40, 4, 2), (80, 4, 2), 
 NUM_LAYERS = sum(n for _, n, _ in STAGES)  # 21 searchable
 NUM_WIDTHS = NUM_LAYERS + 3                # 24: stem, first MB block, 21 searchable, head
 WIDTH_LAYERS: Tuple[str, ...] = ("stem", "first") + tuple(f"layer{i + 1}" for i in range(NUM_LAYERS)) + ("head",)
-
-
-class LayerSpec(NamedTuple):
-    c_in: int      # nominal input channels
-    c_out: int
-    stride: int
-
-
-def _layers() -> Tuple[LayerSpec, ...]:
-    out, c_in = [], FIRST_CHANNELS
-    for c, n, s in STAGES:
-        for i in range(n):
-            out.append(LayerSpec(c_in, c, s if i == 0 else 1))
-            c_in = c
-    return tuple(out)
-
-
-LAYERS = _layers()
-
-
-class Macro(NamedTuple):
-    """Channel counts of the network at one scale: stem, first block, head, and the 21 searchable layers (the
-    MobileNet engine's description, supernet/mobilenet.py), and the stem's stride."""
-    stem: int
-    first: int
-    head: int
-    layers: Tuple[LayerSpec, ...]
-    stem_stride: int = 2
+LAYERS = stage_layers(FIRST_CHANNELS, STAGES)
 
 
 def _divisible(channels: float, divisor: int = 8) -> int:
@@ -97,10 +71,10 @@ def macro(scale: float = 1.0) -> Macro:
         raise UserError(f"the MBV2 network scale must be in (0, 4], got {scale!r}",
                         fix="use 1.0 for the paper's network, e.g. 0.5 or 0.25 for a narrower one")
     if scale == 1.0:
-        return Macro(STEM_CHANNELS, FIRST_CHANNELS, HEAD_CHANNELS, LAYERS)
+        return Macro(STEM_CHANNELS, FIRST_CHANNELS, HEAD_CHANNELS, LAYERS, 2)
     layers = tuple(LayerSpec(_divisible(s.c_in * scale), _divisible(s.c_out * scale), s.stride) for s in LAYERS)
     return Macro(_divisible(STEM_CHANNELS * scale), _divisible(FIRST_CHANNELS * scale),
-                 _divisible(HEAD_CHANNELS * scale), layers)
+                 _divisible(HEAD_CHANNELS * scale), layers, 2)
 
 
 class Arch(NamedTuple):
