@@ -407,6 +407,66 @@ def cmd_export(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- zero-cost proxies
+def cmd_proxies(args) -> int:
+    """Zero-cost proxies of an arch set's stand-alone networks (kshot_bench/proxies.py) into a CSV, resumable:
+    rows already in --out are kept and not computed again. With a ground truth, their tau is printed."""
+    import csv
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from kshot_bench.data import load_for
+    from kshot_bench.datasets import DATASETS
+    from kshot_bench.ground_truth import has_truth, space_truth
+    from kshot_bench.metrics import kendall_tau
+    from kshot_bench.models import NETWORKS
+    from kshot_bench.proxies import PROXIES, arch_proxies, batch_images
+    from kshot_bench.search_space import SPACES
+
+    space = SPACES.get(args.space)
+    names = args.proxies or ["synflow", "naswot", "snip"]
+    for name in names:
+        PROXIES.get(name)
+    info = DATASETS.get(args.dataset)
+    keys, archs, desc = space.arch_set(args.archs, args.seed, widths=False)
+    from kshot_bench.config import RunConfig
+
+    splits = load_for(RunConfig(space=args.space, dataset=args.dataset), args.data_root, download=not args.offline)
+    x, y = batch_images(splits, info, args.batch)
+    build = NETWORKS.get(args.space)
+    out = Path(args.out)
+    fields = [space.KEY, "arch_str"] + names
+    done = {}
+    if out.is_file():
+        with open(out, newline="") as fh:
+            done = {row[space.KEY]: row for row in csv.DictReader(fh) if all(row.get(n) for n in names)}
+    print(f"proxies: {', '.join(names)} of {desc} ({args.space}, {args.dataset}; batch of {len(y)} training "
+          f"images) -> {out}" + (f"; {len(done)} already there" if done else ""))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = not out.is_file() or not done
+    with open(out, "w" if new else "a", newline="") as fh:
+        w = csv.writer(fh)
+        if new:
+            w.writerow(fields)
+        for key, arch in tqdm(list(zip(keys, archs)), desc="proxies", unit="arch", disable=args.quiet, mininterval=1.0):
+            if str(key) in done:
+                continue
+            scores = arch_proxies(lambda a: build(a, info.num_classes), arch, names, x, y)
+            w.writerow([key, space.to_str(arch)] + [f"{scores[n]:.10g}" for n in names])
+            fh.flush()
+    if has_truth(space, args.dataset):
+        with open(out, newline="") as fh:
+            rows = {space.KEY_TYPE(r[space.KEY]): r for r in csv.DictReader(fh)}
+        truth = space_truth(space, space.TRUTH[args.dataset])
+        ks = [k for k in keys if k in rows]
+        for n in names:
+            tau = kendall_tau([float(rows[k][n]) for k in ks], truth[np.asarray(ks)])
+            print(f"  {n}: Kendall's tau {tau:.3f} against {space.TRUTH[args.dataset]} over {len(ks):,} archs")
+    print(f"results: {out}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- cost
 def cmd_cost(args) -> int:
     from kshot_bench.datasets import DATASETS
@@ -490,6 +550,10 @@ Cells are rank runs in OUT/k<K>-<code>[-e<epochs>]-s<seed>; finished cells are s
     "export-benchmark": """examples:
   kshot-bench export-benchmark --from NAS-Bench-201-v1_1-096897.pth --out nb201.npz
   kshot-bench export-benchmark --from NATS-tss-v1_0-3ffb9-simple --out nb201.npz""",
+    "proxies": """examples:
+  kshot-bench proxies --space macro --dataset cifar10 --archs all --data-root ~/data/cifar10 --out macro_proxies.csv
+  kshot-bench proxies --space nb201 --dataset cifar10 --archs 500 --proxies synflow naswot --out nb201_500.csv
+each network is initialised with one fixed seed; synflow needs no data, the others one batch of training images""",
     "cost": """examples:
   kshot-bench cost --dataset cifar10 --arch '|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'
   kshot-bench cost --dataset ImageNet16-120 --index 0 6111
@@ -619,6 +683,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     p.add_argument("--no-widths", action="store_true", help="--sample with every width 1.0")
     p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("proxies", help="zero-cost proxies (synflow, naswot, snip, grad_norm) of an arch set as CSV",
+                       epilog=EXAMPLES["proxies"], formatter_class=fmt)
+    _space_option(p, default=RunConfig.space)
+    _dataset_option(p)
+    p.add_argument("--archs", default="all", help="all | unique | N: a seeded sample of N archs (default all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of a sampled arch set (default 0)")
+    p.add_argument("--proxies", nargs="+", action="extend", default=None,
+                   help="which (default synflow naswot snip); of: synflow | naswot | snip | grad_norm")
+    p.add_argument("--batch", type=int, default=64, help="training images for naswot, snip, grad_norm (default 64)")
+    p.add_argument("--data-root", type=Path, default=None, help="dataset directory (default: the embedded CIFAR-10 sample)")
+    p.add_argument("--out", required=True, help="output CSV (a run of the same command continues it)")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--offline", action="store_true")
+    p.set_defaults(func=cmd_proxies)
 
     p = sub.add_parser("retrain", help="retrain a searched MobileNetV2 arch from scratch on ImageNet train",
                        epilog=EXAMPLES["retrain"], formatter_class=fmt)

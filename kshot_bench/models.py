@@ -12,7 +12,7 @@ from kshot_bench.registry import Registry
 from kshot_bench.search_space import SPACES
 from kshot_bench.simplex import CodeSource, make_code_source
 
-__all__ = ["SUPERNETS", "build_supernet", "build_code_source", "code_source_from", "uses_widths"]
+__all__ = ["SUPERNETS", "NETWORKS", "build_supernet", "build_code_source", "code_source_from", "uses_widths"]
 
 
 def _nb201_supernet(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
@@ -54,3 +54,28 @@ def code_source_from(state: Dict, device: torch.device = torch.device("cpu")) ->
     codes = build_code_source(from_dict(state["config"])).to(device)
     codes.load_state_dict(state["codes"])
     return codes
+
+
+# the stand-alone network of an arch of each space (zero-cost proxies, retraining): (arch, class count) -> module
+def _nb201_network(arch, num_classes: int) -> torch.nn.Module:
+    from kshot_bench.supernet.nb201 import NB201Network
+
+    return NB201Network(arch, num_classes, prune=False)  # the benchmark's network (C=16, N=5), every edge
+
+
+def _mbv2_network(arch, num_classes: int) -> torch.nn.Module:
+    from kshot_bench.supernet.mbv2 import MBV2Network
+
+    return MBV2Network(arch, num_classes)
+
+
+def _macro_network(arch, num_classes: int) -> torch.nn.Module:
+    from kshot_bench.supernet.macro import MacroNetwork
+
+    return MacroNetwork(arch, num_classes)
+
+
+NETWORKS = Registry("stand-alone network")
+NETWORKS.register("nb201", _nb201_network)
+NETWORKS.register("mbv2", _mbv2_network)
+NETWORKS.register("macro", _macro_network)

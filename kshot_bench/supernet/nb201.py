@@ -31,10 +31,13 @@ from kshot_bench.supernet.ops import avg_pool3x3, batch_norm, conv2d, cpu_layout
 CONV_KERNEL = {space.CONV1: 1, space.CONV3: 3}
 
 
-def run_cell(x: Tensor, edges: Sequence[tuple], conv_bn: Callable[[int, int, Tensor], Tensor]) -> Optional[Tensor]:
+def run_cell(x: Tensor, edges: Sequence[tuple], conv_bn: Callable[[int, int, Tensor], Tensor],
+             share_relu: bool = True) -> Optional[Tensor]:
     """Compute a cell's output node from its live edges; None means the output is zero.
 
-    `conv_bn(edge, op, relu_input)` applies the conv + BN of a parametric op to an already-ReLU'd input.
+    `conv_bn(edge, op, relu_input)` applies the conv + BN of a parametric op to an already-ReLU'd input. The
+    ReLU of a node is computed once for all its conv edges (`share_relu`), or once per edge like the official
+    network's ReLU-conv-BN ops (the same result; activation-based proxies such as naswot count each ReLU).
     """
     nodes: List[Optional[Tensor]] = [x, None, None, None]
     relus: List[Optional[Tensor]] = [None, None, None, None]
@@ -50,7 +53,9 @@ def run_cell(x: Tensor, edges: Sequence[tuple], conv_bn: Callable[[int, int, Ten
         else:
             r = relus[source]
             if r is None:
-                r = relus[source] = F.relu(h)
+                r = F.relu(h)
+                if share_relu:
+                    relus[source] = r
             out = conv_bn(e, op, r)
         prev = nodes[target]
         if prev is None:
@@ -68,7 +73,7 @@ def stage_channels(C: int) -> List[int]:
 
 # ----------------------------------------------------------------------------- stand-alone network
 class _ReLUConvBN(nn.Sequential):
-    """ReLU is applied by the caller (`run_cell` shares it per node), so this holds conv + BN."""
+    """ReLU is applied by the caller (`run_cell`), so this holds conv + BN."""
 
     def __init__(self, c_in: int, c_out: int, k: int, stride: int):
         super().__init__(nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out))
@@ -94,7 +99,7 @@ class _InferCell(nn.Module):
                                   for e, _, _, op in self.edges_all if op in CONV_KERNEL})
 
     def forward(self, x: Tensor) -> Tensor:
-        out = run_cell(x, self.edges, lambda e, op, r: self.ops[str(e)](r))
+        out = run_cell(x, self.edges, lambda e, op, r: self.ops[str(e)](r), share_relu=False)
         return torch.zeros_like(x) if out is None else out
 
 
