@@ -173,6 +173,8 @@ def cmd_rank(args) -> int:
     from kshot_bench.rank import rank_job
     from kshot_bench.results import print_table
 
+    if args.scores is not None:
+        return _rank_scores(args)
     explicit = {"space": args.space, "dataset": args.dataset, "k": args.k, "code": args.code}
     if args.checkpoint is None:
         args.dataset = args.dataset or "cifar10"
@@ -206,6 +208,28 @@ def cmd_rank(args) -> int:
         print(f"results: {out}/summary.md, metrics.json, predictions.csv")
         return 0
     print_table(metrics, baselines)
+    print(f"results: {out}/summary.md, metrics.json, baselines.json, predictions.csv, scatter.png")
+    return 0
+
+
+def _rank_scores(args) -> int:
+    """`rank --scores FILE`: anyone's per-arch scores against the ground truth, the rank run's files."""
+    from kshot_bench.config import RunConfig
+    from kshot_bench.evaluate import evaluate_ranking, print_summary
+
+    used = [flag for flag, value in (("--checkpoint", args.checkpoint), ("--k", args.k), ("--code", args.code),
+                                     ("--archs", args.archs), ("--score-images", args.score_images),
+                                     ("--data-root", args.data_root), ("--seed", args.seed), ("--set", args.sets))
+            if value is not None]
+    if used:
+        raise UserError(f"--scores evaluates given scores; {', '.join(used)} belong to a supernet's rank run",
+                        fix="drop " + ", ".join(used))
+    space, dataset = args.space or RunConfig.space, args.dataset or "cifar10"
+    out = Path(args.out or f"runs/rank-{dataset}-{args.scores.stem}")
+    print(f"rank: the scores in {args.scores} ({space}, {dataset}) -> {out}")
+    metrics = evaluate_ranking(args.scores, space, dataset, args.truth, out, args.score_column,
+                               command="kshot-bench " + shlex.join(args.argv))
+    print_summary(metrics)
     print(f"results: {out}/summary.md, metrics.json, baselines.json, predictions.csv, scatter.png")
     return 0
 
@@ -323,9 +347,42 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    """Two rank runs, or score files (CSV / JSON, as for `rank --scores`) evaluated on the fly against the truth
+    of the other run's space and dataset (or --space / --dataset / --truth)."""
+    import json
+    import tempfile
+
+    from kshot_bench.evaluate import evaluate_ranking
     from kshot_bench.report_tables import compare
 
-    print("\n".join(compare(args.a, args.b)))
+    runs = [p for p in (args.a, args.b) if p.is_dir()]
+    protocol = json.loads((runs[0] / "metrics.json").read_text()).get("protocol", {}) if runs and \
+        (runs[0] / "metrics.json").is_file() else {}
+    space = args.space or protocol.get("space") or "nb201"
+    dataset = args.dataset or protocol.get("dataset") or "cifar10"
+    truth = args.truth or protocol.get("truth")
+    only = None  # a score file is evaluated on the run's archs
+    if runs and (runs[0] / "predictions.csv").is_file():
+        import csv
+
+        from kshot_bench.search_space import SPACES
+
+        sp = SPACES.get(space)
+        with open(runs[0] / "predictions.csv", newline="") as fh:
+            only = [sp.KEY_TYPE(row[sp.KEY]) for row in csv.DictReader(fh)]
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for name, path in (("a", args.a), ("b", args.b)):
+            if path.is_file():
+                out = Path(tmp) / name
+                evaluate_ranking(path, space, dataset, truth, out, only=only)
+                path = out
+            paths.append(path)
+        lines = compare(*paths)
+    names = {str(Path(tmp) / "a"): str(args.a), str(Path(tmp) / "b"): str(args.b)}
+    for tmp_name, given in names.items():
+        lines = [line.replace(tmp_name, given) for line in lines]
+    print("\n".join(lines))
     return 0
 
 
@@ -530,6 +587,7 @@ EXAMPLES = {
   kshot-bench rank --checkpoint runs/k4/supernet.pt --archs unique --data-root ~/data/cifar10
   kshot-bench rank --checkpoint runs/k4 --preset long --data-root ~/data/cifar10    # every snapshot of a run
   kshot-bench rank ... --truth cifar10_test_12ep                                         # another ground truth
+  kshot-bench rank --scores my_predictor.csv --space nb201 --dataset cifar10 --out runs/mine  # anyone's scores
 Re-running an interrupted rank command continues its training and scoring where they stopped.""",
     "search": """examples:
   kshot-bench search --space nb201 --dataset cifar10 --fitness oracle --seeds 0 1 2 3 4
@@ -611,6 +669,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank by top-1 accuracy (default) or by mean cross-entropy; both are computed and reported")
     p.add_argument("--score-images", type=int, default=None, metavar="N",
                    help="scoring images per arch (default: the preset's; 0 = the whole scoring part)")
+    p.add_argument("--scores", type=Path, default=None, metavar="FILE",
+                   help="evaluate these scores instead of a supernet's: a CSV (arch_str or index, score) or a JSON "
+                        "object {arch: score}; no training, no data")
+    p.add_argument("--score-column", default="score", help="with --scores: the CSV column of the scores (default score)")
     p.add_argument("--out", default=None, help="output directory (default runs/rank-<dataset>-k<K>-<code>-<preset>-s<seed>)")
     p.set_defaults(func=cmd_rank)
 
@@ -639,8 +701,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="paired tau difference of two rank runs on the same archs and images",
                        epilog=EXAMPLES["compare"], formatter_class=fmt)
-    p.add_argument("a", type=Path, help="rank run A (a folder with metrics.json and predictions.csv)")
-    p.add_argument("b", type=Path, help="rank run B, scored on the same archs and images")
+    p.add_argument("a", type=Path, help="rank run A (a folder with metrics.json and predictions.csv), or a score file "
+                                        "(CSV / JSON as for rank --scores)")
+    p.add_argument("b", type=Path, help="rank run B, scored on the same archs and images, or a score file")
+    p.add_argument("--space", default=None, help="for score files: the space (default: the run's, else nb201)")
+    p.add_argument("--dataset", default=None, help="for score files: the dataset (default: the run's, else cifar10)")
+    p.add_argument("--truth", default=None, help="for score files: the ground-truth column (default: the run's)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("search", help="NSGA-II (or random) search over a space, by supernet or oracle fitness",

@@ -157,27 +157,17 @@ def rank_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opti
 def ranked_job(job: "Scored", out: Path, space, truth_all: np.ndarray, truth_name: str) -> Tuple[Dict, Dict]:
     """The results of a space with ground truth: tau and the other metrics with their intervals, by both score
     kinds, without the archs whose network outputs a constant, and the baselines on the same archs."""
-    from kshot_bench.datasets import DATASETS
-    from kshot_bench.ground_truth import baseline_scores
-    from kshot_bench.metrics import all_metrics, tau_bootstrap_ci
+    from kshot_bench.evaluate import ranking_results
 
     cfg, keys, scored = job.cfg, job.keys, job.scored
     truth = truth_all[np.asarray(keys)]
     write_predictions(out, keys, [space.to_str(a) for a in job.archs], scored, truth, cfg.k, space.KEY)
     other = "loss" if cfg.score_by == "acc" else "acc"
     scores = score_values(scored, keys, cfg.score_by)
-    metrics = ranking_metrics(scores, truth)
+    metrics, baselines = ranking_results(space, cfg.dataset, keys, job.archs, scores, truth)
     metrics["other_score"] = {"score_by": other, "score": SCORE_KINDS[other],
                               **ranking_metrics(score_values(scored, keys, other), truth, null=False)}
     metrics["protocol"] = {**job.protocol, "truth": truth_name}
-    live = np.array([not space.outputs_constant(a) for a in job.archs])
-    if not live.all() and live.sum() >= 3:  # archs whose network outputs a constant sit at chance: tau without them
-        metrics["without_no_path"] = {"n_archs": int(live.sum()),
-                                      **ranking_metrics(scores[live], truth[live], null=False)}
-    baselines = {}
-    for name, (bscores, desc) in baseline_scores(space, DATASETS.get(cfg.dataset), keys, job.archs).items():
-        baselines[name] = {"description": desc, **all_metrics(bscores, truth)}
-        baselines[name]["ci95"] = {"kendall_tau": tau_bootstrap_ci(bscores, truth)}
     write_json(out / "metrics.json", metrics)
     write_json(out / "baselines.json", baselines)
     plot_scatter(out, scores, truth, metrics)

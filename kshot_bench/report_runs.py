@@ -36,7 +36,9 @@ REQUIRED = ("kendall_tau", "spearman", "split_tau", "n_archs", "protocol")
 REQUIRED_PROTOCOL = ("dataset", "k", "code", "config_hash", "seed", "epochs", "arch_set", "score_set", "truth")
 
 
-def method_name(k: int, code: str) -> str:
+def method_name(k: Optional[int], code: str) -> str:
+    if k is None:  # external scores
+        return code
     if k == 1:
         return METHOD_ORDER[0]
     return {"uniform": METHOD_ORDER[1], "random": METHOD_ORDER[2], "simplex": METHOD_ORDER[3]}.get(code, code)
@@ -124,7 +126,7 @@ class RankRun:
 
     @property
     def method(self) -> str:
-        return method_name(int(self.p["k"]), self.p["code"])
+        return method_name(None if self.p["k"] is None else int(self.p["k"]), self.p["code"])
 
     @property
     def label(self) -> str:
@@ -216,7 +218,9 @@ def discover(paths: Sequence[Path]) -> Runs:
         if not root.exists():
             raise UserError(f"run directory {root} does not exist", fix="pass directories written by rank, ablate or search")
         for m in sorted(root.rglob("metrics.json")) if root.is_dir() else []:
-            found.scored.append(load_rank_run(m.parent))
+            run = load_rank_run(m.parent)
+            if run.p.get("code") != "external":  # `rank --scores` folders: `compare` takes them, the report does not
+                found.scored.append(run)
         for r in sorted(root.rglob("result.json")) if root.is_dir() else []:
             res = _load_json(r, "search result")
             for key in ("algo", "fitness", "truth", "seed", "dataset"):

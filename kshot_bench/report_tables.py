@@ -232,23 +232,37 @@ def compare(path_a: Path, path_b: Path) -> List[str]:
     """Any two rank runs that scored the same archs on the same images against the same truth (other
     epochs, seeds or methods allowed: e.g. two budgets of about equal compute): each run's tau with its
     interval, by accuracy and by loss, the paired difference A - B with its interval (joint resamples of
-    the archs), and the split taus. Markdown lines."""
+    the archs), and the split taus. Either may be external scores (`rank --scores`): then they are compared on the
+    other's archs (which the scores must cover) against the same truth. Markdown lines."""
     from kshot_bench import metrics as stats
+    from kshot_bench.evaluate import EXTERNAL
 
     for path in (path_a, path_b):
         if not (Path(path) / "metrics.json").is_file():
             raise UserError(f"{path} is not a rank run (it holds no metrics.json)",
-                            fix="pass folders written by `kshot-bench rank`: a run folder, or one snapshot's epoch-EEEE/")
+                            fix="pass folders written by `kshot-bench rank` (a run folder, one snapshot's epoch-EEEE/, "
+                                "or a `rank --scores` folder) or a score file")
     a, b = load_rank_run(Path(path_a)), load_rank_run(Path(path_b))
-    if not paired(a, b, SAME_SCORING):
+    external = EXTERNAL in (a.p.get("supernet"), b.p.get("supernet"))
+    if b.p.get("supernet") == EXTERNAL:
+        _align(b, a)
+    elif a.p.get("supernet") == EXTERNAL:
+        _align(a, b)
+    if not paired(a, b, ("dataset", "truth") if external else SAME_SCORING):
         diff = [k for k in SAME_SCORING if str(a.p.get(k)) != str(b.p.get(k))]
+        if external:
+            diff = [k for k in ("dataset", "truth") if str(a.p.get(k)) != str(b.p.get(k))]
         raise UserError(f"{a.path} and {b.path} did not score the same archs on the same images against the same "
                         f"truth ({', '.join(diff) or 'their predictions.csv list different archs'} differ)",
-                        fix="compare rank runs of one protocol (same --archs sample, scoring images and dataset)")
+                        fix="compare rank runs of one protocol (same --archs sample, scoring images and dataset), "
+                            "or score files of the same archs as the run")
     pa, pb = a.predictions(), b.predictions()
-    lines = [f"{name}: {r.path} ({r.method}, K={r.p['k']}, {r.p['epochs']} epochs, seed {r.p['seed']}, config "
-             f"{r.p['config_hash']})" for name, r in (("A", a), ("B", b))]
-    lines += [f"on {len(pa['truth'])} archs: {a.p['arch_set']}; scored on {a.p['score_set']}; truth {a.p['truth']}", "",
+    lines = [f"{name}: {r.path} " + (f"(external scores, sha256 {r.p['scores_sha256'][:12]})"
+                                      if r.p.get("supernet") == EXTERNAL else
+                                      f"({r.method}, K={r.p['k']}, {r.p['epochs']} epochs, seed {r.p['seed']}, config "
+                                      f"{r.p['config_hash']})") for name, r in (("A", a), ("B", b))]
+    base = b if a.p.get("supernet") == EXTERNAL else a  # a run's protocol where there is one
+    lines += [f"on {len(pa['truth'])} archs: {base.p['arch_set']}; scored on {base.p['score_set']}; truth {a.p['truth']}", "",
               "| scored by | tau A [95% CI] | tau B [95% CI] | A - B [95% CI] | resamples with A > B |",
               "|---|---|---|---|---|"]
 
@@ -267,6 +281,17 @@ def compare(path_a: Path, path_b: Path) -> List[str]:
     splits = [f"n={n}: {text}" for n, text in split_taus(a.scored(by), b.scored(by), len(pa["truth"]))]
     return lines + ["", f"split tau ({by}), A vs B: " + "; ".join(splits),
                     f"intervals: {stats.N_BOOT} bootstrap resamples of the archs, the same for A and B."]
+
+
+def _align(run: RankRun, to: RankRun) -> None:
+    """Put `run`'s predictions (external scores) in the arch order of `to`'s, keeping only `to`'s archs, when
+    it holds all of them (a score file has its own order, and may score more archs than a run did)."""
+    pr, pt = run.predictions(), to.predictions()
+    if pr is None or pt is None or not set(pt["key"].tolist()) <= set(pr["key"].tolist()):
+        return
+    where = {k: i for i, k in enumerate(pr["key"].tolist())}
+    order = np.array([where[k] for k in pt["key"].tolist()])
+    run._pred = {name: values[order] for name, values in pr.items()}
 
 
 def split_taus(sa: Dict, sb: Dict, n_archs: int) -> List[Tuple[str, str]]:

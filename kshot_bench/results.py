@@ -114,7 +114,7 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
         *summary_table(rows, split_keys),
         "",
         "Brackets: 95% bootstrap intervals (resampling the archs).",
-        *_without_no_path_line(metrics),
+        *without_no_path_line(metrics),
         "",
         *significance_lines(metrics),
         "",
@@ -143,7 +143,7 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
     return path
 
 
-def _without_no_path_line(metrics: Dict) -> List[str]:
+def without_no_path_line(metrics: Dict) -> List[str]:
     w = metrics.get("without_no_path")
     if not w:
         return []
@@ -153,7 +153,8 @@ def _without_no_path_line(metrics: Dict) -> List[str]:
                 f"{w['n_archs']:,} archs."]
 
 
-def plot_scatter(out_dir: Path, scores: np.ndarray, truth: np.ndarray, metrics: Dict) -> Path:
+def plot_scatter(out_dir: Path, scores: np.ndarray, truth: np.ndarray, metrics: Dict, ylabel: Optional[str] = None,
+                 title: Optional[str] = None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,9 +164,10 @@ def plot_scatter(out_dir: Path, scores: np.ndarray, truth: np.ndarray, metrics: 
     fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=130)
     ax.scatter(truth, scores, s=8, alpha=0.6, edgecolors="none", color="#1f77b4")
     ax.set_xlabel(f"true accuracy (%), {p['truth']}")
-    ax.set_ylabel(f"supernet accuracy (%), {p['n_score_images']:,} images")
-    ax.set_title(f"{p['dataset']}  K={p['k']} {p['code_label']}: Kendall tau {metrics['kendall_tau']:.3f}\n"
-                 f"{p['n_archs']:,} archs, config {p['config_hash']}", fontsize=9)
+    ax.set_ylabel(ylabel or f"supernet accuracy (%), {p['n_score_images']:,} images")
+    title = title or f"{p['dataset']}  K={p['k']} {p['code_label']}"
+    ax.set_title(f"{title}: Kendall tau {metrics['kendall_tau']:.3f}\n{p['n_archs']:,} archs, config {p['config_hash']}",
+                 fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(out_dir) / "scatter.png"
@@ -177,9 +179,9 @@ def plot_scatter(out_dir: Path, scores: np.ndarray, truth: np.ndarray, metrics: 
 # ----------------------------------------------------------------------------- the rank job
 
 
-def print_table(metrics: Dict, baselines: Dict) -> None:
+def print_table(metrics: Dict, baselines: Dict, label: Optional[str] = None) -> None:
     p = metrics["protocol"]
-    rows = [(f"supernet K={p['k']} {p['code_label']}", metrics)] + sorted(baselines.items(), key=lambda r: -r[1]["kendall_tau"])
+    rows = [(label or f"supernet K={p['k']} {p['code_label']}", metrics)] + sorted(baselines.items(), key=lambda r: -r[1]["kendall_tau"])
     ns = [k for k in ("10", "100", "1000") if k in metrics["split_tau"]]
     print(f"\n{'method':<34}{'tau':>8}{'95% CI':>17}{'rho':>8}" + "".join(f"{'split@' + k:>12}" for k in ns)
           + f"{'regret':>9}")
@@ -191,6 +193,9 @@ def print_table(metrics: Dict, baselines: Dict) -> None:
     null = metrics.get("null")
     if null and null.get("band_lo") is not None and np.isfinite(null["band_lo"]):
         print(f"random scores on these archs: tau in [{fmt(null['band_lo'])}, {fmt(null['band_hi'])}] (95%); "
-              f"p-value of the supernet's tau {null['p_value']:.2g}")
+              f"p-value of this tau {null['p_value']:.2g}")
+    if "n_score_images" not in p:  # external scores
+        print(f"\n{p['n_archs']:,} archs ({p['arch_set']}), truth {p['truth']}")
+        return
     print(f"\n{p['n_archs']:,} archs ({p['arch_set']}), {p['n_score_images']:,} scoring images, "
           f"truth {p['truth']}; training {fmt(p['train_s'], 0)} s, scoring {fmt(p['score_s'], 0)} s")
