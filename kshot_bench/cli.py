@@ -431,7 +431,8 @@ Re-running an interrupted rank command continues its training and scoring where 
   kshot-bench ablate ... --k 1 2 4 8 --epochs 6 12      # adds the training-budget axis of Fig. 7
 Cells are rank runs in OUT/k<K>-<code>[-e<epochs>]-s<seed>; finished cells are skipped on re-runs.""",
     "compare": """examples (any epochs, seeds or methods, as long as archs, images and truth are the same):
-  kshot-bench compare reports/long-cifar10/runs/curve-k4/epoch-0050 reports/long-cifar10/runs/curve-k1/epoch-0075""",
+  kshot-bench compare reports/long-cifar10/runs/curve-k4/epoch-0050 reports/long-cifar10/runs/curve-k1/epoch-0075
+  kshot-bench compare runs/rank-k4 my_predictor.csv        # a score file, on the run's archs (CSV or JSON)""",
     "report": """examples:
   kshot-bench report runs/ablation-cifar10-cpu --out reports/ablation-cpu
   kshot-bench report runs/rank-a runs/rank-b runs/search-x --out reports/mine""",
