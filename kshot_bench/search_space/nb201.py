@@ -420,7 +420,7 @@ def outputs_constant(arch: Sequence[int]) -> bool:
 #   narrow the NB201 recipe at the paper's 250 epochs on one CPU core (issue 25): a narrow skeleton (C=5, N=5;
 #          SPEC 5a: C=5 ranks as well as C=16 and costs far less), ENN-balanced sampling, a simplex-net
 #          step every 4 supernet steps (as `long`), snapshots after epochs 50, 100, 150, 200 and 250; 1,000
-#          sampled archs scored at every snapshot, a larger set (`final_archs`) at the last one, each on a
+#          sampled archs scored at every snapshot, 3,000 (`final_archs`, a superset) at the last one, each on a
 #          fixed seeded subset of the NB201 `valid` half (`score_images`, sized by measurement:
 #          docs/design.md, "The `narrow` preset").
 #   demo   the default when no --data-root is given: the embedded CIFAR-10 sample (5,000 training and
@@ -433,7 +433,7 @@ PRESETS = {
     "long": dict(epochs=100, warmup_epochs=5, simplex_interval=4, snapshot_epochs="10,25,50,75,100",
                  archs="500", score_images=2000, score_batch=500, checkpoint_every=100),
     "narrow": dict(channels=5, cells=5, epochs=250, warmup_epochs=10, simplex_interval=4, sampling="balanced",
-                   snapshot_epochs="50,100,150,200,250", archs="1000", final_archs="all", score_images=1000,
+                   snapshot_epochs="50,100,150,200,250", archs="1000", final_archs="3000", score_images=1000,
                    score_batch=500, checkpoint_every=100),
     "cpu": dict(channels=16, cells=1, epochs=12, warmup_epochs=3, simplex_interval=4,
                 archs="250", score_images=1000, score_batch=500, checkpoint_every=100),
