@@ -50,6 +50,14 @@ def test_shipped_table_is_one_row_per_network():
     assert (t["layers"] == [s.layers_used(n) for n in t["network"]]).all()
 
 
+def test_shipped_proxies_cover_every_network():
+    """macro_proxies.npz (scripts/build_macro_proxies.py from `kshot-bench proxies --space macro --archs all`)."""
+    t = package_npz(s.PROXY_TABLE)
+    assert "kshot-bench proxies" in str(t["source"])
+    for name in ("synflow", "naswot", "snip"):
+        assert len(t[f"{name}_cifar10"]) == s.NUM_ARCHS and np.isfinite(t[f"{name}_cifar10"]).all()
+
+
 def test_canonical_form_groups_exactly_the_strings_with_equal_entries(table):
     """The table gives the strings of one network identical entries, and different networks different ones."""
     by_network, by_entry = collections.defaultdict(set), collections.defaultdict(set)
@@ -193,7 +201,7 @@ def test_rank_on_macro_end_to_end(tmp_path, capsys, tiny_cifar_folder):
     assert metrics["protocol"]["space"] == "macro" and metrics["protocol"]["truth"] == "mean_acc"
     assert metrics["n_archs"] == 6 and -1 <= metrics["kendall_tau"] <= 1
     baselines = json.loads((out / "baselines.json").read_text())
-    assert {"params", "flops", "layers"} <= set(baselines)
+    assert {"params", "flops", "layers", "synflow", "naswot", "snip"} <= set(baselines)
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0].startswith("index,arch_str,score,truth") and len(rows) == 7
     table = package_npz(s.TRUTH_TABLE)

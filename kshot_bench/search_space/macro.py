@@ -241,8 +241,13 @@ TRUTH = {"cifar10": "mean_acc"}
 COST_BASELINES = {"params": "parameter count (NAS-Bench-Macro)", "flops": "FLOPs ({size}x{size} input)"}
 
 
+PROXY_TABLE = "macro_proxies.npz"  # computed by `kshot-bench proxies` (scripts/build_macro_proxies.py)
+
+
 def table_baselines(dataset: str) -> List[Tuple[str, str, str, str]]:
-    return [("layers", TRUTH_TABLE, "layers", "the number of non-identity layers")]
+    return [("layers", TRUTH_TABLE, "layers", "the number of non-identity layers")] + [
+        (p, PROXY_TABLE, f"{p}_{dataset}", f"zero-cost proxy {p} (computed by kshot-bench proxies, seed-0 weights)")
+        for p in ("synflow", "naswot", "snip")]
 
 
 def arch_set(spec: str, seed: int, widths: bool = True) -> Tuple[List[int], List[Arch], str]:
