@@ -180,7 +180,15 @@ def cmd_rank(args) -> int:
     explicit = {"space": args.space, "dataset": args.dataset, "k": args.k, "code": args.code}
     if args.checkpoint is None:
         args.dataset = args.dataset or "cifar10"
+    else:  # what the supernet was trained with, unless given (a given value must match: load_supernet checks)
+        from kshot_bench.rundir import trained_config
+
+        trained = trained_config(args.checkpoint)
+        args.space, args.dataset = args.space or trained.space, args.dataset or trained.dataset
+        args.k, args.code = args.k or trained.k, args.code or trained.code
     cfg = _config(args, archs=args.archs, score_images=args.score_images, score_by=args.score)
+    if args.archs is not None:  # the archs asked for, also at a run's last epoch (no preset's final_archs)
+        cfg = cfg.replace(final_archs="")
     if args.checkpoint is not None and args.seed is None:
         cfg = cfg.replace(seed=0)
     dist = Dist.from_env()

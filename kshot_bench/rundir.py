@@ -134,6 +134,17 @@ def run_hash(cfg, run_dir: Path, ignore: Sequence[str] = ()) -> str:
     return recorded_hash(cfg, run_dir, ignore) or cfg.hash()
 
 
+def trained_config(path: Path) -> RunConfig:
+    """The config a supernet was trained with: from a checkpoint file, or a train run directory's config.json."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{path} holds no config.json: it is not a train run directory",
+                            fix="pass a train run directory, or a checkpoint file (supernet.pt, snapshots/epoch-EEEE.pt)")
+        return from_dict(json.loads((path / "config.json").read_text())["config"])
+    return from_dict(load_checkpoint(path, torch.device("cpu"))["config"])
+
+
 def write_config(cfg: RunConfig, run_dir: Path, extra: Optional[Dict] = None, config_hash: Optional[str] = None) -> None:
     """`run_dir/config.json`: the config and its hash (`config_hash` if given, else the one this file
     recorded for the same config before, else today's)."""

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The issue-25 runs: NB201 C=5 N=5 at the paper's 250 epochs on the CIFAR-10 images, `narrow` preset (ENN-balanced
-# paths, snapshots after 50, 100, 150, 200, 250). One chain per run: train to the next snapshot, score every snapshot
-# that exists (1,000 archs; all archs at epoch 250, `final_archs`), repeat. Every command resumes exactly where it
-# stopped (a kill saves the checkpoint); run the script again after an interruption.
+# Long runs trained in parts and scored at every snapshot, one chain per run. Default: the issue-25 runs, NB201
+# C=5 N=5 at the paper's 250 epochs on the CIFAR-10 images, `narrow` preset (ENN-balanced paths, snapshots after
+# 50, 100, 150, 200, 250). Also the NAS-Bench-Macro runs (issue 27): SPACE=macro PRESET=cpu SNAPSHOTS="10 20"
+# SAMPLING=uniform. One chain per run: train to the next snapshot, score every snapshot that exists (the
+# preset's arch set; its `final_archs` at the last epoch), repeat. Every command resumes exactly where it stopped
+# (a kill saves the checkpoint); run the script again after an interruption.
 #   DATA=/path/to/cifar10-image-folder RUNS=/path/outside/the/repo K=4 SEED=0 SAMPLING=balanced scripts/narrow_runs.sh
 # CODE: a frozen copy of the package to run (default: this checkout), so that later edits do not reach a running chain:
 #   git archive HEAD | (mkdir -p /tmp/frozen && tar x -C /tmp/frozen); CODE=/tmp/frozen ... scripts/narrow_runs.sh
@@ -11,6 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:?set DATA to the CIFAR-10 image folder (train/<class>/*.jpg, test/<class>/*.jpg)}
 RUNS=${RUNS:?set RUNS to a directory outside the repository}
+SPACE=${SPACE:-nb201}
+PRESET=${PRESET:-narrow}
+SNAPSHOTS=${SNAPSHOTS:-50 100 150 200 250}
 K=${K:-4}
 SEED=${SEED:-0}
 SAMPLING=${SAMPLING:-balanced}
@@ -18,11 +23,12 @@ CODE=${CODE:-$PWD}
 PY=${PY:-$PWD/.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONPATH=$CODE
 NAME="k$K-$SAMPLING-s$SEED"
+[ "$SPACE" = nb201 ] || NAME="$SPACE-$NAME"
 # -P: the current directory never shadows the frozen copy on sys.path
 kb() { (cd "$RUNS" && "$PY" -P -m kshot_bench.cli "$@"); }
-for E in 50 100 150 200 250; do
-  kb train --preset narrow --k "$K" --seed "$SEED" --set sampling="$SAMPLING" --device cpu --data-root "$DATA" \
-    --out "$RUNS/train-$NAME" --resume --until-epoch "$E" --quiet
-  kb rank --checkpoint "$RUNS/train-$NAME" --preset narrow --device cpu --data-root "$DATA" \
+for E in $SNAPSHOTS; do
+  kb train --space "$SPACE" --preset "$PRESET" --k "$K" --seed "$SEED" --set sampling="$SAMPLING" --device cpu \
+    --data-root "$DATA" --out "$RUNS/train-$NAME" --resume --until-epoch "$E" --quiet
+  kb rank --checkpoint "$RUNS/train-$NAME" --space "$SPACE" --preset "$PRESET" --device cpu --data-root "$DATA" \
     --out "$RUNS/curve-$NAME" --quiet
 done

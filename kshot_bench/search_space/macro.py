@@ -280,11 +280,12 @@ def outputs_constant(arch) -> bool:
 
 
 # Presets (RunConfig fields). `cpu`: the table's own recipe (SGD momentum 0.9, wd 5e-4, cosine; lr 0.1 at batch
-# 256) at batch 64 (lr 0.025) and 30 of its 50 epochs, for a CPU; a simplex-net step every 4 supernet steps,
-# snapshots, every distinct network scored on 1,000 images at the end. `smoke`: seconds, for tests.
+# 256) at batch 64 (lr 0.025) and 20 of its 50 epochs, sized by measurement for one CPU core (docs/design.md,
+# "The Macro `cpu` preset"); a simplex-net step every 4 supernet steps; 1,000 networks scored at epoch 10, every distinct network at the end, on 1,000 images. `smoke`: seconds,
+# for tests.
 PRESETS = {
-    "cpu": dict(space="macro", epochs=30, warmup_epochs=3, batch_size=64, lr=0.025, lr_min=0.0, nesterov=False,
-                weight_decay=5e-4, simplex_paths=16, simplex_interval=4, snapshot_epochs="10,20,30", archs="1000",
+    "cpu": dict(space="macro", epochs=20, warmup_epochs=2, batch_size=64, lr=0.025, lr_min=0.0, nesterov=False,
+                weight_decay=5e-4, simplex_paths=16, simplex_interval=4, snapshot_epochs="10,20", archs="1000",
                 final_archs="all", score_images=1000, score_batch=500, checkpoint_every=100),
     "smoke": dict(space="macro", epochs=2, warmup_epochs=1, batch_size=16, lr=0.05, train_subset=64, simplex_paths=4,
                   simplex_interval=2, archs="6", score_images=32, score_batch=32, checkpoint_every=4),
