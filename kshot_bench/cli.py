@@ -183,9 +183,10 @@ def cmd_rank(args) -> int:
     else:  # what the supernet was trained with, unless given (a given value must match: load_supernet checks)
         from kshot_bench.rundir import trained_config
 
-        trained = trained_config(args.checkpoint)
-        args.space, args.dataset = args.space or trained.space, args.dataset or trained.dataset
-        args.k, args.code = args.k or trained.k, args.code or trained.code
+        if args.checkpoint.is_file() or (args.checkpoint / "config.json").is_file():  # else rank says what is missing
+            trained = trained_config(args.checkpoint)
+            args.space, args.dataset = args.space or trained.space, args.dataset or trained.dataset
+            args.k, args.code = args.k or trained.k, args.code or trained.code
     cfg = _config(args, archs=args.archs, score_images=args.score_images, score_by=args.score)
     if args.archs is not None:  # the archs asked for, also at a run's last epoch (no preset's final_archs)
         cfg = cfg.replace(final_archs="")

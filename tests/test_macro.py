@@ -208,5 +208,12 @@ def test_rank_on_macro_end_to_end(tmp_path, capsys, tiny_cifar_folder):
     for row in rows[1:]:
         key, arch_str, _, truth = row.split(",")[:4]
         assert table["network"][int(key)] == s.canonical(arch_str) and float(truth) == pytest.approx(table["mean_acc"][int(key)])
+    # its supernet scored again from the checkpoint alone: the space comes from it, and --archs wins over the
+    # preset's final_archs (macro `cpu`: all 3,969 at a run's last epoch)
+    again = tmp_path / "again"
+    assert main(["rank", "--checkpoint", str(out / "train" / "supernet.pt"), "--archs", "5", "--score-images", "32",
+                 "--quiet", "--data-root", str(tiny_cifar_folder), "--out", str(again)]) == 0
+    m2 = json.loads((again / "metrics.json").read_text())
+    assert m2["protocol"]["space"] == "macro" and m2["n_archs"] == 5 and m2["protocol"]["k"] == 4
     assert main(["cost", "--space", "macro", "--arch", "22212220"]) == 0
     assert "22212220,1985514," in capsys.readouterr().out
