@@ -166,8 +166,8 @@ def plot_scatter(out_dir: Path, scores: np.ndarray, truth: np.ndarray, metrics: 
     ax.set_xlabel(f"true accuracy (%), {p['truth']}")
     ax.set_ylabel(ylabel or f"supernet accuracy (%), {p['n_score_images']:,} images")
     title = title or f"{p['dataset']}  K={p['k']} {p['code_label']}"
-    ax.set_title(f"{title}: Kendall tau {metrics['kendall_tau']:.3f}\n{p['n_archs']:,} archs, config {p['config_hash']}",
-                 fontsize=9)
+    ident = f"scores sha256 {p['scores_sha256'][:10]}" if p.get("scores_sha256") else f"config {p['config_hash']}"
+    ax.set_title(f"{title}: Kendall tau {metrics['kendall_tau']:.3f}\n{p['n_archs']:,} archs, {ident}", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(out_dir) / "scatter.png"
