@@ -36,27 +36,19 @@ def rank_scores(args) -> int:
 def cmd_compare(args) -> int:
     """Two rank runs, or score files (CSV / JSON, as for `rank --scores`) evaluated on the fly against the truth
     of the other run's space and dataset (or --space / --dataset / --truth)."""
-    import json
     import tempfile
 
     from kshot_bench.evaluate import evaluate_ranking
+    from kshot_bench.report_runs import load_rank_run
     from kshot_bench.report_tables import compare
 
-    runs = [p for p in (args.a, args.b) if p.is_dir()]
-    protocol = json.loads((runs[0] / "metrics.json").read_text()).get("protocol", {}) if runs and \
-        (runs[0] / "metrics.json").is_file() else {}
+    runs = [load_rank_run(p) for p in (args.a, args.b) if (p / "metrics.json").is_file()]
+    protocol = runs[0].p if runs else {}
     space = args.space or protocol.get("space") or "nb201"
     dataset = args.dataset or protocol.get("dataset") or "cifar10"
     truth = args.truth or protocol.get("truth")
-    only = None  # a score file is evaluated on the run's archs
-    if runs and (runs[0] / "predictions.csv").is_file():
-        import csv
-
-        from kshot_bench.search_space import SPACES
-
-        sp = SPACES.get(space)
-        with open(runs[0] / "predictions.csv", newline="") as fh:
-            only = [sp.KEY_TYPE(row[sp.KEY]) for row in csv.DictReader(fh)]
+    pred = runs[0].predictions() if runs else None
+    only = pred["key"].tolist() if pred is not None else None  # a score file is evaluated on the run's archs
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for name, path in (("a", args.a), ("b", args.b)):
