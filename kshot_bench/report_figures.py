@@ -109,9 +109,17 @@ def _save(plt, fig, out: Path, name: str) -> str:
 
 
 
+def comparable_budget(ranks, kind) -> int:
+    """The training budget (epochs) a one-budget figure draws: the one where the runs cover the most kinds
+    (values of K, methods), the largest of those. Snapshots of a longer run do not push the runs that stopped
+    earlier off the figure."""
+    kinds = group(ranks, lambda r: int(r.p["epochs"]))
+    return max(kinds, key=lambda e: (len({kind(r) for r in kinds[e]}), e))
+
+
 def fig4(ranks, searches, out: Path) -> Tuple[Optional[str], str]:
-    budgets = sorted({int(r.p["epochs"]) for r in ranks})
-    ranks = [r for r in ranks if int(r.p["epochs"]) == budgets[-1]]  # one training budget: the largest
+    budget = comparable_budget(ranks, lambda r: int(r.p["k"]))
+    ranks = [r for r in ranks if int(r.p["epochs"]) == budget]
     if len({int(r.p["k"]) for r in ranks}) < 2:
         return None, "Fig. 4 needs runs at two or more values of K (at the same training budget)."
     by = group(ranks, lambda r: r.method)
@@ -136,7 +144,7 @@ def fig4(ranks, searches, out: Path) -> Tuple[Optional[str], str]:
     ax.set_xticks(all_k, [str(k) for k in all_k])
     ax.set_xlabel("K (K=1: one-shot)")
     ax.set_ylabel("Kendall's tau (mean ± std over seeds)")
-    ax.set_title(f"Fig. 4: ranking quality against K ({budgets[-1]} epochs)", fontsize=10)
+    ax.set_title(f"Fig. 4: ranking quality against K ({budget} epochs)", fontsize=10)
     ax.legend(fontsize=8)
     if has_search:
         ax2 = axes[0][1]
@@ -153,12 +161,12 @@ def fig4(ranks, searches, out: Path) -> Tuple[Optional[str], str]:
         ax2.set_ylabel("ground truth of the searched arch (%)")
         ax2.set_title("searched accuracy against K", fontsize=10)
     name = _save(plt, fig, out, "fig4_tau_vs_k.png")
-    return name, f"Fig. 4 ({budgets[-1]}-epoch runs) from {protocol_line(ranks)}."
+    return name, f"Fig. 4 ({budget}-epoch runs) from {protocol_line(ranks)}."
 
 
 def fig5(ranks, out: Path) -> Tuple[Optional[str], str]:
-    budgets = sorted({int(r.p["epochs"]) for r in ranks})
-    ranks = [r for r in ranks if int(r.p["epochs"]) == budgets[-1]]  # one training budget: the largest
+    budget = comparable_budget(ranks, lambda r: r.method)
+    ranks = [r for r in ranks if int(r.p["epochs"]) == budget]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 4), dpi=130)
     by = group(ranks, lambda r: r.method)
@@ -177,10 +185,10 @@ def fig5(ranks, out: Path) -> Tuple[Optional[str], str]:
     ax.set_xscale("log")
     ax.set_xlabel("n_high (size of the true top group)")
     ax.set_ylabel("split Kendall's tau (mean ± std over seeds)")
-    ax.set_title(f"Fig. 5: ranking of high vs low performers ({budgets[-1]} epochs)", fontsize=10)
+    ax.set_title(f"Fig. 5: ranking of high vs low performers ({budget} epochs)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     name = _save(plt, fig, out, "fig5_split_tau.png")
-    return name, f"Fig. 5 ({budgets[-1]}-epoch runs) from {protocol_line(ranks)}."
+    return name, f"Fig. 5 ({budget}-epoch runs) from {protocol_line(ranks)}."
 
 
 FIG6_ARCHS = 1000
@@ -205,8 +213,8 @@ def run_codes(run: RankRun, n: int = FIG6_ARCHS) -> Tuple[np.ndarray, str]:
         rows = list(csv.DictReader(fh))[:n]
     k = int(run.p["k"])
     lam = np.array([[float(row[f"lam_{i}"]) for i in range(k)] for row in rows])
-    note = "" if len(rows) >= n else f" The run scored {len(rows)} archs, fewer than the paper's {n:,}, and has no train/supernet.pt to code more"
-    return lam, f"run {run.label}, the first {len(rows)} archs of its predictions.csv.{note}"
+    note = "" if len(rows) >= n else f". The run scored {len(rows)} archs, fewer than the paper's {n:,}, and has no train/supernet.pt to code more"
+    return lam, f"run {run.label}, the first {len(rows)} archs of its predictions.csv{note}"
 
 
 def fig6(ranks, out: Path) -> Tuple[Optional[str], str]:

@@ -190,3 +190,18 @@ def test_compare_two_runs_of_other_budgets_on_the_same_archs(tmp_path, capsys):
         compare(a, other)
     with pytest.raises(UserError, match="not a rank run"):
         compare(a, root)
+
+
+def test_one_budget_figures_draw_the_budget_that_compares_the_most(tmp_path):
+    """Snapshots of a K=4 run past the last one-shot snapshot do not push one-shot off Figs. 4 and 5: they
+    draw the largest budget at which both K values were scored; Fig. 7 draws every budget."""
+    root = tmp_path / "runs"
+    fake_rank_run(root, 1, "uniform", 0, epochs=50, tau=0.1)
+    for e in (50, 100, 150):
+        fake_rank_run(root, 4, "simplex", 0, epochs=e, tau=0.2 + e / 1000)
+    text = build_report([root], tmp_path / "r").read_text()
+    assert "Fig. 4 (50-epoch runs)" in text and "Fig. 5 (50-epoch runs)" in text
+    assert "fig7_tau_vs_k_epochs.png" in text
+    fake_rank_run(root, 1, "uniform", 0, epochs=150, tau=0.3)
+    text = build_report([root], tmp_path / "r2").read_text()
+    assert "Fig. 4 (150-epoch runs)" in text and "Fig. 5 (150-epoch runs)" in text
