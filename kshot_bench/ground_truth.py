@@ -110,6 +110,24 @@ def space_truth(space, column: str) -> np.ndarray:
     return table[column]
 
 
+def noise_ceiling(space, dataset: str, keys: Sequence) -> Optional[Dict]:
+    """How well one independent training of the benchmark ranks the archs like another, on these archs:
+    Kendall's tau of each pair of the table's repeated trainings (space.REPEATS), and their mean. No ranking
+    against a truth measured with that noise can be expected to agree much better. None where the table
+    ships no repeats."""
+    from itertools import combinations
+
+    from kshot_bench.metrics import kendall_tau
+
+    columns = space.REPEATS.get(dataset, ())
+    if len(columns) < 2:
+        return None
+    table, rows = package_npz(space.TRUTH_TABLE), np.asarray(keys)
+    pairs = {f"{a}~{b}": kendall_tau(table[a][rows], table[b][rows]) for a, b in combinations(columns, 2)}
+    return {"kendall_tau": float(np.mean(list(pairs.values()))), "pairs": pairs,
+            "description": f"two independent trainings of the benchmark agree (mean over its {len(pairs)} pairs)"}
+
+
 def baseline_scores(space, info, keys: Sequence, archs: Sequence) -> Dict[str, Tuple[np.ndarray, str]]:
     """Ranking baselines on the same archs: name -> (scores, description). Costs (parameters, FLOPs) by the
     space's convention, and the columns its tables ship (zero-cost proxies, short trainings)."""

@@ -20,6 +20,7 @@ from kshot_bench.report_runs import (
     group,
     mean_std,
     protocol_line,
+    run_noise_ceiling,
     run_space,
     variant_name,
 )
@@ -296,6 +297,11 @@ def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
     if nulls:
         ax.axhspan(np.mean([b["band_lo"] for b in nulls]), np.mean([b["band_hi"] for b in nulls]), color="tab:gray",
                    alpha=0.15, label="chance (95% band)")
+    ceilings = {r.p["arch_set"]: run_noise_ceiling(r) for r in runs}
+    if all(ceilings.values()):
+        ceiling_tau = float(np.mean([c["kendall_tau"] for c in ceilings.values()]))
+        ax.axhline(ceiling_tau, color="tab:brown", linestyle="-.", linewidth=1.2,
+                   label=f"noise ceiling: two trainings of the truth ({ceiling_tau:.3f})")
     published = _published(runs)
     for (label, tau), color in zip(published, ("tab:red", "tab:orange", "tab:olive", "tab:cyan", "tab:pink")):
         ax.axhline(tau, color=color, linestyle=(0, (1, 2)), linewidth=1.0, label=f"published, all archs: {label} ({tau:.3f})")
@@ -309,6 +315,9 @@ def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     name = _save(plt, fig, out, "fig7_tau_vs_k_epochs.png")
     note = ("" if n_sets == 1 else f" Baselines and the chance band are averaged over the runs' {n_sets} arch sets.")
+    if all(ceilings.values()):
+        note += (f" Dash-dot line: the noise ceiling, {ceiling_tau:.3f}: {ceilings[next(iter(ceilings))]['description']} on "
+                 "the same archs.")
     if published:
         note += (" Dotted lines: published figures over all 15,625 archs (SPEC 5a, with their sources), other "
                  "protocols and supernets than ours, drawn for reference; they are not our measurements.")

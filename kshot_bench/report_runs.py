@@ -24,6 +24,14 @@ def run_space(run):
     return SPACES.get(run.p.get("space") or DEFAULT_SPACE)
 
 
+def run_noise_ceiling(run) -> Optional[Dict]:
+    """The benchmark's own repeat-to-repeat tau on the run's archs (ground_truth.noise_ceiling), or None."""
+    from kshot_bench.ground_truth import noise_ceiling
+
+    pred = run.predictions()
+    return None if pred is None else noise_ceiling(run_space(run), run.p["dataset"], pred["key"])
+
+
 METHOD_ORDER = ["one-shot (K=1)", "fixed K-shot (1/K)", "random K-shot", "K-shot + simplex-net"]
 
 

@@ -24,6 +24,7 @@ from kshot_bench.report_runs import (
     pm,
     protocol_line,
     run_cis,
+    run_noise_ceiling,
     run_space,
     variant_name,
 )
@@ -172,6 +173,24 @@ def _chance_rows(runs: List[RankRun]) -> List[str]:
             f"the runs' arch sets ({len(bands)}) |"]
 
 
+def _ceiling_rows(runs: List[RankRun]) -> List[str]:
+    """Where the truth's own noise caps any ranking: the benchmark's independent trainings against each other
+    on each distinct arch set (spaces whose table ships them)."""
+    found, seen = [], set()
+    for r in runs:
+        if r.p.get("arch_set") in seen:
+            continue
+        seen.add(r.p.get("arch_set"))
+        ceiling = run_noise_ceiling(r)
+        if ceiling:
+            found.append(ceiling)
+    if not found:
+        return []
+    pairs = "; ".join(", ".join(f"{v:.3f}" for v in c["pairs"].values()) for c in found)
+    return [f"| noise ceiling: {found[0]['description']} | – | – | {pm([c['kendall_tau'] for c in found])} | "
+            f"pairs: {pairs} | – | the runs' arch sets ({len(found)}) |"]
+
+
 def table4(ranks: List[RankRun]) -> List[str]:
     lines = []
     for dataset, runs in group(ranks, lambda r: r.p["dataset"]).items():
@@ -183,7 +202,7 @@ def table4(ranks: List[RankRun]) -> List[str]:
         for (_, k, neg_epochs, method), rs in sorted(by.items()):
             lines.append(f"| {method} | {k} | {-neg_epochs} | {pm([r.metrics['kendall_tau'] for r in rs])} | "
                          f"{run_cis(rs)} | {pm([r.metrics['spearman'] for r in rs])} | {', '.join(r.label for r in rs)} |")
-        lines += _baseline_rows(runs) + _chance_rows(runs)
+        lines += _baseline_rows(runs) + _chance_rows(runs) + _ceiling_rows(runs)
         lines += ["", "Mean ± std over the runs of each row (seeds); rows with different training budgets are kept "
                   "apart. A baseline's spread is over the distinct arch sets of the runs. Brackets: 95% bootstrap "
                   "intervals of each run's tau (1,000 resamples of its archs).", "",

@@ -50,6 +50,22 @@ def test_shipped_table_is_one_row_per_network():
     assert (t["layers"] == [s.layers_used(n) for n in t["network"]]).all()
 
 
+def test_noise_ceiling_is_the_tables_repeat_agreement():
+    """Over all 3,969 networks the table's three trainings agree at tau 0.88 pair by pair (the data README's
+    noise ceiling); on a subset it is the same computation on those rows; NB201 ships no repeats."""
+    from kshot_bench.ground_truth import noise_ceiling
+    from kshot_bench.metrics import kendall_tau
+    from kshot_bench.search_space import nb201
+
+    c = noise_ceiling(s, "cifar10", np.arange(s.NUM_ARCHS))
+    assert len(c["pairs"]) == 3 and all(0.87 < v < 0.89 for v in c["pairs"].values())
+    assert c["kendall_tau"] == pytest.approx(np.mean(list(c["pairs"].values())))
+    t, rows = package_npz(s.TRUTH_TABLE), np.arange(0, 3969, 7)
+    assert noise_ceiling(s, "cifar10", rows)["pairs"]["acc_run0~acc_run2"] == pytest.approx(
+        kendall_tau(t["acc_run0"][rows], t["acc_run2"][rows]))
+    assert noise_ceiling(nb201, "cifar10", np.arange(10)) is None
+
+
 def test_shipped_proxies_cover_every_network():
     """macro_proxies.npz (scripts/build_macro_proxies.py from `kshot-bench proxies --space macro --archs all`)."""
     t = package_npz(s.PROXY_TABLE)

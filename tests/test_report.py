@@ -205,3 +205,24 @@ def test_one_budget_figures_draw_the_budget_that_compares_the_most(tmp_path):
     fake_rank_run(root, 1, "uniform", 0, epochs=150, tau=0.3)
     text = build_report([root], tmp_path / "r2").read_text()
     assert "Fig. 4 (150-epoch runs)" in text and "Fig. 5 (150-epoch runs)" in text
+
+
+def test_noise_ceiling_row_and_line_where_the_truth_has_repeats(tmp_path):
+    """A run on a space whose table ships independent trainings (NAS-Bench-Macro) gets the noise-ceiling row
+    (their agreement on the run's archs) in Table 4 and a line in Fig. 7; an NB201 run gets neither."""
+    from kshot_bench.ground_truth import noise_ceiling
+    from kshot_bench.search_space import macro
+
+    root = tmp_path / "runs"
+    for e in (5, 10):
+        d = fake_rank_run(root, 1, "uniform", 0, epochs=e, n=60)
+        m = json.loads((d / "metrics.json").read_text())
+        m["protocol"].update(space="macro", truth="mean_acc")
+        (d / "metrics.json").write_text(json.dumps(m))
+    text = build_report([root], tmp_path / "r").read_text()
+    expected = noise_ceiling(macro, "cifar10", np.arange(60))["kendall_tau"]
+    row = next(x for x in text.splitlines() if x.startswith("| noise ceiling: two independent trainings"))
+    assert f"{expected:.3f}" in row and "pairs: " in row
+    assert f"Dash-dot line: the noise ceiling, {expected:.3f}" in text
+    nb = fake_rank_run(tmp_path / "nb", 1, "uniform", 0)
+    assert "noise ceiling" not in build_report([nb], tmp_path / "r2").read_text()

@@ -238,6 +238,7 @@ NUM_STRINGS = len(OPS) ** NUM_LAYERS  # 6,561 arch strings
 KEY, KEY_TYPE = "index", int  # results files name a network by its row in the truth table
 TRUTH_TABLE = "macro_cifar10.npz"
 TRUTH = {"cifar10": "mean_acc"}
+REPEATS = {"cifar10": ("acc_run0", "acc_run1", "acc_run2")}  # the table's three independent trainings
 COST_BASELINES = {"params": "parameter count (NAS-Bench-Macro)", "flops": "FLOPs ({size}x{size} input)"}
 
 

@@ -324,6 +324,7 @@ def _out(size: int, stride: int) -> int:
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120", "imagenet")  # any image data; `imagenet` is its paper protocol
 KEY, KEY_TYPE = "arch_str", str  # results files name an arch by its string
 TRUTH: Dict[str, str] = {}  # no ground-truth benchmark: rank reports scores, costs and codes
+REPEATS: Dict[str, Tuple[str, ...]] = {}
 COST_BASELINES: Dict[str, str] = {}
 
 

@@ -361,6 +361,7 @@ KEY, KEY_TYPE = "index", int  # results files name an arch by its official NB201
 TRUTH_TABLE = "nb201_truth.npz"  # package data, one row per official index (ground_truth.py)
 PROXY_TABLE = "nb201_proxies.npz"
 # the ground truth a ranking is compared with by default (SPEC 5), per dataset
+REPEATS: Dict[str, Tuple[str, ...]] = {}  # the table ships the mean over the benchmark's seeds only
 TRUTH = {"cifar10": "cifar10_test_200ep", "cifar100": "cifar100_xtest_200ep", "ImageNet16-120": "imagenet16_xtest_200ep"}
 _VAL_12EP = {"cifar10": "cifar10_val_12ep", "cifar100": "cifar100_val_12ep", "ImageNet16-120": "imagenet_val_12ep"}
 COST_BASELINES = {"params": "parameter count (NB201)", "flops": "FLOPs (NB201 convention, {size}x{size} input)"}
