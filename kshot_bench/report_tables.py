@@ -38,7 +38,7 @@ def tables(runs: Runs) -> List[str]:
     ranks, searches = runs.ranks, runs.searches
     lines = []
     if ranks:
-        lines += table4(ranks) + paired_comparisons(ranks) + table_ablation(ranks, searches) + table1(ranks)
+        lines += table4(ranks) + table_without_no_path(ranks) + paired_comparisons(ranks) + table_ablation(ranks, searches) + table1(ranks)
     lines += unranked_tables(runs) + table_ablation_unranked(runs)
     lines += table1(runs.without_truth) if any(r.log for r in runs.without_truth) else []
     lines += table2(runs.retrains, runs.all_searches)
@@ -208,6 +208,26 @@ def table4(ranks: List[RankRun]) -> List[str]:
                   "intervals of each run's tau (1,000 resamples of its archs).", "",
                   f"Protocol: {protocol_line(runs)}.", ""]
     return lines
+
+
+def table_without_no_path(ranks: List[RankRun]) -> List[str]:
+    """Each run's tau without the archs whose network outputs a constant (NB201: no input-to-output path),
+    from its metrics.json; nothing when no run scored such archs."""
+    runs = [r for r in ranks if r.metrics.get("without_no_path")]
+    if not runs:
+        return []
+    lines = ["### Without the archs whose network outputs a constant", "",
+             "| method | K | epochs | archs | Kendall tau [95% CI] | with them | split tau n=10 / 50 / 100 | run |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(runs, key=lambda r: (r.p["dataset"], int(r.p["k"]), int(r.p["epochs"]), r.label)):
+        w = r.metrics["without_no_path"]
+        split = " / ".join(fmt(w["split_tau"].get(n), 2) for n in ("10", "50", "100"))
+        lines.append(f"| {r.method} | {r.p['k']} | {r.p['epochs']} | {w['n_archs']:,} of {r.metrics['n_archs']:,} | "
+                     f"{ci_text(w['kendall_tau'], w.get('ci95', {}).get('kendall_tau'))} | {fmt(r.metrics['kendall_tau'], 3)} | "
+                     f"{split} | {r.label} |")
+    return lines + ["", "Their networks compute a constant (on NB201 each sits at chance accuracy in the truth), so "
+                    "no score can order them among themselves; tau without them says how well the rest is ranked. "
+                    "Brackets: 95% bootstrap intervals over the remaining archs.", ""]
 
 
 def table_ablation(ranks: List[RankRun], searches: List[SearchRun]) -> List[str]:

@@ -226,3 +226,19 @@ def test_noise_ceiling_row_and_line_where_the_truth_has_repeats(tmp_path):
     assert f"Dash-dot line: the noise ceiling, {expected:.3f}" in text
     nb = fake_rank_run(tmp_path / "nb", 1, "uniform", 0)
     assert "noise ceiling" not in build_report([nb], tmp_path / "r2").read_text()
+
+
+def test_tau_without_the_archs_that_output_a_constant_is_reported(tmp_path):
+    root = tmp_path / "runs"
+    d = fake_rank_run(root, 4, "simplex", 0, tau=0.5)
+    m = json.loads((d / "metrics.json").read_text())
+    m["without_no_path"] = {"n_archs": 37, "kendall_tau": 0.456, "ci95": {"kendall_tau": [0.41, 0.5]},
+                            "split_tau": {"10": 0.8, "50": 0.6, "100": 0.55}}
+    (d / "metrics.json").write_text(json.dumps(m))
+    fake_rank_run(root, 1, "uniform", 0)  # written before the field existed: no row
+    text = build_report([root], tmp_path / "r").read_text()
+    rows = [x for x in text.split("### Without the archs whose network outputs a constant")[1].splitlines()
+            if x.startswith("| K-shot") or x.startswith("| one-shot")]
+    assert rows == ["| K-shot + simplex-net | 4 | 10 | 37 of 40 | 0.456 [0.410, 0.500] | 0.500 | 0.80 / 0.60 / 0.55 | "
+                    "k4-simplex-e10-s0 (h4si010) |"]
+    assert "outputs a constant" not in build_report([root / "k1-oneshot-e10-s0"], tmp_path / "r2").read_text()
