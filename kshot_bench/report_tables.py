@@ -38,7 +38,7 @@ def tables(runs: Runs) -> List[str]:
     ranks, searches = runs.ranks, runs.searches
     lines = []
     if ranks:
-        lines += table4(ranks) + table_without_no_path(ranks) + paired_comparisons(ranks) + table_ablation(ranks, searches) + table1(ranks)
+        lines += table4(ranks) + table_without_no_path(ranks) + table_top(ranks) + paired_comparisons(ranks) + table_ablation(ranks, searches) + table1(ranks)
     lines += unranked_tables(runs) + table_ablation_unranked(runs)
     lines += table1(runs.without_truth) if any(r.log for r in runs.without_truth) else []
     lines += table2(runs.retrains, runs.all_searches)
@@ -228,6 +228,39 @@ def table_without_no_path(ranks: List[RankRun]) -> List[str]:
     return lines + ["", "Their networks compute a constant (on NB201 each sits at chance accuracy in the truth), so "
                     "no score can order them among themselves; tau without them says how well the rest is ranked. "
                     "Brackets: 95% bootstrap intervals over the remaining archs.", ""]
+
+
+TOP_N = ("10", "50", "100")
+
+
+def table_top(ranks: List[RankRun]) -> List[str]:
+    """The top of each run's ranking beside the baselines on the same archs: tau among the true top-n archs,
+    precision at k (the share of the true top k among the k best scored) and regret, from metrics.json and
+    baselines.json."""
+    def cells(m: Dict) -> str:
+        top, prec = m.get("top_tau", {}), m.get("precision_at_k", {})
+        return (f"{' / '.join(fmt(top.get(n), 2) for n in TOP_N)} | {' / '.join(fmt(prec.get(n), 2) for n in TOP_N)} | "
+                f"{fmt(m.get('regret'), 2)}")
+
+    runs = [r for r in ranks if r.metrics.get("top_tau")]
+    if not runs:
+        return []
+    lines = ["### The top of the ranking", "",
+             f"| method | K | epochs | top-n tau, n = {' / '.join(TOP_N)} | P@k, k = {' / '.join(TOP_N)} | regret (accuracy points) | run |",
+             "|---|---|---|---|---|---|---|"]
+    for r in sorted(runs, key=lambda r: (r.p["dataset"], int(r.p["k"]), int(r.p["epochs"]), r.label)):
+        lines.append(f"| {r.method} | {r.p['k']} | {r.p['epochs']} | {cells(r.metrics)} | {r.label} |")
+    sets = {}
+    for r in runs:
+        sets.setdefault(r.p.get("arch_set"), r)
+    for name in sorted({b for r in sets.values() for b in r.baselines} - {"random"}):
+        for r in sets.values():
+            b = r.baselines.get(name)
+            if b and b.get("top_tau"):
+                lines.append(f"| baseline: {b.get('description', name)} | – | – | {cells(b)} | arch set of {r.label} |")
+    return lines + ["", "Top-n tau: Kendall's tau among the n archs that are best in the truth. P@k: the share of the "
+                    "true top k among the k archs scored best. Regret: the truth of the best-scored arch below the best "
+                    "arch's, in accuracy points (the mean over archs tied at the best score).", ""]
 
 
 def table_ablation(ranks: List[RankRun], searches: List[SearchRun]) -> List[str]:

@@ -237,8 +237,24 @@ def test_tau_without_the_archs_that_output_a_constant_is_reported(tmp_path):
     (d / "metrics.json").write_text(json.dumps(m))
     fake_rank_run(root, 1, "uniform", 0)  # written before the field existed: no row
     text = build_report([root], tmp_path / "r").read_text()
-    rows = [x for x in text.split("### Without the archs whose network outputs a constant")[1].splitlines()
+    section = text.split("### Without the archs whose network outputs a constant")[1].split("\n### ")[0]
+    rows = [x for x in section.splitlines()
             if x.startswith("| K-shot") or x.startswith("| one-shot")]
     assert rows == ["| K-shot + simplex-net | 4 | 10 | 37 of 40 | 0.456 [0.410, 0.500] | 0.500 | 0.80 / 0.60 / 0.55 | "
                     "k4-simplex-e10-s0 (h4si010) |"]
     assert "outputs a constant" not in build_report([root / "k1-oneshot-e10-s0"], tmp_path / "r2").read_text()
+
+
+def test_top_of_the_ranking_table_lists_runs_and_baselines(tmp_path):
+    root = tmp_path / "runs"
+    d = fake_rank_run(root, 4, "simplex", 0)
+    m = json.loads((d / "metrics.json").read_text())
+    m["top_tau"], m["precision_at_k"] = {"10": 0.25, "50": 0.5, "100": 0.125}, {"10": 0.3, "50": 0.44}
+    (d / "metrics.json").write_text(json.dumps(m))
+    b = json.loads((d / "baselines.json").read_text())
+    b["params"].update(top_tau={"10": -0.5}, precision_at_k={"10": 0.1}, regret=2.5)
+    (d / "baselines.json").write_text(json.dumps(b))
+    lines = build_report([root], tmp_path / "r").read_text().split("### The top of the ranking")[1].splitlines()
+    assert "| K-shot + simplex-net | 4 | 10 | 0.25 / 0.50 / 0.12 | 0.30 / 0.44 / n/a | 1.00 | k4-simplex-e10-s0 (h4si010) |" in lines
+    assert any(x.startswith("| baseline: parameter count (NB201) | – | – | -0.50 / n/a / n/a | 0.10 / n/a / n/a | 2.50 |")
+               for x in lines)
