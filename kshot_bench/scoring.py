@@ -117,6 +117,34 @@ def score_arch(model, arch, code, batches, bf16: bool = False, calibration=None)
     return 100.0 * float(correct) / n, float(loss) / n
 
 
+def score_archs_shared(model, archs: Sequence, code, batches, bf16: bool = False) -> List[Tuple[float, float]]:
+    """`score_arch` of every arch with one code, batch by batch: archs in a row that share their first stages
+    share those stages' outputs (a supernet with PREFIX_SHARING; `forward(..., prefix=)`). The same operations
+    on the same inputs as scoring them one by one, so the same numbers; sorted by `model.stage_keys`, the archs
+    of a chain-shaped space (Macro, MobileNetV2 one-shot) skip most of their trunk."""
+    import torch
+    import torch.nn.functional as F
+
+    from kshot_bench.supernet.kshot import PrefixCache
+
+    dev = batches[0][0].device
+    correct = [torch.zeros((), dtype=torch.long, device=dev) for _ in archs]
+    loss = [torch.zeros((), dtype=torch.float64, device=dev) for _ in archs]
+    n = 0
+    with torch.inference_mode(), bf16_autocast(dev, bf16):
+        for x, y in batches:
+            cache = PrefixCache()
+            for j, arch in enumerate(archs):
+                logits = model(x, arch, code, prefix=cache)
+                correct[j] += (logits.argmax(1) == y).sum()
+                loss[j] += F.cross_entropy(logits, y, reduction="sum").double()
+            n += len(y)
+    return [(100.0 * float(c) / n, float(l) / n) for c, l in zip(correct, loss)]
+
+
+SHARED_CHUNK = 128  # archs scored together with shared prefixes between two journal writes
+
+
 PARTIAL = "predictions.partial.csv"
 
 
@@ -154,19 +182,42 @@ def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir:
             writer.writerow(fields)
         bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc="scoring" + (f" (rank {dist.rank})" if dist.active else ""),
                    unit="arch", disable=not progress or not dist.is_main, mininterval=1.0)
-        for j, (key, arch) in enumerate(todo):
-            if stop_after and j == stop_after:
-                raise KeyboardInterrupt
-            code = all_codes[j]
-            acc, loss = score_arch(model, arch, code, batches, bf16, calibration)
+        def record(key, code, acc, loss):
             lam = code.tolist()
             done[key] = {"score": acc, "val_loss": loss, **{f"lam_{i}": v for i, v in enumerate(lam)}}
             writer.writerow([key, f"{acc:.6g}", f"{loss:.6g}"] + [f"{v:.6g}" for v in lam])
-            fh.flush()
-            bar.update(1)
+
+        if todo and shares_prefixes(model, all_codes, calibration):
+            code = all_codes[0]
+            order = sorted(range(len(todo)), key=lambda j: model.stage_keys(todo[j][1]))
+            for c in range(0, len(order), SHARED_CHUNK):
+                if stop_after and c >= stop_after:
+                    raise KeyboardInterrupt
+                chunk = [todo[j] for j in order[c:c + SHARED_CHUNK]]
+                for (key, _), (acc, loss) in zip(chunk, score_archs_shared(model, [a for _, a in chunk], code, batches, bf16)):
+                    record(key, code, acc, loss)
+                fh.flush()
+                bar.update(len(chunk))
+        else:
+            for j, (key, arch) in enumerate(todo):
+                if stop_after and j == stop_after:
+                    raise KeyboardInterrupt
+                acc, loss = score_arch(model, arch, all_codes[j], batches, bf16, calibration)
+                record(key, all_codes[j], acc, loss)
+                fh.flush()
+                bar.update(1)
         bar.close()
     dist.barrier()  # every rank's journal is complete: read them all (one process too, so that a result
     return _read_journals(out_dir, as_key, fields)  # never depends on which run or process count scored it
+
+
+def shares_prefixes(model, codes, calibration) -> bool:
+    """Scoring can share trunk prefixes between archs: the supernet offers it, every arch has the same code
+    (one-shot, fixed codes) and BN uses batch statistics (re-estimated statistics are per arch)."""
+    import torch
+
+    return (getattr(model, "PREFIX_SHARING", False) and not calibration
+            and all(torch.equal(codes[0], c) for c in codes[1:]))
 
 
 def _read_journals(out_dir: Path, as_key: Dict[str, object], fields: List[str]) -> Dict:

@@ -233,3 +233,43 @@ def test_rank_on_macro_end_to_end(tmp_path, capsys, tiny_cifar_folder):
     assert m2["protocol"]["space"] == "macro" and m2["n_archs"] == 5 and m2["protocol"]["k"] == 4
     assert main(["cost", "--space", "macro", "--arch", "22212220"]) == 0
     assert "22212220,1985514," in capsys.readouterr().out
+
+
+def test_scoring_with_shared_prefixes_gives_the_same_numbers(tmp_path):
+    """One code for every arch (one-shot, fixed codes): scoring shares the trunk of archs with common first
+    layers, and gives bit for bit what scoring each arch on its own gives, through the journal too; with a
+    code per arch (the simplex-net) or re-estimated BN nothing is shared."""
+    from kshot_bench.scoring import score_arch, score_archs, score_archs_shared, shares_prefixes
+    from kshot_bench.search_space import mbv2
+    from kshot_bench.supernet.mbv2 import KShotMBV2
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(6, 3, 32, 32, generator=g), torch.randint(0, 10, (6,), generator=g)) for _ in range(2)]
+    keys, archs, _ = s.arch_set("30", 0)
+    net = KShotMacro(1)
+    calls = collections.Counter()
+    stage = net._stage
+    net._stage = lambda h, j, *a: (calls.update([j]), stage(h, j, *a))[1]
+    order = sorted(archs, key=net.stage_keys)
+    one = torch.ones(1)
+    shared = score_archs_shared(net, order, one, batches)
+    prefixes = {tuple(net.stage_keys(a)[:d]) for a in archs for d in range(1, 10)}  # 9 stages: stem + 8 layers
+    assert sum(calls.values()) == len(prefixes) * len(batches) < len(archs) * 9 * len(batches)  # each prefix once
+    assert shared == [score_arch(net, a, one, batches) for a in order]
+    codes = lambda a: torch.ones(len(a), 1)  # noqa: E731
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "single").mkdir()
+    done = score_archs(net, codes, batches, keys, archs, tmp_path / "shared", 1, progress=False)
+    net.PREFIX_SHARING = False
+    assert score_archs(net, codes, batches, keys, archs, tmp_path / "single", 1, progress=False) == done
+    assert not shares_prefixes(net, torch.ones(3, 1), None)
+    del net.PREFIX_SHARING
+    assert shares_prefixes(net, torch.ones(3, 1), None) and not shares_prefixes(net, torch.ones(3, 1), batches)
+    assert not shares_prefixes(net, torch.tensor([[0.5, 0.5], [0.4, 0.6]]), None)
+    # a space with widths: the stem and first-block widths key the first stages
+    wide = KShotMBV2(1, 10, scale=0.25)
+    rng = np.random.default_rng(0)
+    archs = sorted((mbv2.sample(rng) for _ in range(6)), key=wide.stage_keys)
+    archs += [archs[0]._replace(widths=((archs[0].widths[0] + 1) % 5,) + archs[0].widths[1:])]
+    assert score_archs_shared(wide, archs, one, batches) == [score_arch(wide, a, one, batches) for a in archs]

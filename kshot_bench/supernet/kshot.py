@@ -12,6 +12,7 @@ Init of the K copies (`init`, a design choice the paper leaves open; docs/design
 from __future__ import annotations
 
 import math
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -49,3 +50,28 @@ def kshot_parameter(k: int, shape: tuple, init: str, fan_in: int | None = None, 
 
 def conv_weight(k: int, c_out: int, c_in: int, ksize: int, init: str) -> nn.Parameter:
     return kshot_parameter(k, (c_out, c_in, ksize, ksize), init, fan_in=c_in * ksize * ksize)
+
+
+class PrefixCache:
+    """The trunk states of the last arch a supernet ran on one batch with one code (`forward(..., prefix=)`):
+    stage keys (the stage's op and width) and outputs, along that arch's path. Scoring archs in sorted
+    order on one batch reuses the longest shared prefix of each. Valid for inference on that very batch and
+    code: a new batch or code (another tensor object) starts from the input."""
+
+    def __init__(self):
+        self.x, self.code, self.keys, self.states = None, None, [], []
+
+    def resume(self, x: Tensor, code: Optional[Tensor], stages: Sequence) -> Tuple[int, Tensor]:
+        """(the first stage to compute, its input)."""
+        if x is not self.x or code is not self.code or torch.is_grad_enabled():
+            self.x, self.code, self.keys, self.states = x, code, [], []
+        d = 0
+        while d < min(len(self.keys), len(stages)) and self.keys[d] == stages[d]:
+            d += 1
+        del self.keys[d:], self.states[d:]
+        return d, (self.states[d - 1] if d else x)
+
+    def keep(self, key, state: Tensor) -> None:
+        if not torch.is_grad_enabled():
+            self.keys.append(key)
+            self.states.append(state)

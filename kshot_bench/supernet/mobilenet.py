@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kshot_bench.supernet.groups import GroupStack
-from kshot_bench.supernet.kshot import kshot_parameter, merge
+from kshot_bench.supernet.kshot import PrefixCache, kshot_parameter, merge
 from kshot_bench.supernet.ops import batch_norm
 
 
@@ -225,26 +225,50 @@ class KShotMobileNet(nn.Module):
             return _bn(x)
         return _bn(x, merge(bn[0][:, :c], code), merge(bn[1][:, :c], code))
 
-    def forward(self, x: Tensor, arch, code: Optional[Tensor] = None) -> Tensor:
+    PREFIX_SHARING = True  # forward(..., prefix=PrefixCache()): archs sharing their first layers share that work
+
+    def forward(self, x: Tensor, arch, code: Optional[Tensor] = None, prefix: Optional["PrefixCache"] = None) -> Tensor:
+        """The logits of `arch` with `code`. `prefix`: a PrefixCache of an earlier call on the same `x` and
+        `code` (inference only): the trunk of the longest prefix of stages (stem, first block, searchable
+        layers, each with its op and width) that this arch shares with that call is taken from it, not
+        recomputed; the same numbers, since a stage's output depends on its input batch and its own choice only
+        (BN uses that batch's statistics)."""
         if self.k > 1 and (code is None or code.shape != (self.k,)):
             raise ValueError(f"a K={self.k} supernet needs a code of shape ({self.k},), got "
                              f"{None if code is None else tuple(code.shape)}")
         space = self.space
         arch = space.validate(arch)
+        w = arch.widths
+        stages = self.stage_keys(arch)
+        start, h = prefix.resume(x, code, stages) if prefix is not None else (0, x)
+        for j in range(start, len(stages)):
+            h = self._stage(h, j, stages[j], w, code)
+            if prefix is not None:
+                prefix.keep(stages[j], h)
+        head = space.scaled(self.macro.head, w[-1])
+        h = F.relu(self._norm(F.conv2d(h, merge(self.head[:, :head], code)), self.head_bn, head, code)).mean((2, 3))
+        return F.linear(h, merge(self.fc_w[:, :, :head], code), merge(self.fc_b, code))
+
+    def stage_keys(self, arch) -> List[tuple]:
+        """What each trunk stage computes for `arch` (its choice and width), in network order: archs that agree
+        on the first n keys share the first n stages' outputs (sorting archs by these keys groups them)."""
         w, m = arch.widths, self.macro
+        return [("stem", w[0])] + ([("first", w[1])] if m.first else []) + list(zip(arch.ops, w[2:2 + len(m.layers)]))
+
+    def _stage(self, h: Tensor, j: int, stage, w, code: Optional[Tensor]) -> Tensor:
+        """Stage j of the trunk: the stem, the fixed first block (when the space has one), then the layers."""
+        space, m = self.space, self.macro
         stem = space.scaled(m.stem, w[0])
-        h = F.relu(self._norm(F.conv2d(x, merge(self.stem[:, :stem], code), stride=m.stem_stride, padding=1),
-                              self.stem_bn, stem, code))
-        if m.first:
+        if j == 0:
+            return F.relu(self._norm(F.conv2d(h, merge(self.stem[:, :stem], code), stride=m.stem_stride, padding=1),
+                                     self.stem_bn, stem, code))
+        if m.first and j == 1:
             first = space.scaled(m.first, w[1])
             h = self.act(self._norm(F.conv2d(h, merge(self.first_dw[:, :stem], code), padding=1, groups=stem),
                                     self.first_dw_bn, stem, code))
-            h = self._norm(F.conv2d(h, merge(self.first_proj[:, :first, :stem], code)), self.first_proj_bn, first, code)
-        for i, (op, spec) in enumerate(zip(arch.ops, m.layers)):
-            h = self._layer(h, i, op, w[i + 2], spec, code)
-        head = space.scaled(m.head, w[-1])
-        h = F.relu(self._norm(F.conv2d(h, merge(self.head[:, :head], code)), self.head_bn, head, code)).mean((2, 3))
-        return F.linear(h, merge(self.fc_w[:, :, :head], code), merge(self.fc_b, code))
+            return self._norm(F.conv2d(h, merge(self.first_proj[:, :first, :stem], code)), self.first_proj_bn, first, code)
+        i = j - (2 if m.first else 1)
+        return self._layer(h, i, stage[0], stage[1], m.layers[i], code)
 
     def _layer(self, x: Tensor, i: int, op: int, width: int, spec, code: Optional[Tensor]) -> Tensor:
         space, act = self.space, self.act
