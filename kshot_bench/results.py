@@ -10,7 +10,6 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-PAPER_TABLE4 = {"cifar10": (55.00, 62.64), "cifar100": (56.00, 61.22), "ImageNet16-120": (54.00, 56.33)}  # SPOS, K-shot (%)
 
 
 # ----------------------------------------------------------------------------- score kinds
@@ -103,7 +102,11 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
                                        key=lambda r: -r[1]["kendall_tau"])
     tau = metrics["kendall_tau"]
     beaten = [n for n, b in baselines.items() if b["kendall_tau"] > tau]
-    spos, kshot = PAPER_TABLE4.get(p["dataset"], (None, None))
+    from kshot_bench.config import RunConfig
+    from kshot_bench.search_space import SPACES
+
+    space = SPACES.get(p.get("space") or RunConfig.space)  # runs written before the protocol named its space
+    paper = space.PAPER_TAU.get(p["dataset"])
     lines = [
         f"# Ranking: {p['dataset']}, K={p['k']}, {p['code_label']}",
         "",
@@ -120,20 +123,20 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
         "",
         "## Protocol",
         f"- run: `{p['command']}`",
-        f"- config hash `{p['config_hash']}`, preset `{p['preset']}`, seed {p['seed']}; network C={p['channels']}, N={p['cells']}; "
+        f"- config hash `{p['config_hash']}`, preset `{p['preset']}`, seed {p['seed']}; {space.describe_network(p)}; "
         f"{p['epochs']} epochs ({p['warmup_epochs']} warm-up) on {p['train_images']:,} training images",
         f"- supernet trained on: {p['train_part']}; data: {p['data']}",
         f"- archs: {p['arch_set']}",
         f"- training paths drawn: {p.get('sampling', 'uniform')}",
         f"- scored on: {p['score_set']}; score: {p.get('score', 'top-1 accuracy (%)')}",
-        f"- ground truth: `{p['truth']}` (NB201, embedded table)",
+        f"- ground truth: `{p['truth']}` ({space.TRUTH_SOURCE})",
         f"- time: training {fmt(p['train_s'], 0)} s, scoring {fmt(p['score_s'], 0)} s "
         f"({fmt(p['archs_per_s'], 2)} archs/s); machine: {p['machine'].get('cpu')} / {p['machine'].get('device')}, "
         f"torch {p['machine'].get('torch')}, {p['machine'].get('threads')} threads",
         "",
-        f"For scale, the paper's Table 4 (paper-scale training, all archs): SPOS {spos}%, K-shot {kshot}% Kendall's tau "
-        "on this dataset. Those numbers come from 250-epoch supernets; a short run is not comparable to them.",
-        "",
+        *([f"For scale, the paper's Table 4 (paper-scale training, all archs): SPOS {paper[0]}%, K-shot {paper[1]}% "
+           "Kendall's tau on this dataset. Those numbers come from 250-epoch supernets; a short run is not comparable "
+           "to them.", ""] if paper else []),
         "![predicted vs true](scatter.png)",
         "",
         "Files: `predictions.csv` (per arch: score, truth, code), `metrics.json`, `baselines.json`.",

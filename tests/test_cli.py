@@ -192,7 +192,9 @@ def test_rank_without_data_root_uses_the_embedded_sample(capsys, tmp_path):
     assert first[1].startswith("data: the embedded CIFAR-10 sample") and "--data-root DIR" in first[1]
     protocol = json.loads((tmp_path / "r" / "metrics.json").read_text())["protocol"]
     assert protocol["data"].startswith("embedded CIFAR-10 sample")
-    assert "Kendall" in (tmp_path / "r" / "summary.md").read_text()
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    assert "Kendall" in summary and "(NAS-Bench-201, the embedded table)" in summary and "network C=" in summary
+    assert "SPOS 55.0%, K-shot 62.64%" in summary  # the paper's Table 4 for scale
 
 
 def test_default_preset_is_demo_on_the_sample_and_cpu_with_data():

@@ -218,6 +218,9 @@ def test_rank_on_macro_end_to_end(tmp_path, capsys, tiny_cifar_folder):
     assert metrics["n_archs"] == 6 and -1 <= metrics["kendall_tau"] <= 1
     baselines = json.loads((out / "baselines.json").read_text())
     assert {"params", "flops", "layers", "synflow", "naswot", "snip"} <= set(baselines)
+    summary = (out / "summary.md").read_text()  # the space's own words, none of NB201's
+    assert "(NAS-Bench-Macro, the embedded table" in summary and "the NAS-Bench-Macro network (8 searchable" in summary
+    assert "NAS-Bench-201" not in summary and "C=" not in summary and "Table 4" not in summary
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0].startswith("index,arch_str,score,truth") and len(rows) == 7
     table = package_npz(s.TRUTH_TABLE)

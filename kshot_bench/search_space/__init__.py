@@ -23,6 +23,8 @@ What the space offers the engine (docs/architecture.md); the engine asks these, 
   KEY, KEY_TYPE, key_of(arch), from_key(key)   how results files name an arch (NB201: its index)
   TRUTH, TRUTH_TABLE      dataset -> default ground-truth column of its shipped table (rows = keys); {} = none
   REPEATS                 dataset -> the table's columns of independent trainings (the noise ceiling); {} = none
+  TRUTH_SOURCE, PAPER_TAU, describe_network(protocol)   for summaries: where the truth comes from, the paper's
+                          Table 4 taus (SPOS, K-shot %) per dataset where it reports them, the supernet's shape
   COST_BASELINES, table_baselines(dataset)   ranking baselines: costs, and columns of its shipped tables
   outputs_constant(arch)  the network computes a constant (NB201: no input-to-output path)
   PRESETS, EMBEDDED_PRESET, check_options(values, defaults)   its run presets and config checks
@@ -38,5 +40,5 @@ SPACES.register("macro", macro)
 
 INTERFACE = ("NAME", "HAS_WIDTHS", "SAMPLINGS", "validate", "from_str", "to_str", "sample", "mutate", "crossover", "encode",
              "encode_width", "width_variants", "width_values", "canonical", "cost", "COST_CONVENTION", "DATASETS",
-             "NUM_ARCHS", "arch_set", "KEY", "KEY_TYPE", "key_of", "from_key", "TRUTH", "REPEATS", "COST_BASELINES",
+             "NUM_ARCHS", "arch_set", "KEY", "KEY_TYPE", "key_of", "from_key", "TRUTH", "REPEATS", "TRUTH_SOURCE", "PAPER_TAU", "describe_network", "COST_BASELINES",
              "table_baselines", "outputs_constant", "PRESETS", "EMBEDDED_PRESET", "check_options")

@@ -238,6 +238,8 @@ NUM_STRINGS = len(OPS) ** NUM_LAYERS  # 6,561 arch strings
 KEY, KEY_TYPE = "index", int  # results files name a network by its row in the truth table
 TRUTH_TABLE = "macro_cifar10.npz"
 TRUTH = {"cifar10": "mean_acc"}
+TRUTH_SOURCE = "NAS-Bench-Macro, the embedded table (the mean of its three trainings)"
+PAPER_TAU: Dict[str, Tuple[float, float]] = {}  # the paper reports no ranking on this space
 REPEATS = {"cifar10": ("acc_run0", "acc_run1", "acc_run2")}  # the table's three independent trainings
 COST_BASELINES = {"params": "parameter count (NAS-Bench-Macro)", "flops": "FLOPs ({size}x{size} input)"}
 
@@ -274,6 +276,10 @@ def from_key(key) -> Arch:
     if not 0 <= k < NUM_ARCHS:
         raise UserError(f"NAS-Bench-Macro index {key!r} is out of range", fix=f"indices run from 0 to {NUM_ARCHS - 1}")
     return from_str(_networks()[k])
+
+
+def describe_network(protocol: Dict) -> str:
+    return f"the NAS-Bench-Macro network ({NUM_LAYERS} searchable layers, fixed channels)"
 
 
 def outputs_constant(arch) -> bool:

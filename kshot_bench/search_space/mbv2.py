@@ -325,6 +325,12 @@ DATASETS = ("cifar10", "cifar100", "ImageNet16-120", "imagenet")  # any image da
 KEY, KEY_TYPE = "arch_str", str  # results files name an arch by its string
 TRUTH: Dict[str, str] = {}  # no ground-truth benchmark: rank reports scores, costs and codes
 REPEATS: Dict[str, Tuple[str, ...]] = {}
+TRUTH_SOURCE = ""
+PAPER_TAU: Dict[str, Tuple[float, float]] = {}
+
+
+def describe_network(protocol: Dict) -> str:
+    return f"MobileNetV2 network at scale {protocol.get('net_scale', 1.0)}"
 COST_BASELINES: Dict[str, str] = {}
 
 

@@ -361,6 +361,9 @@ KEY, KEY_TYPE = "index", int  # results files name an arch by its official NB201
 TRUTH_TABLE = "nb201_truth.npz"  # package data, one row per official index (ground_truth.py)
 PROXY_TABLE = "nb201_proxies.npz"
 # the ground truth a ranking is compared with by default (SPEC 5), per dataset
+TRUTH_SOURCE = "NAS-Bench-201, the embedded table"
+# the paper's Table 4 (250-epoch supernets, all archs): SPOS and K-shot Kendall's tau (%), for scale in summaries
+PAPER_TAU = {"cifar10": (55.00, 62.64), "cifar100": (56.00, 61.22), "ImageNet16-120": (54.00, 56.33)}
 REPEATS: Dict[str, Tuple[str, ...]] = {}  # the table ships the mean over the benchmark's seeds only
 TRUTH = {"cifar10": "cifar10_test_200ep", "cifar100": "cifar100_xtest_200ep", "ImageNet16-120": "imagenet16_xtest_200ep"}
 _VAL_12EP = {"cifar10": "cifar10_val_12ep", "cifar100": "cifar100_val_12ep", "ImageNet16-120": "imagenet_val_12ep"}
@@ -399,6 +402,11 @@ def key_of(arch: Sequence[int]) -> int:
 
 def from_key(key) -> Arch:
     return from_index(int(key))
+
+
+def describe_network(protocol: Dict) -> str:
+    """The supernet's shape in a run's protocol, for summaries."""
+    return f"network C={protocol['channels']}, N={protocol['cells']}"
 
 
 def outputs_constant(arch: Sequence[int]) -> bool:
