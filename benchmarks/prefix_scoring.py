@@ -8,7 +8,7 @@ the same code), spread evenly over the sorted set; `--images` random images in b
 times both ways on every chunk (the order reverses every round) and checks that they give the same numbers.
 Reported: images/s of each way (arch-images per second) and the median over rounds of the paired ratio.
 
-  OMP_NUM_THREADS=1 python benchmarks/prefix_scoring.py [--rounds 3] [--space macro] [--quick]
+  OMP_NUM_THREADS=1 python benchmarks/prefix_scoring.py [--rounds 1] [--chunks 4] [--space macro] [--quick]
 The last line printed is the results as one JSON object (also written to benchmarks/results/).
 """
 from __future__ import annotations
@@ -36,8 +36,8 @@ from kshot_bench.search_space import SPACES  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="macro")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--chunks", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--chunks", type=int, default=4)
     p.add_argument("--images", type=int, default=500)
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--quick", action="store_true", help="1 round, 1 chunk of 32 archs, 64 images (a smoke run)")
