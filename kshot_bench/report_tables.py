@@ -264,7 +264,8 @@ def table_top(ranks: List[RankRun]) -> List[str]:
 
 
 def table_ablation(ranks: List[RankRun], searches: List[SearchRun]) -> List[str]:
-    lines = ["### Tables 5/6 shape: ablation of the K-shot parts (ranking quality on NB201)", "",
+    bench = " / ".join(sorted({run_space(r).TRUTH_SOURCE.split(",")[0] for r in ranks}))
+    lines = [f"### Tables 5/6 shape: ablation of the K-shot parts (ranking quality on {bench})", "",
              "| # | K-shot | simplex-net | codes | K | epochs | Kendall tau | split tau (n=100) | searched ground truth | runs |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     supernet_searches = [s for s in searches if s.result["fitness"] == "supernet"]

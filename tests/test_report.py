@@ -221,6 +221,7 @@ def test_noise_ceiling_row_and_line_where_the_truth_has_repeats(tmp_path):
         (d / "metrics.json").write_text(json.dumps(m))
     text = build_report([root], tmp_path / "r").read_text()
     expected = noise_ceiling(macro, "cifar10", np.arange(60))["kendall_tau"]
+    assert "ablation of the K-shot parts (ranking quality on NAS-Bench-Macro)" in text
     row = next(x for x in text.splitlines() if x.startswith("| noise ceiling: two independent trainings"))
     assert f"{expected:.3f}" in row and "pairs: " in row
     assert f"Dash-dot line: the noise ceiling, {expected:.3f}" in text
