@@ -143,7 +143,9 @@ def test_threaded_simplex_step_equals_sequential(tmp_path, k, m, space):
 
     t, x, y, archs = step_setup(tmp_path, k, m, space)
     threads = torch.get_num_threads()
-    assert t.simplex_mode == f"threads({min(threads, m)})"  # the CPU default
+    # the CPU default: workers when torch has more than one thread, else the same step on the main thread
+    assert t.simplex_mode == (f"threads({min(threads, m)})" if threads > 1 else "sequential")
+    t.simplex_threads = max(t.simplex_threads, 1)  # at one thread: one worker all the same (the threaded step is under test)
     f64 = step_grads(t, x, y, archs, torch.float64, steps=("threaded", "sequential"))
     assert all(p.grad is None for p in t.model.parameters()), "supernet weights must stay frozen"
     (lt, gt, ct), (ls, gs, cs) = f64["threaded"], f64["sequential"]
@@ -168,7 +170,7 @@ def test_every_simplex_step_runs_in_bf16(tmp_path, space):
     """train_precision=bf16: each way of running the step gives finite simplex-net gradients that agree to
     bf16 rounding (the sequential step once failed: a bf16 code merged with fp32 copies)."""
     grads = {}
-    for name, changes in {"threads": {}, "batched": {"simplex_threads": 0},
+    for name, changes in {"threads": {"simplex_threads": 2}, "batched": {"simplex_threads": 0},
                           "sequential": {"simplex_threads": 0, "simplex_batched": False}}.items():
         t = make_trainer(tmp_path / name, 2, 4, space, train_precision="bf16", **changes)
         assert t.simplex_mode.startswith(name)
