@@ -7,7 +7,9 @@ Metrics (scipy where it has them), for scores s and ground truth t over the arch
                 the low group; over all (high, low) pairs, (concordant - discordant) / pairs, a pair
                 with equal scores counting as neither. Computed as 2*AUC - 1 (Mann-Whitney, ties 1/2).
   top_tau[n]    Kendall's tau-b among the true top-n archs only
-  precision_at_k[k]  |predicted top-k  and  true top-k| / k
+  precision_at_k[k]  |predicted top-k  and  true top-k| / k; archs tied at the k-th best score share the
+                places left among them equally (the expected overlap over random tie-breaks), so a score with
+                few distinct values (a layer count) is not credited or blamed for the order of the arch list
   regret        best true accuracy in the set minus the true accuracy of the predicted best
                 (the mean over archs tied at the top score)
 Ties in t at a group boundary are broken by position in the set (a seeded order for sampled sets).
@@ -86,9 +88,11 @@ def top_tau(scores: Sequence[float], truth: Sequence[float], n: int) -> float:
 
 
 def precision_at_k(scores: Sequence[float], truth: Sequence[float], k: int) -> float:
-    pred = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:k]
-    true = _true_order(np.asarray(truth))[:k]
-    return len(set(pred.tolist()) & set(true.tolist())) / k
+    s = np.asarray(scores, dtype=np.float64)
+    kth = np.sort(s)[::-1][k - 1]
+    above, tied = s > kth, s == kth
+    share = above + tied * ((k - above.sum()) / tied.sum())  # the k places: whole for those above, shared at the tie
+    return float(share[_true_order(np.asarray(truth))[:k]].sum() / k)
 
 
 def regret(scores: Sequence[float], truth: Sequence[float]) -> float:

@@ -245,17 +245,31 @@ def table_top(ranks: List[RankRun]) -> List[str]:
     runs = [r for r in ranks if r.metrics.get("top_tau")]
     if not runs:
         return []
+    # recomputed from predictions.csv where it exists, so that every row follows the current definitions
+    # (P@k with ties shared since 2026-12-03); the baselines' scores are recomputed on the same archs
+    from kshot_bench.datasets import DATASETS
+    from kshot_bench.ground_truth import baseline_scores
+    from kshot_bench.metrics import all_metrics
     lines = ["### The top of the ranking", "",
              f"| method | K | epochs | top-n tau, n = {' / '.join(TOP_N)} | P@k, k = {' / '.join(TOP_N)} | regret (accuracy points) | run |",
              "|---|---|---|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: (r.p["dataset"], int(r.p["k"]), int(r.p["epochs"]), r.label)):
-        lines.append(f"| {r.method} | {r.p['k']} | {r.p['epochs']} | {cells(r.metrics)} | {r.label} |")
+        lines.append(f"| {r.method} | {r.p['k']} | {r.p['epochs']} | {cells(r.stats() or r.metrics)} | {r.label} |")
     sets = {}
     for r in runs:
         sets.setdefault(r.p.get("arch_set"), r)
-    for name in sorted({b for r in sets.values() for b in r.baselines} - {"random"}):
-        for r in sets.values():
-            b = r.baselines.get(name)
+    base = {}
+    for key, r in sets.items():
+        pred = r.predictions()
+        if pred is None:
+            base[key] = r.baselines
+            continue
+        space = run_space(r)
+        scores = baseline_scores(space, DATASETS.get(r.p["dataset"]), pred["key"], [space.from_key(k) for k in pred["key"]])
+        base[key] = {n: {**all_metrics(v, pred["truth"]), "description": d} for n, (v, d) in scores.items()}
+    for name in sorted({b for v in base.values() for b in v} - {"random"}):
+        for key, r in sets.items():
+            b = base[key].get(name)
             if b and b.get("top_tau"):
                 lines.append(f"| baseline: {b.get('description', name)} | – | – | {cells(b)} | arch set of {r.label} |")
     return lines + ["", "Top-n tau: Kendall's tau among the n archs that are best in the truth. P@k: the share of the "

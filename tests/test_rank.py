@@ -44,6 +44,11 @@ def test_hand_computed_small_cases():
     assert metrics.split_tau([1, 2, 4, 4], [1, 2, 3, 4], 1) == pytest.approx(2 / 3)
     assert metrics.precision_at_k([5, 4, 3, 2, 1], [1, 2, 3, 4, 5], 2) == 0.0
     assert metrics.precision_at_k([5, 4, 3, 2, 1], [5, 3, 4, 1, 2], 2) == 0.5
+    # ties at the k-th score share the places left: true top 2 = archs 0, 1; scores 9 > 1 = 1 = 1 = 1:
+    # arch 0 takes a whole place, the last place is shared by the four tied archs -> (1 + 1/4) / 2
+    assert metrics.precision_at_k([9, 1, 1, 1, 1], [5, 4, 3, 2, 1], 2) == pytest.approx(0.625)
+    assert metrics.precision_at_k([1, 1, 1, 9, 1], [5, 4, 3, 2, 1], 2) == pytest.approx(0.25)  # the list's order is no skill
+    assert metrics.precision_at_k([2, 2, 2, 2], [1, 2, 3, 4], 4) == 1.0
     # predicted best tied between truths 90 and 80: regret = 95 - 85
     assert metrics.regret([3, 3, 1], [90, 80, 95]) == pytest.approx(10.0)
     assert metrics.top_tau([1, 3, 2, 0], [4, 3, 2, 1], 3) == pytest.approx(brute_tau_b([1, 3, 2], [4, 3, 2]))

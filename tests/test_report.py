@@ -247,15 +247,31 @@ def test_tau_without_the_archs_that_output_a_constant_is_reported(tmp_path):
 
 
 def test_top_of_the_ranking_table_lists_runs_and_baselines(tmp_path):
+    """Top-n tau, P@k and regret of each run and of each baseline on the same archs, recomputed from the
+    run's predictions (so older runs follow the current definitions, e.g. P@k with shared ties)."""
+    from kshot_bench.ground_truth import baseline_scores
+    from kshot_bench.datasets import DATASETS
+    from kshot_bench.metrics import all_metrics
+    from kshot_bench.results import fmt
+    from kshot_bench.search_space import nb201
+
     root = tmp_path / "runs"
     d = fake_rank_run(root, 4, "simplex", 0)
     m = json.loads((d / "metrics.json").read_text())
-    m["top_tau"], m["precision_at_k"] = {"10": 0.25, "50": 0.5, "100": 0.125}, {"10": 0.3, "50": 0.44}
+    m["precision_at_k"] = {"10": 0.99}  # stale: not what the predictions give
     (d / "metrics.json").write_text(json.dumps(m))
-    b = json.loads((d / "baselines.json").read_text())
-    b["params"].update(top_tau={"10": -0.5}, precision_at_k={"10": 0.1}, regret=2.5)
-    (d / "baselines.json").write_text(json.dumps(b))
     lines = build_report([root], tmp_path / "r").read_text().split("### The top of the ranking")[1].splitlines()
-    assert "| K-shot + simplex-net | 4 | 10 | 0.25 / 0.50 / 0.12 | 0.30 / 0.44 / n/a | 1.00 | k4-simplex-e10-s0 (h4si010) |" in lines
-    assert any(x.startswith("| baseline: parameter count (NB201) | – | – | -0.50 / n/a / n/a | 0.10 / n/a / n/a | 2.50 |")
+    with open(d / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    truth = np.array([float(r["truth"]) for r in rows])
+
+    def cells(x):
+        return (" / ".join(fmt(x["top_tau"].get(n), 2) for n in ("10", "50", "100")) + " | "
+                + " / ".join(fmt(x["precision_at_k"].get(n), 2) for n in ("10", "50", "100")) + f" | {fmt(x['regret'], 2)}")
+
+    run = all_metrics([float(r["score"]) for r in rows], truth)
+    assert f"| K-shot + simplex-net | 4 | 10 | {cells(run)} | k4-simplex-e10-s0 (h4si010) |" in lines
+    keys = [int(r["index"]) for r in rows]
+    params = baseline_scores(nb201, DATASETS.get("cifar10"), keys, [nb201.from_key(k) for k in keys])["params"][0]
+    assert any(x.startswith(f"| baseline: parameter count (NB201) | – | – | {cells(all_metrics(params, truth))} |")
                for x in lines)
