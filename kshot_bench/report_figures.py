@@ -239,14 +239,15 @@ def fig6(ranks, out: Path) -> Tuple[Optional[str], str]:
     return name, f"Fig. 6 from {source}."
 
 
-def _best_proxy(runs: Sequence[RankRun]) -> Tuple[Optional[str], Optional[float], Optional[float]]:
+def _best_baseline(runs: Sequence[RankRun]) -> Tuple[Optional[str], Optional[float], Optional[float]]:
     """(name, tau, params tau) of the runs' baselines, averaged over their distinct arch sets: the best
-    zero-cost proxy and parameter count."""
+    baseline other than the parameter count (a zero-cost proxy, a short training, a layer count: whatever
+    the space ships), and the parameter count."""
     per_set = {r.p["arch_set"]: r.baselines for r in runs if r.baselines}
     if not per_set:
         return None, None, None
-    names = ("naswot", "synflow", "logsynflow", "nregions")
-    proxies = {n: float(np.mean([b[n]["kendall_tau"] for b in per_set.values()])) for n in names
+    names = {n for b in per_set.values() for n in b} - {"params", "random"}
+    proxies = {n: float(np.mean([b[n]["kendall_tau"] for b in per_set.values()])) for n in sorted(names)
                if all(n in b and b[n].get("kendall_tau") is not None for b in per_set.values())}
     best = max(proxies, key=proxies.get) if proxies else None
     params = [b["params"]["kendall_tau"] for b in per_set.values() if "params" in b]
@@ -288,11 +289,11 @@ def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
     runs = [r for rs in pts.values() for r in rs]
     n_sets = len({r.p["arch_set"] for r in runs})
     # baselines and chance on the same archs, drawn on the same axes (averaged when the runs' arch sets differ)
-    best, best_tau, params_tau = _best_proxy(runs)
+    best, best_tau, params_tau = _best_baseline(runs)
     if params_tau is not None:
         ax.axhline(params_tau, color="tab:gray", linestyle="--", linewidth=1.2, label=f"parameter count ({params_tau:.3f})")
     if best_tau is not None:
-        ax.axhline(best_tau, color="tab:purple", linestyle=":", linewidth=1.5, label=f"best zero-cost proxy: {best} ({best_tau:.3f})")
+        ax.axhline(best_tau, color="tab:purple", linestyle=":", linewidth=1.5, label=f"best other baseline: {best} ({best_tau:.3f})")
     nulls = [r.stats()["null"] for r in runs if r.stats() and np.isfinite(r.stats()["null"]["band_lo"])]
     if nulls:
         ax.axhspan(np.mean([b["band_lo"] for b in nulls]), np.mean([b["band_hi"] for b in nulls]), color="tab:gray",
