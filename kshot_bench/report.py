@@ -53,6 +53,9 @@ def copy_run_files(roots: Sequence[Path], ranks, searches, dest: Path, extra: Se
             if src.is_file() and not (target.exists() and target.resolve() == src.resolve()):  # a report rebuilt in place
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, target)
+        log = next((r.log for r in ranks if r.path == run), None)
+        if log and not (Path(run) / "train" / "log.csv").is_file():  # a snapshot's rows of its training run's log
+            _write_rows(dest / rel / "train" / "log.csv", log)
         summary = Path(run).parent / "summary.json"  # a multi-seed search's aggregate
         target = dest / rel.parent / "summary.json"
         if (summary.is_file() and (Path(run).parent / "seed-0").exists()
@@ -60,6 +63,16 @@ def copy_run_files(roots: Sequence[Path], ranks, searches, dest: Path, extra: Se
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(summary, target)
     return names
+
+
+def _write_rows(path: Path, rows) -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
 
 
 def build_report(paths: Sequence[Path], out: Path, command: str = "") -> Path:

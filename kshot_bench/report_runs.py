@@ -161,25 +161,43 @@ def _load_json(path: Path, what: str) -> Dict:
         raise UserError(f"cannot read {what} {path}: {err}", fix="re-run the command that writes it") from None
 
 
-def _train_log(path: Path) -> List[Dict[str, str]]:
+def snapshot_log(metrics: Dict) -> Optional[Path]:
+    """The training log of the run a snapshot came from (`rank --checkpoint RUN_DIR` scores
+    RUN_DIR/snapshots/epoch-E.pt; its log is RUN_DIR/log.csv), when that file is still there."""
+    source = str(metrics.get("protocol", {}).get("supernet", ""))
+    snap = Path(source.split(" ", 1)[-1])
+    if snap.parent.name != "snapshots":
+        return None
+    log = snap.parent.parent / "log.csv"
+    return log if log.is_file() else None
+
+
+def _train_log(path: Path, metrics: Optional[Dict] = None) -> List[Dict[str, str]]:
+    """The run's training log: its own train/log.csv, else (a snapshot scored from a checkpoint) the log of
+    the training run, up to the snapshot's epoch."""
     log_path = path / "train" / "log.csv"
+    upto = None
     if not log_path.exists():
-        return []
+        log_path = snapshot_log(metrics or {})
+        if log_path is None:
+            return []
+        upto = int(metrics["protocol"].get("epochs") or 0)
     with open(log_path, newline="") as fh:
-        return list(csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    return rows if upto is None else [r for r in rows if int(r["epoch"]) <= upto]
 
 
 def load_rank_run(path: Path) -> RankRun:
     metrics = _load_json(path / "metrics.json", "metrics file")
     if metrics.get("protocol", {}).get("truth") is None:  # no ground truth: scores, costs and codes
-        return RankRun(path, _with_train_config(path, metrics), {}, _train_log(path))
+        return RankRun(path, _with_train_config(path, metrics), {}, _train_log(path, metrics))
     missing = [k for k in REQUIRED if k not in metrics]
     missing += [f"protocol.{k}" for k in REQUIRED_PROTOCOL if k not in metrics.get("protocol", {})]
     if missing:
         raise UserError(f"run {path}: metrics.json lacks {', '.join(missing)}",
                         fix="re-run `kshot-bench rank` for this run (its metrics.json is incomplete or from another tool)")
     baselines = _load_json(path / "baselines.json", "baselines file") if (path / "baselines.json").exists() else {}
-    return RankRun(path, metrics, baselines, _train_log(path))
+    return RankRun(path, metrics, baselines, _train_log(path, metrics))
 
 
 @dataclass

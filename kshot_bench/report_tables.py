@@ -465,7 +465,11 @@ def table1(ranks: List[RankRun]) -> List[str]:
              "| K | code | warm-up epoch (s) | K-shot epoch (s) | images/s (warm-up) | peak memory (MB) | runs |",
              "|---|---|---|---|---|---|---|"]
     rows = 0
-    for (k, code), rs in sorted(group([r for r in ranks if r.log], lambda r: (int(r.p["k"]), r.p["code"])).items()):
+    longest: Dict[str, RankRun] = {}  # snapshots of one training run share its log: the latest one counts once
+    for r in ranks:
+        if r.log and len(r.log) > len(longest.get(r.p["config_hash"], RankRun(r.path, {}, {})).log):
+            longest[r.p["config_hash"]] = r
+    for (k, code), rs in sorted(group(list(longest.values()), lambda r: (int(r.p["k"]), r.p["code"])).items()):
         warm = [float(row["time_s"]) for r in rs for row in r.log if row["phase"] == "warmup"]
         kshot = [float(row["time_s"]) for r in rs for row in r.log if row["phase"] != "warmup"]
         ips = [float(row["images_per_s"]) for r in rs for row in r.log if row["phase"] == "warmup"]

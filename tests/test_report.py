@@ -275,3 +275,30 @@ def test_top_of_the_ranking_table_lists_runs_and_baselines(tmp_path):
     params = baseline_scores(nb201, DATASETS.get("cifar10"), keys, [nb201.from_key(k) for k in keys])["params"][0]
     assert any(x.startswith(f"| baseline: parameter count (NB201) | – | – | {cells(all_metrics(params, truth))} |")
                for x in lines)
+
+
+def test_snapshots_take_their_training_runs_log(tmp_path):
+    """A snapshot scored from a checkpoint (`rank --checkpoint RUN_DIR`) has no train/log.csv of its own: the
+    report reads the training run's log up to the snapshot's epoch, counts each training run once in Table 1,
+    and copies those rows beside the run's files."""
+    train = tmp_path / "train-k4"
+    (train / "snapshots").mkdir(parents=True)
+    with open(train / "log.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["epoch", "phase", "time_s", "images_per_s", "peak_mem_mb"])
+        w.writeheader()
+        for e in range(1, 21):
+            w.writerow({"epoch": e, "phase": "warmup" if e <= 2 else "kshot", "time_s": 100 + e, "images_per_s": 250,
+                        "peak_mem_mb": 900})
+    root = tmp_path / "curve"
+    for e in (10, 20):
+        d = fake_rank_run(root, 4, "simplex", 0, epochs=e, with_log=False)
+        m = json.loads((d / "metrics.json").read_text())
+        m["protocol"]["config_hash"] = "samerun"
+        m["protocol"]["supernet"] = f"checkpoint {train}/snapshots/epoch-{e:04d}.pt"
+        (d / "metrics.json").write_text(json.dumps(m))
+    text = build_report([root], tmp_path / "r").read_text()
+    row = next(x for x in text.splitlines() if x.startswith("| 4 | simplex |"))
+    kshot = [100 + e for e in range(3, 21)]  # the 20-epoch snapshot's rows, once
+    assert f"{np.mean(kshot):.1f} ± {np.std(kshot, ddof=1):.1f} (n=18)" in row and "k4-simplex-e20-s0" in row
+    copied = (tmp_path / "r" / "runs" / "curve" / "k4-simplex-e10-s0" / "train" / "log.csv").read_text().splitlines()
+    assert len(copied) == 11 and copied[-1].startswith("10,kshot")
