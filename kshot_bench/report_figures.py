@@ -103,7 +103,7 @@ def _plt():
 
 def _save(plt, fig, out: Path, name: str) -> str:
     fig.tight_layout()
-    fig.savefig(out / name)
+    fig.savefig(out / name, bbox_inches="tight")  # legends placed beside the axes stay in the picture
     plt.close(fig)
     return name
 
@@ -263,7 +263,7 @@ def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
                       f"{epochs[0] if epochs else '?'} epochs. Add cells with `kshot-bench ablate --epochs E1 E2`, "
                       "or snapshots of one run (`--set snapshot_epochs=...`, `rank --checkpoint RUN_DIR`).")
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=130)
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=130)
     ks = sorted({k for k, _ in pts})
     span = epochs[-1] - epochs[0]
     bars = []
