@@ -462,8 +462,9 @@ def verdict(method: str, k: int, vs: List) -> Tuple[str, str]:
 
 def table1(ranks: List[RankRun]) -> List[str]:
     lines = ["### Table 1 shape: training cost per epoch against K", "",
-             "| K | code | warm-up epoch (s) | K-shot epoch (s) | images/s (warm-up) | peak memory (MB) | runs |",
-             "|---|---|---|---|---|---|---|"]
+             "| K | code | warm-up epoch (s) | K-shot epoch (s) | median K-shot epoch (s) | images/s (warm-up) | "
+             "peak memory (MB) | runs |",
+             "|---|---|---|---|---|---|---|---|"]
     rows = 0
     longest: Dict[str, RankRun] = {}  # snapshots of one training run share its log: the latest one counts once
     for r in ranks:
@@ -475,14 +476,16 @@ def table1(ranks: List[RankRun]) -> List[str]:
         ips = [float(row["images_per_s"]) for r in rs for row in r.log if row["phase"] == "warmup"]
         mem = [max(float(row["peak_mem_mb"]) for row in r.log) for r in rs]
         lines.append(f"| {k} | {code if k > 1 else '–'} | {pm(warm, digits=1)} | {pm(kshot, digits=1)} | "
-                     f"{pm(ips, digits=0)} | {pm(mem, digits=0)} | {', '.join(r.label for r in rs)} |")
+                     f"{fmt(float(np.median(kshot)), 1) if kshot else 'n/a'} | {pm(ips, digits=0)} | {pm(mem, digits=0)} | "
+                     f"{', '.join(r.label for r in rs)} |")
         rows += 1
     if not rows:
         return ["### Table 1 shape", "", "Missing: none of the runs has a training log (train/log.csv); runs scored "
                 "from a --checkpoint carry none.", ""]
     machines = sorted({f"{r.p['machine'].get('cpu')} {r.p['machine'].get('device')}, {r.p['machine'].get('threads')} threads"
                        for r in ranks if "machine" in r.p})
-    lines += ["", "Time per epoch from the runs' logs (the K-shot phase adds the simplex-net steps); peak memory is the "
+    lines += ["", "Time per epoch from the runs' logs (the K-shot phase adds the simplex-net steps; the median is robust "
+              "to epochs slowed by other work on the machine or by a restart); peak memory is the "
               f"process's peak RSS on the CPU. Machines: {'; '.join(machines)}. Controlled step-time and memory ratios "
               "against K are in benchmarks/results/k_overhead-*.json.", ""]
     return lines

@@ -299,6 +299,7 @@ def test_snapshots_take_their_training_runs_log(tmp_path):
     text = build_report([root], tmp_path / "r").read_text()
     row = next(x for x in text.splitlines() if x.startswith("| 4 | simplex |"))
     kshot = [100 + e for e in range(3, 21)]  # the 20-epoch snapshot's rows, once
-    assert f"{np.mean(kshot):.1f} ± {np.std(kshot, ddof=1):.1f} (n=18)" in row and "k4-simplex-e20-s0" in row
+    assert f"{np.mean(kshot):.1f} ± {np.std(kshot, ddof=1):.1f} (n=18) | {np.median(kshot):.1f} |" in row
+    assert "k4-simplex-e20-s0" in row
     copied = (tmp_path / "r" / "runs" / "curve" / "k4-simplex-e10-s0" / "train" / "log.csv").read_text().splitlines()
     assert len(copied) == 11 and copied[-1].startswith("10,kshot")
