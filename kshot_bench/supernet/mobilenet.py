@@ -258,7 +258,8 @@ class KShotMobileNet(nn.Module):
     def _stage(self, h: Tensor, j: int, stage, w, code: Optional[Tensor]) -> Tensor:
         """Stage j of the trunk: the stem, the fixed first block (when the space has one), then the layers."""
         space, m = self.space, self.macro
-        stem = space.scaled(m.stem, w[0])
+        if j < (2 if m.first else 1):  # stem and first block: the stem's width
+            stem = space.scaled(m.stem, w[0])
         if j == 0:
             return F.relu(self._norm(F.conv2d(h, merge(self.stem[:, :stem], code), stride=m.stem_stride, padding=1),
                                      self.stem_bn, stem, code))
