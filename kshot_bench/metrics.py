@@ -260,21 +260,48 @@ def tau_null_band(scores: Sequence[float], truth: Sequence[float], level: float 
 def paired_tau_diff(scores_a: Sequence[float], scores_b: Sequence[float], truth: Sequence[float], n_boot: int = N_BOOT,
                     seed: int = STATS_SEED, level: float = 0.95) -> Dict[str, float]:
     """`paired_diff` of Kendall's tau-b, with the fast resampled tau (same resamples for A and B)."""
+    diff, boots = _paired_tau_boots(scores_a, scores_b, truth, n_boot, seed)
+    lo, hi = _interval(boots, level)
+    return {"diff": diff, "ci_lo": lo, "ci_hi": hi, "n_boot": n_boot,
+            "share_of_resamples_above_0": float(np.mean(boots > 0))}
+
+
+def _paired_tau_boots(scores_a, scores_b, truth, n_boot: int, seed: int) -> Tuple[float, np.ndarray]:
+    """tau(A) - tau(B) and its value on each of `n_boot` joint resamples of the archs."""
     a, b = np.asarray(scores_a, dtype=np.float64), np.asarray(scores_b, dtype=np.float64)
     t = np.asarray(truth, dtype=np.float64)
     n = len(t)
     if not len(a) == len(b) == n:
         raise ValueError("paired comparison needs scores of the same archs")
-    if n > FAST_TAU_MAX_N:
-        return paired_diff(kendall_tau, a, b, t, n_boot, seed, level)
+    diff = float(kendall_tau(a, t) - kendall_tau(b, t))
     idx = _resamples(n, n_boot, seed)
+    if n > FAST_TAU_MAX_N:
+        return diff, np.array([kendall_tau(a[i], t[i]) - kendall_tau(b[i], t[i]) for i in idx])
     counts = np.zeros((n_boot, n), dtype=np.int32)
     np.add.at(counts, (np.arange(n_boot)[:, None], idx), 1)
-    boots = np.concatenate([tau_resampled(a, t, counts[i:i + 250]) - tau_resampled(b, t, counts[i:i + 250])
-                            for i in range(0, n_boot, 250)])
-    lo, hi = _interval(boots, level)
-    return {"diff": float(kendall_tau(a, t) - kendall_tau(b, t)), "ci_lo": lo, "ci_hi": hi, "n_boot": n_boot,
-            "share_of_resamples_above_0": float(np.mean(boots > 0))}
+    return diff, np.concatenate([tau_resampled(a, t, counts[i:i + 250]) - tau_resampled(b, t, counts[i:i + 250])
+                                 for i in range(0, n_boot, 250)])
+
+
+def seeds_tau_diff(pairs: Sequence[Tuple[Sequence[float], Sequence[float], Sequence[float]]], n_boot: int = N_BOOT,
+                   seed: int = STATS_SEED, level: float = 0.95) -> Dict[str, float]:
+    """The mean over training seeds of tau(A) - tau(B), one (scores A, scores B, truth) per seed, with an interval
+    that covers the choice of training seed as well as of the archs: a two-level bootstrap (draw the seeds with
+    replacement, then for each drawn seed a joint resample of its archs; take the mean). With few seeds the
+    seed level can only show the spread between the seeds at hand, so the interval is narrower than the
+    truth would be: read it beside the per-seed differences and their number."""
+    if len(pairs) < 2:
+        raise ValueError("an interval over training seeds needs the paired runs of two seeds or more")
+    per_seed = [_paired_tau_boots(a, b, t, n_boot, seed + i) for i, (a, b, t) in enumerate(pairs)]
+    diffs = np.array([d for d, _ in per_seed])
+    boots = np.stack([bs for _, bs in per_seed])  # [seeds, n_boot]
+    rng = np.random.default_rng([seed, 29])
+    drawn = rng.integers(0, len(pairs), size=(n_boot, len(pairs)))
+    column = rng.integers(0, n_boot, size=(n_boot, len(pairs)))
+    means = boots[drawn, column].mean(axis=1)
+    lo, hi = _interval(means, level)
+    return {"diff": float(diffs.mean()), "ci_lo": lo, "ci_hi": hi, "n_seeds": len(pairs), "n_boot": n_boot,
+            "seed_std": float(diffs.std(ddof=1)), "share_of_resamples_above_0": float(np.mean(means > 0))}
 
 
 def paired_diff(metric: Metric, scores_a: Sequence[float], scores_b: Sequence[float], truth: Sequence[float],

@@ -414,19 +414,38 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
                      f"{ci_text(so['kendall_tau'], so['ci95']['kendall_tau'])} | "
                      f"{ci_text(d['diff'], (d['ci_lo'], d['ci_hi']))} | {loss_taus(sr, so)} | "
                      f"{ci_text(dl['diff'], (dl['ci_lo'], dl['ci_hi'])) if dl else 'n/a'} | {'; '.join(splits)} |")
-        verdicts.append((r, d, dl))
+        verdicts.append((r, d, dl, o))
     lines += ["", f"Δtau = tau(K-shot) - tau(one-shot), scored {pairs[0][0].score_by} unless stated; intervals over "
               f"{stats.N_BOOT} bootstrap resamples of the archs, the same resamples for both runs.", ""]
-    top = max(int(r.p["epochs"]) for r, _, _ in verdicts)
+    top = max(int(r.p["epochs"]) for r, *_ in verdicts)
     for (method, k), vs in group([v for v in verdicts if int(v[0].p["epochs"]) == top],
                                  lambda v: (v[0].method, int(v[0].p["k"]))).items():
-        what, parts = verdict(method, k, [(r, d) for r, d, _ in vs])
+        what, parts = verdict(method, k, [(r, d) for r, d, *_ in vs])
         lines.append(f"- At {top} epochs, {what} ({parts}). Each interval covers the choice of archs "
                      "only, not the training seed.")
-        if all(dl is not None for _, _, dl in vs):
-            what, parts = verdict(method, k, [(r, dl) for r, _, dl in vs])
+        if len(vs) > 1:
+            lines.append(f"- {across_seeds(vs)}")
+        if all(dl is not None for _, _, dl, _ in vs):
+            what, parts = verdict(method, k, [(r, dl) for r, _, dl, _ in vs])
             lines.append(f"- Scored by validation loss instead: {what} ({parts}).")
     return lines + [""]
+
+
+def across_seeds(vs: List) -> str:
+    """The mean paired difference over the training seeds of `vs` ((K-shot run, diff, diff by loss, one-shot run)
+    per seed) with its two-level bootstrap interval (seeds, then archs), as a sentence."""
+    from kshot_bench import metrics as stats
+
+    pairs = []
+    for r, _, _, o in vs:
+        pr, po = r.predictions(), o.predictions()
+        pairs.append((pr[r.score_by], po[o.score_by], pr["truth"]))
+    d = stats.seeds_tau_diff(pairs)
+    side = "contains 0" if d["ci_lo"] <= 0 <= d["ci_hi"] else ("above 0" if d["diff"] > 0 else "below 0")
+    return (f"Across the {d['n_seeds']} training seeds: mean Δtau {d['diff']:+.3f} [{d['ci_lo']:+.3f}, "
+            f"{d['ci_hi']:+.3f}], {side} (std between seeds {d['seed_std']:.3f}). The interval resamples the "
+            f"seeds, then the archs within each; with {d['n_seeds']} seeds it can only show the spread of the "
+            "seeds at hand, so it is a lower bound on the uncertainty over training seeds.")
 
 
 def loss_taus(sr: Dict, so: Dict) -> str:

@@ -72,6 +72,25 @@ def test_paired_difference_sees_a_better_method():
     assert stats.paired_tau_diff(good, bad, t) == d  # seeded
 
 
+def test_interval_over_training_seeds_covers_the_spread_between_seeds():
+    """Two-level bootstrap (seeds, then archs): the mean of the per-seed paired differences, an interval that
+    reaches across seeds that disagree, exactly 0 for runs equal to their partners, and it needs two seeds."""
+    rng = np.random.default_rng(6)
+    t = rng.random(150)
+    good, bad = t + rng.normal(0, 0.1, 150), t + rng.normal(0, 1.0, 150)
+    d = stats.seeds_tau_diff([(good, bad, t), (bad, good, t)])  # seed 1 says the opposite of seed 0
+    one = stats.paired_tau_diff(good, bad, t)
+    assert d["diff"] == pytest.approx(0.0, abs=1e-12) and d["n_seeds"] == 2
+    assert d["ci_lo"] < -0.9 * one["diff"] and d["ci_hi"] > 0.9 * one["diff"]  # wider than either seed's own
+    assert d["seed_std"] == pytest.approx(np.sqrt(2) * one["diff"])
+    same = stats.seeds_tau_diff([(good, bad, t), (good + 1e-9, bad, t)])
+    assert 0 < same["ci_lo"] < same["diff"] < same["ci_hi"] and same["share_of_resamples_above_0"] == 1.0
+    zero = stats.seeds_tau_diff([(good, good, t), (bad, bad, t)])
+    assert (zero["diff"], zero["ci_lo"], zero["ci_hi"]) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="two seeds or more"):
+        stats.seeds_tau_diff([(good, bad, t)])
+
+
 def test_ranking_metrics_carry_intervals():
     rng = np.random.default_rng(4)
     t = rng.random(120)
