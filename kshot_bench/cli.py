@@ -197,7 +197,7 @@ def cmd_rank(args) -> int:
     out = Path(args.out or f"runs/rank-{cfg.dataset}-k{cfg.k}-{cfg.code}-{args.preset}-s{cfg.seed}")
     command = "kshot-bench " + shlex.join(args.argv)
     if args.checkpoint is not None and args.checkpoint.is_dir():
-        return _rank_snapshots(args, cfg, device, command, explicit)
+        return _rank_snapshots(args, cfg, device, command, explicit, dist)
     say = print if dist.is_main else (lambda *a, **k: None)
     say(f"rank: {cfg.space} on {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} archs={cfg.archs} -> {out}"
         + (f" ({dist.world_size} processes, {dist.backend})" if dist.active else ""))
@@ -223,22 +223,27 @@ def cmd_rank(args) -> int:
     return 0
 
 
-def _rank_snapshots(args, cfg, device, command: str, explicit) -> int:
+def _rank_snapshots(args, cfg, device, command: str, explicit, dist) -> int:
     from kshot_bench.rank import rank_snapshots
 
+    say = print if dist.is_main else (lambda *a, **k: None)
     out = Path(args.out or f"runs/curve-{Path(args.checkpoint).name}")
-    print(f"rank: every snapshot of the train run {args.checkpoint} (archs={cfg.archs}, {cfg.score_images or 'all'} "
-          f"scoring images) -> {out}")
-    _say_data(args, cfg.dataset)
+    say(f"rank: every snapshot of the train run {args.checkpoint} (archs={cfg.archs}, {cfg.score_images or 'all'} "
+        f"scoring images) -> {out}" + (f" ({dist.world_size} processes, {dist.backend})" if dist.active else ""))
+    if dist.is_main:
+        _say_data(args, cfg.dataset)
     try:
         path = rank_snapshots(cfg, args.checkpoint, out, args.data_root, device, args.truth, explicit,
-                              progress=not args.quiet, command=command, preset=args.preset, download=not args.offline)
+                              progress=not args.quiet, command=command, preset=args.preset, download=not args.offline,
+                              dist=dist)
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished snapshots are kept in {out}. Run the same command again to continue.",
               file=sys.stderr)
         return 130
-    print(path.read_text().rstrip())
-    print(f"results: {path} and one rank run per snapshot in {out}/epoch-*/")
+    finally:
+        dist.close()
+    say(path.read_text().rstrip())
+    say(f"results: {path} and one rank run per snapshot in {out}/epoch-*/")
     return 0
 
 

@@ -277,11 +277,16 @@ def snapshot_files(run_dir: Path) -> List[Tuple[int, Path]]:
 
 
 def rank_snapshots(cfg, run_dir: Path, out: Path, data_root, device, truth_name=None, expect=None, progress=True,
-                   command: str = "", preset: str = "", download: bool = True, log=print) -> Path:
+                   command: str = "", preset: str = "", download: bool = True, log=print, dist=None) -> Path:
     """Score every snapshot of one train run (the tau-vs-epochs curve of one run: paper Fig. 7 on
     NB201): one rank run per snapshot in OUT/epoch-EEEE/, then OUT/curve.csv. Snapshots scored on
     an earlier call (their metrics.json exists) are not scored again, so the command can follow a
-    run that is still training."""
+    run that is still training. Under torchrun the processes split each snapshot's archs (`score_archs`)
+    and the main process writes the results."""
+    from kshot_bench.distributed import Dist
+
+    dist = dist or Dist()
+    log = log if dist.is_main else (lambda *a, **k: None)
     out = Path(out)
     rows = []
     for epoch, path in snapshot_files(run_dir):
@@ -292,12 +297,17 @@ def rank_snapshots(cfg, run_dir: Path, out: Path, data_root, device, truth_name=
         else:
             log(f"epoch {epoch}: scoring {path}")
             metrics, _ = rank_job(cfg, sub, data_root, device, path, truth_name, expect, progress, command, preset,
-                                  download)
+                                  download, dist)
+            dist.barrier()  # the main process has written metrics.json before any process looks for the next
+            if not dist.is_main:
+                continue
             log(f"epoch {epoch}: tau {fmt(metrics['kendall_tau'])}")
         split = metrics["split_tau"]
         rows.append([epoch, metrics["kendall_tau"], metrics["spearman"], split.get("10"), split.get("50"),
                      split.get("100"), metrics["regret"], metrics["n_archs"], metrics["protocol"]["n_score_images"],
                      str(path)])
+    if not dist.is_main:
+        return out / "curve.csv"
     path = out / "curve.csv"
     with open(path.with_suffix(".tmp"), "w", newline="") as fh:
         w = csv.writer(fh)

@@ -68,6 +68,33 @@ def test_two_processes_give_the_single_process_predictions_and_resume(tmp_path, 
     assert (tmp_path / "mixed" / "predictions.csv").read_text() == expected
 
 
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this python")
+def test_every_snapshot_of_a_run_is_scored_by_two_processes_as_by_one(tmp_path, tiny_cifar_folder):
+    """`rank --checkpoint RUN_DIR` under torchrun: the processes split each snapshot's archs; the curve and every
+    snapshot's predictions are the single process's, and a curve begun by one process is finished by two."""
+    train = run(cli("train", "--preset", "smoke", "--k", "2", "--quiet", "--data-root", str(tiny_cifar_folder),
+                    "--out", str(tmp_path / "train"), "--set", "snapshot_epochs=1"))
+    assert train.returncode == 0, train.stderr
+    common = ["rank", "--checkpoint", str(tmp_path / "train"), "--preset", "smoke", "--quiet", "--data-root",
+              str(tiny_cifar_folder)]
+    one = run(cli(*common, "--out", str(tmp_path / "one")))
+    assert one.returncode == 0, one.stderr
+    two = run(torchrun(*common, "--out", str(tmp_path / "two")))
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("rank: every snapshot") == 1 and "(2 processes, gloo)" in two.stdout  # said once
+    assert (tmp_path / "two" / "curve.csv").read_text() == (tmp_path / "one" / "curve.csv").read_text()
+    epochs = sorted(p.name for p in (tmp_path / "one").glob("epoch-*"))
+    assert epochs == ["epoch-0001", "epoch-0002"]
+    for e in epochs:
+        assert (tmp_path / "two" / e / "predictions.csv").read_text() == (tmp_path / "one" / e / "predictions.csv").read_text()
+        assert json.loads((tmp_path / "two" / e / "metrics.json").read_text())["protocol"]["world_size"] == 2
+    # one process stopped in the first snapshot; two processes finish the curve from its journal
+    stopped = run(cli(*common, "--out", str(tmp_path / "mixed")), {"KSHOT_TEST_STOP_AFTER": "3"})
+    assert stopped.returncode != 0 and "interrupted" in stopped.stderr
+    assert run(torchrun(*common, "--out", str(tmp_path / "mixed"))).returncode == 0
+    assert (tmp_path / "mixed" / "curve.csv").read_text() == (tmp_path / "one" / "curve.csv").read_text()
+
+
 def weights(path: Path):
     import torch
 
