@@ -15,12 +15,13 @@ import numpy as np
 
 from kshot_bench.errors import UserError
 from kshot_bench.metrics import kendall_tau, ranking_metrics
-from kshot_bench.results import fmt, plot_scatter, write_json, write_predictions, write_summary
+from kshot_bench.results import fmt, plot_scatter, scoring_time, write_json, write_predictions, write_summary
 from kshot_bench.runtime import layout_name
 from kshot_bench.scoring import (
     SCORE_KINDS,
     ScoreSet,
     code_label,
+    journal_count,
     load_supernet,
     remove_journals,
     score_archs,
@@ -101,6 +102,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
                                 "world_size": dist.world_size}, config_hash=config_hash)
     info = DATASETS.get(cfg.dataset)
     score_set = scoring_batches(splits, info, cfg.score_images, cfg.score_batch, device, cfg.bn_calibration)
+    resumed = journal_count(out, keys, cfg.k)
     t1 = time.perf_counter()
     precision = score_precision(cfg, device)
     scored = score_archs(model, codes, score_set.batches, keys, archs, out, cfg.k, progress, dist, precision == "bf16",
@@ -115,7 +117,8 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         "train_part": info.train_part, "data": splits.source, "supernet": source, "train_precision": train_precision,
         "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,
-        "train_s": train_s, "score_s": score_s, "archs_per_s": len(keys) / score_s if score_s > 0 else None,
+        "train_s": train_s, "score_s": score_s, "archs_scored": len(keys) - resumed,
+        "archs_per_s": (len(keys) - resumed) / score_s if score_s > 0 and len(keys) > resumed else None,
         "total_s": time.perf_counter() - t0, "machine": machine_info(device), "command": command,
         "world_size": dist.world_size, "score_precision": precision, "memory_format": layout_name(device),
     }
@@ -241,7 +244,7 @@ def unranked_job(job: Scored, out: Path) -> Dict:
               f"({p['warmup_epochs']} warm-up) on {p['train_images']:,} training images; data: {p['data']}",
               f"- archs: {p['arch_set']}; scored on: {p['score_set']}",
               f"- FLOPs and params: {p['cost_convention']} (SPEC 7), whatever the training input size",
-              f"- time: training {fmt(p['train_s'], 0)} s, scoring {fmt(p['score_s'], 0)} s; machine: "
+              f"- time: training {fmt(p['train_s'], 0)} s, {scoring_time(p)}; machine: "
               f"{p['machine'].get('cpu')} / {p['machine'].get('device')}, torch {p['machine'].get('torch')}, "
               f"{p['machine'].get('threads')} threads", "",
               "Files: `predictions.csv` (per arch: score, loss, FLOPs, params, code), `metrics.json`."]

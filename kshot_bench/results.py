@@ -130,13 +130,13 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
         f"- training paths drawn: {p.get('sampling', 'uniform')}",
         f"- scored on: {p['score_set']}; score: {p.get('score', 'top-1 accuracy (%)')}",
         f"- ground truth: `{p['truth']}` ({space.TRUTH_SOURCE})",
-        f"- time: training {fmt(p['train_s'], 0)} s, scoring {fmt(p['score_s'], 0)} s "
-        f"({fmt(p['archs_per_s'], 2)} archs/s); machine: {p['machine'].get('cpu')} / {p['machine'].get('device')}, "
+        f"- time: training {fmt(p['train_s'], 0)} s, {scoring_time(p)}; machine: {p['machine'].get('cpu')} / "
+        f"{p['machine'].get('device')}, "
         f"torch {p['machine'].get('torch')}, {p['machine'].get('threads')} threads",
         "",
         *([f"For scale, the paper's Table 4 (paper-scale training, all archs): SPOS {paper[0]}%, K-shot {paper[1]}% "
-           "Kendall's tau on this dataset. Those numbers come from 250-epoch supernets; a short run is not comparable "
-           "to them.", ""] if paper else []),
+           "Kendall's tau on this dataset. Those numbers come from the paper's supernets (C=16, 250 epochs, on GPUs); "
+           "a run of another width, budget or arch set measures something else.", ""] if paper else []),
         "![predicted vs true](scatter.png)",
         "",
         "Files: `predictions.csv` (per arch: score, truth, code), `metrics.json`, `baselines.json`.",
@@ -201,4 +201,21 @@ def print_table(metrics: Dict, baselines: Dict, label: Optional[str] = None) -> 
         print(f"\n{p['n_archs']:,} archs ({p['arch_set']}), truth {p['truth']}")
         return
     print(f"\n{p['n_archs']:,} archs ({p['arch_set']}), {p['n_score_images']:,} scoring images, "
-          f"truth {p['truth']}; training {fmt(p['train_s'], 0)} s, scoring {fmt(p['score_s'], 0)} s")
+          f"truth {p['truth']}; training {fmt(p['train_s'], 0)} s, {scoring_time(p)}")
+
+
+def scoring_time(p: Dict) -> str:
+    """The scoring time of a rank run's protocol, with its rate over the archs this call scored: a scoring
+    resumed from a journal times only its last part (runs written before `archs_scored` was kept say so)."""
+    n, scored = p.get("n_archs"), p.get("archs_scored")
+    world = int(p.get("world_size") or 1)
+    procs = f", {world} processes" if world > 1 else ""
+    if scored is None:
+        return f"scoring {fmt(p['score_s'], 0)} s (its last call{procs}; a resumed scoring is timed from its restart)"
+    if scored == 0:
+        return "scoring: every arch was scored by an earlier call (kept in its journal)"
+    if scored == n:
+        return f"scoring {fmt(p['score_s'], 0)} s ({fmt(p['archs_per_s'], 2)} archs/s{procs})"
+    return (f"scoring {fmt(p['score_s'], 0)} s for the last {scored:,} of {n:,} archs ({fmt(p['archs_per_s'], 2)} "
+            f"archs/s{procs}; the others were scored by an earlier call, kept in its journal)")
+

@@ -211,6 +211,12 @@ def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir:
     return _read_journals(out_dir, as_key, fields)  # never depends on which run or process count scored it
 
 
+def journal_count(out_dir: Path, keys: Sequence, k: int) -> int:
+    """How many of `keys` the journals in `out_dir` hold already (scored by an earlier, interrupted call)."""
+    fields = ["key", "score", "val_loss"] + [f"lam_{i}" for i in range(k)]
+    return len(_read_journals(Path(out_dir), {str(key): key for key in keys}, fields))
+
+
 def shares_prefixes(model, codes, calibration) -> bool:
     """Scoring can share trunk prefixes between archs: the supernet offers it, every arch has the same code
     (one-shot, fixed codes) and BN uses batch statistics (re-estimated statistics are per arch)."""

@@ -61,6 +61,12 @@ def test_two_processes_give_the_single_process_predictions_and_resume(tmp_path, 
     again = run(torchrun(*common, "--out", str(tmp_path / "resumed")))
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "resumed" / "predictions.csv").read_text() == expected
+    # the time and rate are of the archs this call scored, not of those read back from the journals
+    protocol = json.loads((tmp_path / "resumed" / "metrics.json").read_text())["protocol"]
+    assert protocol["archs_scored"] == 5 and protocol["archs_per_s"] == pytest.approx(5 / protocol["score_s"])
+    assert "for the last 5 of 9 archs" in (tmp_path / "resumed" / "summary.md").read_text()
+    whole = json.loads((tmp_path / "one" / "metrics.json").read_text())["protocol"]
+    assert whole["archs_scored"] == 9 and "for the last" not in (tmp_path / "one" / "summary.md").read_text()
     # and a 2-process journal is continued by one process just as well
     stopped = run(torchrun(*common, "--out", str(tmp_path / "mixed")), {"KSHOT_TEST_STOP_AFTER": "1"})
     assert stopped.returncode != 0
