@@ -28,6 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Sequence
 
+from kshot_bench.loop import rewrite_log
 from kshot_bench.report_figures import figures
 from kshot_bench.report_runs import discover, md
 from kshot_bench.report_tables import tables
@@ -55,7 +56,8 @@ def copy_run_files(roots: Sequence[Path], ranks, searches, dest: Path, extra: Se
                 shutil.copyfile(src, target)
         log = next((r.log for r in ranks if r.path == run), None)
         if log and not (Path(run) / "train" / "log.csv").is_file():  # a snapshot's rows of its training run's log
-            _write_rows(dest / rel / "train" / "log.csv", log)
+            (dest / rel / "train").mkdir(parents=True, exist_ok=True)
+            rewrite_log(dest / rel / "train" / "log.csv", log, list(log[0]))
         summary = Path(run).parent / "summary.json"  # a multi-seed search's aggregate
         target = dest / rel.parent / "summary.json"
         if (summary.is_file() and (Path(run).parent / "seed-0").exists()
@@ -63,16 +65,6 @@ def copy_run_files(roots: Sequence[Path], ranks, searches, dest: Path, extra: Se
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(summary, target)
     return names
-
-
-def _write_rows(path: Path, rows) -> None:
-    import csv
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
 
 
 def build_report(paths: Sequence[Path], out: Path, command: str = "") -> Path:
