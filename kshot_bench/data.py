@@ -206,6 +206,26 @@ def load_cifar10(root: Path, download: bool = True) -> Splits:
     return Splits(t(x[train]), t(y[train]), t(x[valid]), t(y[valid]), source)
 
 
+def cifar10_test_set(root: Path) -> Tuple[Tensor, Tensor]:
+    """The 10,000 CIFAR-10 test images and labels, in either layout. Not part of the NB201 protocol (archs are
+    scored on the `valid` half); the released SPOS rankings scored every arch on these images, the ones the
+    ground truth `cifar10_test_200ep` is measured on, and `benchmarks/scoring_protocol.py` measures what that
+    choice changes."""
+    root = Path(root).expanduser()
+    batches = root / "cifar-10-batches-py"
+    if not batches.is_dir() and (root / "test_batch").is_file():
+        batches = root
+    if batches.is_dir():
+        if not (batches / "test_batch").is_file():
+            raise UserError(f"{batches} lacks test_batch", fix=f"CIFAR-10 must be in one of these layouts: {CIFAR10_LAYOUTS}")
+        x, y = _read_python_batches(batches, ["test_batch"])
+    elif (root / "train").is_dir() and (root / "test").is_dir():
+        _, _, x, y = _load_cifar10_folder(root)
+    else:
+        raise UserError(f"no CIFAR-10 data under {root}", fix=f"pass --data-root DIR holding {CIFAR10_LAYOUTS}")
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
 def _try_download(name: str, root: Path) -> None:
     try:
         import torchvision

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import write_cifar10_batches, write_image_folder
-from kshot_bench.data import TensorLoader, load_dataset, official_split, stratified_half
+from kshot_bench.data import TensorLoader, cifar10_test_set, load_dataset, official_split, stratified_half
 from kshot_bench.datasets import DATASETS
 from kshot_bench.errors import UserError
 
@@ -37,6 +37,21 @@ def test_image_folder_seeded_half_split(tmp_path):
     first = np.array(Image.open(root / "train" / "airplane" / "0000.png"))
     all_x = torch.cat([a.train_x, a.score_x])
     assert any(torch.equal(img, torch.as_tensor(first).permute(2, 0, 1)) for img in all_x)
+
+
+def test_cifar10_test_set_in_both_layouts(tmp_path):
+    """The 10,000 test images (scoring_protocol's --test-images): none of them is in the supernet's splits."""
+    x, y = cifar10_test_set(write_cifar10_batches(tmp_path / "batches"))
+    assert x.shape == (10000, 3, 32, 32) and torch.equal(y, torch.as_tensor(np.arange(50000, 60000) % 10))
+    assert torch.equal(x[:, 0, 0, 0], torch.as_tensor(np.arange(50000, 60000) % 256, dtype=torch.uint8))
+    root = write_image_folder(tmp_path / "folder", per_class=2, test_per_class=1)
+    x, y = cifar10_test_set(root)
+    splits = load_dataset("cifar10", root, download=False)
+    assert x.shape == (10, 3, 32, 32) and torch.equal(torch.sort(y).values, torch.arange(10))
+    seen = torch.cat([splits.train_x, splits.score_x]).flatten(1)
+    assert not (x.flatten(1)[:, None] == seen[None]).all(-1).any()
+    with pytest.raises(UserError, match="no CIFAR-10 data"):
+        cifar10_test_set(tmp_path / "nothing")
 
 
 def test_stratified_half_is_balanced_and_seeded():
