@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import emit  # noqa: E402
 
-from kshot_bench.data import imagenet_loader, imagenet_parts, normalize_batch  # noqa: E402
+from kshot_bench.imagenet_data import imagenet_loader, imagenet_parts, normalize_batch  # noqa: E402
 from kshot_bench.rundir import machine_info  # noqa: E402
 
 SIZE = (500, 375)  # the most common ImageNet training-image size

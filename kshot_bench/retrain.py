@@ -114,7 +114,7 @@ def full_train_set(root: Path, image_size: int):
     for `evaluate`, so a missing one is reported before a long run rather than after it."""
     from torchvision.datasets import ImageFolder
 
-    from kshot_bench.data import IMAGENET_LAYOUT, TensorResizedCrop, _read_bytes
+    from kshot_bench.imagenet_data import IMAGENET_LAYOUT, TensorResizedCrop, _read_bytes
 
     root = Path(root).expanduser()
     for part in ("train", "val"):
@@ -144,7 +144,7 @@ class Retrainer:
                  progress: bool = True, dist: Optional[Dist] = None):
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        from kshot_bench.data import FolderLoader, folder_subset
+        from kshot_bench.imagenet_data import FolderLoader, folder_subset
         from kshot_bench.search_space import mbv2
         from kshot_bench.supernet.mbv2 import MBV2Network
 
@@ -297,7 +297,7 @@ def evaluate(checkpoint: Path, data_root: Path, device: torch.device, weights: s
     from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
 
-    from kshot_bench.data import default_workers, normalize_batch
+    from kshot_bench.imagenet_data import default_workers, normalize_batch
     from kshot_bench.search_space import mbv2
     from kshot_bench.supernet.mbv2 import MBV2Network
 

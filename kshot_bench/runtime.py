@@ -137,3 +137,14 @@ def device_layout(x, device):
 
 def layout_name(device) -> str:
     return "channels_last" if device.type == "cuda" else "contiguous"
+
+
+def epoch_generator(seed: int, epoch: int):
+    """The CPU generator of one epoch of a loader: a pure function of (seed, epoch), so a run resumed
+    mid-epoch draws the batches and augmentations it would have drawn (data.TensorLoader, FolderLoader)."""
+    import numpy as np
+    import torch
+
+    g = torch.Generator(device="cpu")
+    g.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1))
+    return g

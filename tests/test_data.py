@@ -172,7 +172,7 @@ def test_imagenet16_loader_pads_by_two():
 
 
 def test_imagenet_folder_local_split_and_loader(tmp_path):
-    from kshot_bench.data import imagenet_loader, imagenet_parts
+    from kshot_bench.imagenet_data import imagenet_loader, imagenet_parts
 
     root = write_imagenet_folder(tmp_path / "imagenet")
     parts = imagenet_parts(root, local_val_size=6, seed=0, image_size=32)
@@ -209,7 +209,7 @@ def smooth_jpeg(path, w: int = 512, h: int = 384):
 def test_tensor_resized_crop_takes_torchvisions_crops_and_matches_its_pixels(tmp_path):
     import torchvision.transforms as T
     from PIL import Image
-    from kshot_bench.data import TensorResizedCrop, _read_bytes, normalize_batch
+    from kshot_bench.imagenet_data import TensorResizedCrop, _read_bytes, normalize_batch
 
     path = smooth_jpeg(tmp_path / "a.JPEG")
     reference = T.Compose([T.RandomResizedCrop(64), T.RandomHorizontalFlip(), T.PILToTensor()])

@@ -9,7 +9,8 @@ import torch
 from conftest import write_imagenet_folder
 from kshot_bench.cli import main
 from kshot_bench.config import from_preset
-from kshot_bench.data import FolderLoader, load_for
+from kshot_bench.data import load_for
+from kshot_bench.imagenet_data import FolderLoader
 from kshot_bench.errors import UserError
 from kshot_bench.train import Trainer
 from kshot_bench.rundir import CHECKPOINT, load_checkpoint
