@@ -281,7 +281,7 @@ def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
             mid.append(m)
             lo.append(m - a)
             hi.append(b - m)
-        bars.append("bootstrap 95% CI" if all(len(pts[(k, e)]) == 1 for e in es) else "std over seeds")
+        bars += ["bootstrap 95% CI (one seed)" if len(pts[(k, e)]) == 1 else "std over seeds (several)" for e in es]
         shift = (j - (len(ks) - 1) / 2) * 0.012 * span  # small offsets keep overlapping points visible
         method = METHOD_ORDER[0] if k == 1 else METHOD_ORDER[3]
         ax.errorbar([e + shift for e in es], mid, yerr=[lo, hi], marker="o", capsize=3,
@@ -309,7 +309,7 @@ def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_xticks(epochs, [str(e) for e in epochs])
     snapshots = all(r.is_snapshot for r in runs)
-    ax.set_xlabel("supernet training epochs" + (" (snapshots of one run per K)" if snapshots else ""))
+    ax.set_xlabel("supernet training epochs" + (" (snapshots of one run per K and seed)" if snapshots else ""))
     ax.set_ylabel("Kendall's tau")
     ax.set_title(f"Fig. 7: ranking quality against K and training epochs\nerror bars: {', '.join(sorted(set(bars)))}",
                  fontsize=9)

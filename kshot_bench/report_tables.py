@@ -428,6 +428,12 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
         if all(dl is not None for _, _, dl, _ in vs):
             what, parts = verdict(method, k, [(r, dl) for r, _, dl, _ in vs])
             lines.append(f"- Scored by validation loss instead: {what} ({parts}).")
+    # earlier snapshots that already pair on several seeds (a run still in progress on its second seed)
+    for (method, k, epochs), vs in sorted(group([v for v in verdicts if int(v[0].p["epochs"]) != top],
+                                                lambda v: (v[0].method, int(v[0].p["k"]), int(v[0].p["epochs"]))).items(),
+                                          key=lambda kv: -kv[0][2]):
+        if len(vs) > 1:
+            lines.append(f"- At {epochs} epochs, {method} (K={k}): {across_seeds(vs)}")
     return lines + [""]
 
 

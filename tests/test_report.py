@@ -156,27 +156,30 @@ def test_paired_comparison_of_runs_on_the_same_archs(tmp_path):
     assert "Paired comparisons" not in build_report([tmp_path / "other", one], tmp_path / "r2").read_text()
 
 
+def paired_seed_runs(root, seed, noise, epochs=10):
+    """A one-shot and a K=4 run of one seed on the same archs and truth (the K=4 scores: truth + noise); returns
+    (K=4 scores, one-shot scores, truth)."""
+    one = fake_rank_run(root, 1, "uniform", seed, epochs=epochs)
+    kshot = fake_rank_run(root, 4, "simplex", seed, epochs=epochs)
+    with open(one / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rng = np.random.default_rng(seed)
+    with open(kshot / "predictions.csv", "w", newline="") as fh:  # the one-shot run's archs and truth
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]) + ["lam_1", "lam_2", "lam_3"])
+        w.writeheader()
+        better = [float(r["truth"]) + rng.normal(0, noise) for r in rows]
+        for r, score in zip(rows, better):
+            w.writerow({**r, "score": score, "lam_0": 0.25, "lam_1": 0.25, "lam_2": 0.25, "lam_3": 0.25})
+    return np.array(better), np.array([float(r["score"]) for r in rows]), np.array([float(r["truth"]) for r in rows])
+
+
 def test_paired_comparisons_over_two_training_seeds(tmp_path):
     """With a K-shot and a one-shot run per seed on the same archs, the report adds the mean difference over
     the seeds with an interval that resamples the seeds, beside each seed's own."""
     from kshot_bench import metrics as stats
 
     root = tmp_path / "runs"
-    pairs = []
-    for seed, noise in ((0, 1.0), (1, 3.0)):
-        one = fake_rank_run(root, 1, "uniform", seed)
-        kshot = fake_rank_run(root, 4, "simplex", seed)
-        with open(one / "predictions.csv", newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        rng = np.random.default_rng(seed)
-        with open(kshot / "predictions.csv", "w", newline="") as fh:  # the one-shot run's archs and truth
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]) + ["lam_1", "lam_2", "lam_3"])
-            w.writeheader()
-            better = [float(r["truth"]) + rng.normal(0, noise) for r in rows]
-            for r, score in zip(rows, better):
-                w.writerow({**r, "score": score, "lam_0": 0.25, "lam_1": 0.25, "lam_2": 0.25, "lam_3": 0.25})
-        truth = np.array([float(r["truth"]) for r in rows])
-        pairs.append((np.array(better), np.array([float(r["score"]) for r in rows]), truth))
+    pairs = [paired_seed_runs(root, seed, noise) for seed, noise in ((0, 1.0), (1, 3.0))]
     text = build_report([root], tmp_path / "r").read_text()
     line = next(x for x in text.splitlines() if x.startswith("- Across the 2 training seeds"))
     want = stats.seeds_tau_diff(pairs)
@@ -185,6 +188,22 @@ def test_paired_comparisons_over_two_training_seeds(tmp_path):
     assert "lower bound on the uncertainty over training seeds" in line
     assert "Across the" not in build_report([root / "k1-oneshot-e10-s0", root / "k4-simplex-e10-s0"],
                                             tmp_path / "r2").read_text()
+
+
+def test_seeds_pair_at_an_earlier_snapshot_while_one_seed_runs_on(tmp_path):
+    """Seed 0 has reached 10 epochs, seed 1 only 5: the across-seed difference is given at 5 epochs, where both
+    seeds pair, and the 10-epoch verdict stays a one-seed one."""
+    from kshot_bench import metrics as stats
+
+    root = tmp_path / "runs"
+    paired_seed_runs(root, 0, 1.0, epochs=10)
+    pairs = [paired_seed_runs(root, seed, noise, epochs=5) for seed, noise in ((0, 1.0), (1, 3.0))]
+    lines = build_report([root], tmp_path / "r").read_text().splitlines()
+    line = next(x for x in lines if x.startswith("- At 5 epochs, K-shot + simplex-net (K=4): Across the 2 training seeds"))
+    want = stats.seeds_tau_diff(pairs)
+    assert f"mean Δtau {want['diff']:+.3f} [{want['ci_lo']:+.3f}, {want['ci_hi']:+.3f}]" in line
+    assert next(x for x in lines if x.startswith("- At 10 epochs")).count("seed ") == 1
+    assert not any(x.startswith("- Across the") for x in lines)
 
 
 def test_compare_two_runs_of_other_budgets_on_the_same_archs(tmp_path, capsys):
