@@ -181,13 +181,15 @@ CIFAR10_LAYOUTS = ("the official python batches: <root>/cifar-10-batches-py/data
 
 
 def load_cifar10(root: Path, download: bool = True) -> Splits:
-    x, y, _, _, batches = _cifar10_arrays(root, download)
+    root, batches = _cifar10_layout(root, download)
     if batches is not None:
+        x, y = _read_python_batches(batches, CIFAR10_TRAIN_BATCHES)
         train, valid = official_split("cifar10_train"), official_split("cifar10_valid")
         source = f"CIFAR-10 python batches in {batches}; NB201 cifar-split.txt train ({len(train)}) / valid ({len(valid)})"
     else:
+        x, y, _, _ = _load_cifar10_folder(root)
         train, valid = stratified_half(y)
-        source = (f"CIFAR-10 image folder {Path(root).expanduser()}; seeded class-stratified half split (seed {FOLDER_SPLIT_SEED}) "
+        source = (f"CIFAR-10 image folder {root}; seeded class-stratified half split (seed {FOLDER_SPLIT_SEED}) "
                   f"train ({len(train)}) / valid ({len(valid)})")
     t = torch.from_numpy
     return Splits(t(x[train]), t(y[train]), t(x[valid]), t(y[valid]), source)
@@ -198,12 +200,17 @@ def cifar10_test_set(root: Path) -> Tuple[Tensor, Tensor]:
     scored on the `valid` half); the released SPOS rankings scored every arch on these images, the ones the
     ground truth `cifar10_test_200ep` is measured on, and `benchmarks/scoring_protocol.py` measures what that
     choice changes."""
-    _, _, x, y, _ = _cifar10_arrays(root, download=False)
+    root, batches = _cifar10_layout(root, download=False)
+    x, y = _read_python_batches(batches, ["test_batch"]) if batches is not None else _load_cifar10_folder(root)[2:]
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def _cifar10_arrays(root: Path, download: bool):
-    """Train and test arrays of either layout, and the python-batches folder (None for an image folder)."""
+CIFAR10_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+def _cifar10_layout(root: Path, download: bool) -> Tuple[Path, Optional[Path]]:
+    """The expanded root and its complete python-batches folder, or None there for an image folder; each
+    caller reads only the parts it needs."""
     root = Path(root).expanduser()
     batches = root / "cifar-10-batches-py"
     if not batches.is_dir() and (root / "data_batch_1").is_file():
@@ -211,13 +218,12 @@ def _cifar10_arrays(root: Path, download: bool):
     if not batches.is_dir() and not (root / "train").is_dir() and download:
         _try_download("CIFAR10", root)
     if batches.is_dir():
-        names = [f"data_batch_{i}" for i in range(1, 6)]
-        missing = [n for n in names + ["test_batch"] if not (batches / n).is_file()]
+        missing = [n for n in CIFAR10_TRAIN_BATCHES + ["test_batch"] if not (batches / n).is_file()]
         if missing:
             raise UserError(f"{batches} lacks {', '.join(missing)}", fix=f"CIFAR-10 must be in one of these layouts: {CIFAR10_LAYOUTS}")
-        return (*_read_python_batches(batches, names), *_read_python_batches(batches, ["test_batch"]), batches)
+        return root, batches
     if (root / "train").is_dir() and (root / "test").is_dir():
-        return (*_load_cifar10_folder(root), None)
+        return root, None
     raise UserError(f"no CIFAR-10 data under {root}",
                     fix=f"pass --data-root DIR holding {CIFAR10_LAYOUTS} (or run once with internet to download)")
 

@@ -1,6 +1,6 @@
 """ImageNet as an image folder (the MobileNetV2 search, paper Sec. 5): the seeded local validation split
-carved from the training images, JPEG decoding, the tensor-side resized crop, and the loaders. Moved out of
-`data.py`, which keeps the small in-memory datasets; `data.load_for` reaches this module for `--dataset imagenet`."""
+carved from the training images, JPEG decoding, the tensor-side resized crop, and the loaders. The small
+in-memory datasets are in `data.py`, whose `load_for` reaches this module for `--dataset imagenet`."""
 from __future__ import annotations
 
 import os
