@@ -38,7 +38,8 @@ def tables(runs: Runs) -> List[str]:
     ranks, searches = runs.ranks, runs.searches
     lines = []
     if ranks:
-        lines += table4(ranks) + table_without_no_path(ranks) + table_top(ranks) + paired_comparisons(ranks) + table_ablation(ranks, searches) + table1(ranks)
+        lines += table4(ranks) + table_without_no_path(ranks) + table_top(ranks) + paired_comparisons(ranks) + table_score_by(ranks)
+        lines += table_ablation(ranks, searches) + table1(ranks)
     lines += unranked_tables(runs) + table_ablation_unranked(runs)
     lines += table1(runs.without_truth) if any(r.log for r in runs.without_truth) else []
     lines += table2(runs.retrains, runs.all_searches)
@@ -435,6 +436,38 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
         if len(vs) > 1:
             lines.append(f"- At {epochs} epochs, {method} (K={k}): {across_seeds(vs)}")
     return lines + [""]
+
+
+def table_score_by(ranks: List[RankRun]) -> List[str]:
+    """Each run's ranking by accuracy against its ranking by validation loss, paired on its own archs (both
+    scores are in every predictions.csv): which score a supernet should be ranked by is a protocol choice, and
+    this is its evidence. Runs whose losses are missing or all equal are left out."""
+    from kshot_bench import metrics as stats
+
+    rows = []
+    for r in sorted(ranks, key=lambda r: (r.p["dataset"], METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER
+                                          else 9, int(r.p["k"]), int(r.p["epochs"]), int(r.p.get("seed") or 0), r.label)):
+        pr = r.predictions()
+        if pr is None or not np.isfinite(pr["loss"]).all() or np.ptp(pr["loss"]) == 0:
+            continue
+        rows.append((r, stats.paired_tau_diff(pr["loss"], pr["acc"], pr["truth"])))
+    if not rows:
+        return []
+    lines = ["### Scored by accuracy or by validation loss", "",
+             "| dataset | method | K | epochs | seed | tau by accuracy [95% CI] | tau by loss [95% CI] | "
+             "loss minus accuracy [95% CI] | run |", "|---|---|---|---|---|---|---|---|---|"]
+    for r, d in rows:
+        acc, loss = r.scored("acc"), r.scored("loss")
+        lines.append(f"| {r.p['dataset']} | {r.method} | {r.p['k']} | {r.p['epochs']} | {r.p.get('seed', '')} | "
+                     f"{ci_text(acc['kendall_tau'], acc['ci95']['kendall_tau'])} | "
+                     f"{ci_text(loss['kendall_tau'], loss['ci95']['kendall_tau'])} | "
+                     f"{d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}] | {r.label} |")
+    above = sum(d["ci_lo"] > 0 for _, d in rows)
+    below = sum(d["ci_hi"] < 0 for _, d in rows)
+    return lines + ["", f"The same archs and images scored two ways: top-1 accuracy (the paper's score and the "
+                    f"default, `score_by=acc`) and mean cross-entropy (`score_by=loss`, lower is better). Brackets: "
+                    f"{stats.N_BOOT:,} bootstrap resamples of the archs, the same for both scores. Loss ranks better "
+                    f"in {above} of {len(rows)} runs and worse in {below} (intervals clear of 0).", ""]
 
 
 def across_seeds(vs: List) -> str:

@@ -353,3 +353,27 @@ def test_snapshots_take_their_training_runs_log(tmp_path):
     assert "k4-simplex-e20-s0" in row
     copied = (tmp_path / "r" / "runs" / "curve" / "k4-simplex-e10-s0" / "train" / "log.csv").read_text().splitlines()
     assert len(copied) == 11 and copied[-1].startswith("10,kshot")
+
+
+def test_accuracy_against_loss_per_run(tmp_path):
+    """Each run's tau by accuracy and by loss, paired on its archs; runs with equal losses are left out."""
+    root = tmp_path / "runs"
+    better, worse = fake_rank_run(root, 4, "simplex", 0, n=200), fake_rank_run(root, 1, "uniform", 0, n=200)
+    fake_rank_run(root, 4, "uniform", 0)  # every loss 1.0: no ranking by loss, no row
+    rng = np.random.default_rng(3)
+    for d, noise in ((better, 0.5), (worse, 30.0)):  # loss: the truth with little / much noise
+        with open(d / "predictions.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        for r in rows:
+            r["val_loss"] = 3.0 - (float(r["truth"]) + rng.normal(0, noise)) / 40
+        with open(d / "predictions.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    text = build_report([root], tmp_path / "r").read_text()
+    section = text.split("### Scored by accuracy or by validation loss")[1].split("\n### ")[0]
+    rows = {x.split(" | ")[-1].rstrip(" |"): x.split(" | ") for x in section.splitlines() if x.startswith("| cifar10 |")}
+    assert set(rows) == {"k4-simplex-e10-s0 (h4si010)", "k1-oneshot-e10-s0 (h1un010)"}
+    diff = {label: float(cells[7].split(" [")[0]) for label, cells in rows.items()}
+    assert diff["k4-simplex-e10-s0 (h4si010)"] > 0.2 and diff["k1-oneshot-e10-s0 (h1un010)"] < -0.2
+    assert "Loss ranks better in 1 of 2 runs and worse in 1" in section
