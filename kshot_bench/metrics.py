@@ -42,7 +42,6 @@ Resamples are index arrays drawn once per call from `numpy.random.default_rng(se
 from __future__ import annotations
 
 import warnings
-from functools import partial
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -123,8 +122,7 @@ def ranking_metrics(scores: Sequence[float], truth: Sequence[float], null: bool 
     Spearman and every split tau, and (with `null`) the permutation null band of tau and its p-value."""
     m = all_metrics(scores, truth)
     m["ci95"] = {"kendall_tau": tau_bootstrap_ci(scores, truth),
-                 "split_tau": {k: bootstrap_ci(partial(_split_at, n_high=int(k)), scores, truth)
-                               for k in CI_SPLIT_NS if k in m["split_tau"]}}
+                 "split_tau": split_tau_bootstrap_cis(scores, truth, [k for k in CI_SPLIT_NS if k in m["split_tau"]])}
     if null:
         m["null"] = tau_null_band(scores, truth)
     m["uncertainty"] = (f"95% percentile intervals over {N_BOOT} bootstrap resamples of the archs (seed "
@@ -138,6 +136,7 @@ CI_SPLIT_NS = ("10", "50", "100", "1000")
 
 def _split_at(scores, truth, n_high: int) -> float:
     return split_tau(scores, truth, n_high) if 0 < n_high < len(scores) else float("nan")
+
 
 
 def aggregate(runs: List[Dict]) -> Dict:
@@ -180,6 +179,25 @@ def bootstrap_ci(metric: Metric, scores: Sequence[float], truth: Sequence[float]
     s, t = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=np.float64)
     vals = np.array([metric(s[i], t[i]) for i in _resamples(len(s), n_boot, seed)])
     return _interval(vals, level)
+
+
+def split_tau_bootstrap_cis(scores: Sequence[float], truth: Sequence[float], ns: Sequence[str], n_boot: int = N_BOOT,
+                            seed: int = STATS_SEED, level: float = 0.95) -> Dict[str, Tuple[float, float]]:
+    """`bootstrap_ci` of `split_tau` at every n in `ns` (the same resamples): each resample's true order and
+    score ranks are computed once for all n, so the numbers are `bootstrap_ci(partial(_split_at, n_high=n))`'s
+    at a fraction of the time (all 15,625 NB201 archs: one sort per resample instead of one per n)."""
+    from scipy.stats import rankdata
+
+    s, t = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    highs = [int(k) for k in ns]
+    vals = np.full((len(highs), n_boot), np.nan)
+    for b, i in enumerate(_resamples(len(s), n_boot, seed)):
+        order, ranks = _true_order(t[i]), rankdata(s[i])
+        top = np.cumsum(ranks[order])  # the rank sum of the n best in the truth, for every n
+        for j, h in enumerate(highs):
+            if 0 < h < len(s):
+                vals[j, b] = 2 * (top[h - 1] - h * (h + 1) / 2) / (h * (len(s) - h)) - 1
+    return {k: _interval(vals[j], level) for j, k in enumerate(ns)}
 
 
 def null_band(metric: Metric, scores: Sequence[float], truth: Sequence[float], n_perm: int = N_PERM,

@@ -99,3 +99,19 @@ def test_ranking_metrics_carry_intervals():
     assert lo < m["kendall_tau"] < hi
     assert set(m["ci95"]["split_tau"]) == {"10", "50", "100"}
     assert m["null"]["band_lo"] < 0 < m["null"]["band_hi"] < m["kendall_tau"]
+
+
+def test_split_tau_intervals_in_one_pass_equal_one_bootstrap_per_split():
+    """The shared-resample split-tau intervals are bootstrap_ci's of split_tau at each n, number for number,
+    with ties in both lists and an n too large for the archs (NaN interval)."""
+    from functools import partial
+
+    rng = np.random.default_rng(7)
+    t = np.round(rng.random(300), 2)  # ties in the truth
+    s = np.round(t + rng.normal(0, 0.3, 300), 1)  # and in the scores
+    ns = ["10", "50", "100", "1000"]
+    got = stats.split_tau_bootstrap_cis(s, t, ns, n_boot=200)
+    for k in ns:
+        want = stats.bootstrap_ci(partial(stats._split_at, n_high=int(k)), s, t, n_boot=200)
+        assert got[k] == want or (np.isnan(want).all() and np.isnan(got[k]).all()), k
+    assert not np.isnan(got["100"]).any() and np.isnan(got["1000"]).all()
