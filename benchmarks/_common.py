@@ -16,6 +16,21 @@ def emit(result: Dict, name: str, quick: bool, device: str = "cpu", out: Optiona
     return path
 
 
+def paired_rates(rates: Dict[str, Dict[str, list]], old: str, new: str, label: str) -> Dict:
+    """Per kind ("train", "score"): both variants' median images/s and the median over rounds of the paired ratio
+    new / old (`rates[variant][kind]`: one rate per round, the same rounds for both); prints one line `label: ...`."""
+    import statistics
+
+    row = {}
+    for kind in ("train", "score"):
+        a, b = rates[new][kind], rates[old][kind]
+        row[kind] = {f"{old}_images_per_s": statistics.median(b), f"{new}_images_per_s": statistics.median(a),
+                     "paired_ratio_median": statistics.median(x / y for x, y in zip(a, b)), "raw": {old: b, new: a}}
+    print(f"{label}: " + "; ".join(f"{kind} {row[kind][f'{old}_images_per_s']:.0f} -> {row[kind][f'{new}_images_per_s']:.0f}"
+                                   f" images/s (x{row[kind]['paired_ratio_median']:.2f})" for kind in row), flush=True)
+    return row
+
+
 def run_memory_child(code: str, root: Path) -> Dict:
     """Run a memory-measuring child (`code` prints JSON with base_mb and peak_mb last) and add train_mb.
 

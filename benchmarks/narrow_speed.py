@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import emit  # noqa: E402
+from benchmarks._common import emit, paired_rates  # noqa: E402
 from kshot_bench.config import from_preset  # noqa: E402
 from kshot_bench.data import Splits  # noqa: E402
 from kshot_bench.scoring import score_arch  # noqa: E402
@@ -116,17 +115,9 @@ def main() -> None:
                         with VARIANTS[name]():
                             rates[name]["train"].append(train_rate(trainers[name], batches, r * args.steps))
                             rates[name]["score"].append(score_rate(trainers[name], archs, sbatches))
-                row = {"first_scores": {"reference": ref, "fast": fast}}
-                for kind in ("train", "score"):
-                    a, b = rates["fast"][kind], rates["reference"][kind]
-                    row[kind] = {"reference_images_per_s": statistics.median(b), "fast_images_per_s": statistics.median(a),
-                                 "paired_ratio_median": statistics.median(x / y for x, y in zip(a, b)),
-                                 "raw": {"reference": b, "fast": a}}
+                row = {"first_scores": {"reference": ref, "fast": fast},
+                       **paired_rates(rates, "reference", "fast", f"C={c} K={k}")}
                 results[f"C{c}_K{k}"] = row
-                print(f"C={c} K={k}: train {row['train']['reference_images_per_s']:.0f} -> "
-                      f"{row['train']['fast_images_per_s']:.0f} images/s (x{row['train']['paired_ratio_median']:.2f}); "
-                      f"score {row['score']['reference_images_per_s']:.0f} -> {row['score']['fast_images_per_s']:.0f} "
-                      f"(x{row['score']['paired_ratio_median']:.2f})", flush=True)
     result = {"benchmark": "narrow_speed", "machine": machine_info(torch.device("cpu")),
               "protocol": {"rounds": args.rounds, "steps": args.steps, "archs": args.archs, "batch": 64,
                            "simplex_interval": 4, "score_images": 1000, "score_batch": 500,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -116,7 +115,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from benchmarks._common import emit
+    from benchmarks._common import emit, paired_rates
     from kshot_bench.rundir import machine_info
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,18 +134,10 @@ def main() -> None:
             for r in range(args.rounds):
                 for name in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
                     runs[name].append(run_worker(trees[name], k, args.steps, args.archs))
-            row = {"simplex_step": {name: runs[name][0]["simplex_step"] for name in trees}}
-            for kind in ("train", "score"):
-                b = [w[f"{kind}_images_per_s"] for w in runs["baseline"]]
-                c = [w[f"{kind}_images_per_s"] for w in runs["current"]]
-                row[kind] = {"baseline_images_per_s": statistics.median(b), "current_images_per_s": statistics.median(c),
-                             "paired_ratio_median": statistics.median(x / y for x, y in zip(c, b)),
-                             "raw": {"baseline": b, "current": c}}
-            results[f"C5_K{k}"] = row
-            print(f"K={k}: train {row['train']['baseline_images_per_s']:.0f} -> {row['train']['current_images_per_s']:.0f}"
-                  f" images/s (x{row['train']['paired_ratio_median']:.2f}); score "
-                  f"{row['score']['baseline_images_per_s']:.0f} -> {row['score']['current_images_per_s']:.0f} "
-                  f"(x{row['score']['paired_ratio_median']:.2f})", flush=True)
+            rates = {name: {kind: [w[f"{kind}_images_per_s"] for w in runs[name]] for kind in ("train", "score")}
+                     for name in trees}
+            results[f"C5_K{k}"] = {"simplex_step": {name: runs[name][0]["simplex_step"] for name in trees},
+                                   **paired_rates(rates, "baseline", "current", f"K={k}")}
     result = {"benchmark": "narrow_speed_since", "machine": machine_info(torch.device("cpu")),
               "protocol": {"baseline": args.baseline, "current": current, "rounds": args.rounds, "steps": args.steps,
                            "archs": args.archs, "batch": 64, "simplex_interval": 4, "score_images": 1000,
