@@ -138,7 +138,6 @@ def _split_at(scores, truth, n_high: int) -> float:
     return split_tau(scores, truth, n_high) if 0 < n_high < len(scores) else float("nan")
 
 
-
 def aggregate(runs: List[Dict]) -> Dict:
     """Mean and sample std (ddof=1; 0 for one run) of every metric over runs, nested keys kept."""
     out: Dict = {}
