@@ -76,9 +76,13 @@ def split_tau(scores: Sequence[float], truth: Sequence[float], n_high: int) -> f
     high = np.zeros(len(s), dtype=bool)
     high[_true_order(t)[:n_high]] = True
     ranks = stats.rankdata(s)  # average ranks for ties: a tied pair counts 1/2 in U
-    n_low = len(s) - n_high
-    u = ranks[high].sum() - n_high * (n_high + 1) / 2
-    return float(2 * u / (n_high * n_low) - 1)
+    return _split_from_rank_sum(ranks[high].sum(), n_high, len(s))
+
+
+def _split_from_rank_sum(rank_sum: float, n_high: int, n: int) -> float:
+    """Split tau from the score-rank sum of the n_high best archs in the truth: 2 U / (n_high n_low) - 1, with
+    U = rank_sum - n_high (n_high + 1) / 2 the Mann-Whitney count of (high, low) pairs scored in the right order."""
+    return float(2 * (rank_sum - n_high * (n_high + 1) / 2) / (n_high * (n - n_high)) - 1)
 
 
 def top_tau(scores: Sequence[float], truth: Sequence[float], n: int) -> float:
@@ -195,7 +199,7 @@ def split_tau_bootstrap_cis(scores: Sequence[float], truth: Sequence[float], ns:
         top = np.cumsum(ranks[order])  # the rank sum of the n best in the truth, for every n
         for j, h in enumerate(highs):
             if 0 < h < len(s):
-                vals[j, b] = 2 * (top[h - 1] - h * (h + 1) / 2) / (h * (len(s) - h)) - 1
+                vals[j, b] = _split_from_rank_sum(top[h - 1], h, len(s))
     return {k: _interval(vals[j], level) for j, k in enumerate(ns)}
 
 
