@@ -170,7 +170,7 @@ def mbv2_step(device, dims) -> dict:
                         "peak_mb_above_start": memory_peak(device) - base,
                         "batch": dims["batch"], "size": dims["size"], "precision": "bf16" if bf16 else "fp32"}
         print(f"mbv2 step K={k}: {out[f'K{k}']}", flush=True)
-        del model, opt
+        model = opt = None  # free them before the next K (step() is not called again)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     out["K8_over_K1_time"] = out["K8"]["ms_per_step"] / out["K1"]["ms_per_step"]

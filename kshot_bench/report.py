@@ -93,7 +93,7 @@ def build_report(paths: Sequence[Path], out: Path, command: str = "") -> Path:
     if ranks:
         lines += ["| run | dataset | method | K | seed | epochs | config | tau |", "|---|---|---|---|---|---|---|---|"]
         for r in ranks:
-            lines.append(f"| [{copies[r.path]}](runs/{copies[r.path]}) | {r.p['dataset']} | {r.method} | {r.p['k']} | "
+            lines.append(f"| [{copies[r.path]}](runs/{copies[r.path]}) | {r.p['dataset']} | {r.name} | {r.p['k']} | "
                          f"{r.p['seed']} | {r.p['epochs']} | {r.p['config_hash']} | {fmt(r.metrics['kendall_tau'])} |")
         lines.append("")
     if searches:

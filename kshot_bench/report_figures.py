@@ -10,7 +10,6 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from kshot_bench.report_runs import (
-    METHOD_COLORS,
     METHOD_ORDER,
     RankRun,
     RetrainRun,
@@ -19,6 +18,8 @@ from kshot_bench.report_runs import (
     _retrained_top1,
     group,
     mean_std,
+    method_order,
+    method_style,
     protocol_line,
     run_noise_ceiling,
     run_space,
@@ -123,24 +124,24 @@ def fig4(ranks, searches, out: Path) -> Tuple[Optional[str], str]:
     ranks = [r for r in ranks if int(r.p["epochs"]) == budget]
     if len({int(r.p["k"]) for r in ranks}) < 2:
         return None, "Fig. 4 needs runs at two or more values of K (at the same training budget)."
-    by = group(ranks, lambda r: r.method)
+    by = group(ranks, lambda r: r.name)
     plt = _plt()
     has_search = any(s.result["fitness"] == "supernet" for s in searches)
     fig, axes = plt.subplots(1, 2 if has_search else 1, figsize=(10 if has_search else 5.5, 4), dpi=130, squeeze=False)
     ax = axes[0][0]
-    one = [r.metrics["kendall_tau"] for r in by.get(METHOD_ORDER[0], [])]
     all_k = sorted({int(r.p["k"]) for r in ranks})
-    for j, method in enumerate(m for m in METHOD_ORDER if m in by):
-        if method == METHOD_ORDER[0]:
-            m1, s1, _ = mean_std(one)
-            ax.errorbar([1], [m1], yerr=[s1], marker="D", ms=7, color="k", capsize=3, linestyle="none", label=method)
-            continue
+    for j, method in enumerate(sorted(by, key=method_order)):
         rs = by[method]
+        if rs[0].method == METHOD_ORDER[0]:
+            m1, s1, _ = mean_std([r.metrics["kendall_tau"] for r in rs])
+            ax.errorbar([1], [m1], yerr=[s1], marker="D", ms=7, capsize=3, label=method,
+                        **{**method_style(method), "linestyle": "none"})
+            continue
         ks = sorted({int(r.p["k"]) for r in rs})
         st = [mean_std([r.metrics["kendall_tau"] for r in rs if int(r.p["k"]) == k]) for k in ks]
         shift = 2 ** ((j - 2) * 0.04)  # small horizontal offsets keep overlapping methods visible
         ax.errorbar([k * shift for k in ks], [x[0] for x in st], yerr=[x[1] for x in st], marker="o", capsize=3,
-                    label=method, color=METHOD_COLORS.get(method))
+                    label=method, **method_style(method))
     ax.set_xscale("log", base=2)
     ax.set_xticks(all_k, [str(k) for k in all_k])
     ax.set_xlabel("K (K=1: one-shot)")
@@ -166,17 +167,17 @@ def fig4(ranks, searches, out: Path) -> Tuple[Optional[str], str]:
 
 
 def fig5(ranks, out: Path) -> Tuple[Optional[str], str]:
-    budget = comparable_budget(ranks, lambda r: r.method)
+    budget = comparable_budget(ranks, lambda r: r.name)
     ranks = [r for r in ranks if int(r.p["epochs"]) == budget]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 4), dpi=130)
-    by = group(ranks, lambda r: r.method)
-    for method in sorted(by, key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 9):
+    by = group(ranks, lambda r: r.name)
+    for method in sorted(by, key=method_order):
         rs = by[method]
         ns = sorted({int(n) for r in rs for n in r.metrics["split_tau"]})
         st = [mean_std([r.metrics["split_tau"].get(str(n)) for r in rs]) for n in ns]
         ax.errorbar(ns, [s[0] for s in st], yerr=[s[1] for s in st], marker="o", capsize=3, label=method,
-                    color=METHOD_COLORS.get(method))
+                    **method_style(method))
     base = {r.p["arch_set"]: r.baselines["params"] for r in ranks if "params" in r.baselines}
     if base:
         ns = sorted({int(n) for b in base.values() for n in b["split_tau"]})
@@ -256,22 +257,22 @@ def _best_baseline(runs: Sequence[RankRun]) -> Tuple[Optional[str], Optional[flo
 
 def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
     pts = group([r for r in ranks if r.method in (METHOD_ORDER[0], METHOD_ORDER[3])],
-                lambda r: (int(r.p["k"]), int(r.p["epochs"])))
-    epochs = sorted({e for _, e in pts})
+                lambda r: (int(r.p["k"]), r.name, int(r.p["epochs"])))
+    epochs = sorted({e for *_, e in pts})
     if len(epochs) < 2:
         return None, (f"Fig. 7 needs runs at two or more training budgets (epochs); the runs given all train "
                       f"{epochs[0] if epochs else '?'} epochs. Add cells with `kshot-bench ablate --epochs E1 E2`, "
                       "or snapshots of one run (`--set snapshot_epochs=...`, `rank --checkpoint RUN_DIR`).")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=130)
-    ks = sorted({k for k, _ in pts})
+    lines = sorted({(k, name) for k, name, _ in pts}, key=lambda kn: (kn[0], method_order(kn[1])))
     span = epochs[-1] - epochs[0]
     bars = []
-    for j, k in enumerate(ks):
-        es = [e for e in epochs if (k, e) in pts]
+    for j, (k, method) in enumerate(lines):
+        es = [e for e in epochs if (k, method, e) in pts]
         mid, lo, hi = [], [], []
         for e in es:
-            rs = pts[(k, e)]
+            rs = pts[(k, method, e)]
             if len(rs) == 1 and rs[0].stats():  # one run: its bootstrap interval
                 st = rs[0].stats()
                 m, (a, b) = st["kendall_tau"], st["ci95"]["kendall_tau"]
@@ -281,11 +282,12 @@ def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
             mid.append(m)
             lo.append(m - a)
             hi.append(b - m)
-        bars += ["bootstrap 95% CI (one seed)" if len(pts[(k, e)]) == 1 else "std over seeds (several)" for e in es]
-        shift = (j - (len(ks) - 1) / 2) * 0.012 * span  # small offsets keep overlapping points visible
-        method = METHOD_ORDER[0] if k == 1 else METHOD_ORDER[3]
+        bars += ["bootstrap 95% CI (one seed)" if len(pts[(k, method, e)]) == 1 else "std over seeds (several)" for e in es]
+        shift = (j - (len(lines) - 1) / 2) * 0.012 * span  # small offsets keep overlapping points visible
+        style = method_style(method)  # several K of one method: the colours of the cycle, one per K
+        style = {**style, "color": None} if len({kk for kk, _ in lines}) > 2 else style
         ax.errorbar([e + shift for e in es], mid, yerr=[lo, hi], marker="o", capsize=3,
-                    label=method if k == 1 else f"K={k}: {method}", color=None if len(ks) > 2 else METHOD_COLORS[method])
+                    label=method if k == 1 else f"K={k}: {method}", **style)
     runs = [r for rs in pts.values() for r in rs]
     n_sets = len({r.p["arch_set"] for r in runs})
     # baselines and chance on the same archs, drawn on the same axes (averaged when the runs' arch sets differ)

@@ -52,6 +52,26 @@ def method_name(k: Optional[int], code: str) -> str:
     return {"uniform": METHOD_ORDER[1], "random": METHOD_ORDER[2], "simplex": METHOD_ORDER[3]}.get(code, code)
 
 
+def paths_label(sampling: Optional[str]) -> str:
+    """How a run's training drew its paths, as its row name adds it: nothing for uniform paths (the paper's
+    protocol, and runs written before `sampling` existed), else ", <sampling> paths" (issue 25: runs of other
+    samplings are other methods, never pooled or paired as one)."""
+    return "" if sampling in (None, "", "uniform") else f", {sampling} paths"
+
+
+def method_order(name: str) -> Tuple[int, str]:
+    """Sort key of a row name: the paper's method order first (`METHOD_ORDER`), then the sampling."""
+    family = name.split(", ", 1)[0]
+    return (METHOD_ORDER.index(family) if family in METHOD_ORDER else 9, name)
+
+
+def method_style(name: str) -> Dict[str, str]:
+    """Colour and line of a row name in the figures: the colour of its method (`METHOD_COLORS`, the same in
+    every figure), dashed where its paths were not drawn uniformly."""
+    family = name.split(", ", 1)[0]
+    return {"color": METHOD_COLORS.get(family), "linestyle": "-" if family == name else "--"}
+
+
 MBV2_VARIANTS = ["one-shot", "one-shot + channel", "fixed K-shot", "fixed K-shot + channel", "random K-shot",
                  "random K-shot + channel", "K-shot + simplex-net", "K-shot + simplex-net + channel",
                  "K-shot + simplex-net + channel + r_c"]  # paper Tables 5/6 order
@@ -134,7 +154,17 @@ class RankRun:
 
     @property
     def method(self) -> str:
+        """The paper's method (one of METHOD_ORDER for a supernet), whatever the sampling."""
         return method_name(None if self.p["k"] is None else int(self.p["k"]), self.p["code"])
+
+    @property
+    def sampling(self) -> str:
+        return self.p.get("sampling") or "uniform"
+
+    @property
+    def name(self) -> str:
+        """The run's row name: its method, and its sampling where that is not uniform (`paths_label`)."""
+        return self.method + paths_label(self.sampling)
 
     @property
     def label(self) -> str:

@@ -21,6 +21,8 @@ from kshot_bench.report_runs import (
     load_rank_run,
     md,
     method_name,
+    method_order,
+    paths_label,
     pm,
     protocol_line,
     run_cis,
@@ -38,7 +40,7 @@ def tables(runs: Runs) -> List[str]:
     ranks, searches = runs.ranks, runs.searches
     lines = []
     if ranks:
-        lines += table4(ranks) + table_without_no_path(ranks) + table_top(ranks) + paired_comparisons(ranks) + table_score_by(ranks)
+        lines += table4(ranks) + table_without_no_path(ranks) + table_top(ranks) + paired_comparisons(ranks) + table_sampling(ranks) + table_score_by(ranks)
         lines += table_ablation(ranks, searches) + table1(ranks)
     lines += unranked_tables(runs) + table_ablation_unranked(runs)
     lines += table1(runs.without_truth) if any(r.log for r in runs.without_truth) else []
@@ -198,15 +200,16 @@ def table4(ranks: List[RankRun]) -> List[str]:
         lines += [f"### Table 4 shape: Kendall's tau on {dataset}", "",
                   "| method | K | epochs | Kendall tau | each run: tau [95% CI] | Spearman | runs |",
                   "|---|---|---|---|---|---|---|"]
-        by = group(runs, lambda r: (METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else 9, int(r.p["k"]),
-                                    -int(r.p["epochs"]), r.method))
+        by = group(runs, lambda r: (method_order(r.name), int(r.p["k"]), -int(r.p["epochs"]), r.name))
         for (_, k, neg_epochs, method), rs in sorted(by.items()):
             lines.append(f"| {method} | {k} | {-neg_epochs} | {pm([r.metrics['kendall_tau'] for r in rs])} | "
                          f"{run_cis(rs)} | {pm([r.metrics['spearman'] for r in rs])} | {', '.join(r.label for r in rs)} |")
         lines += _baseline_rows(runs) + _chance_rows(runs) + _ceiling_rows(runs)
         lines += ["", "Mean ± std over the runs of each row (seeds); rows with different training budgets are kept "
                   "apart. A baseline's spread is over the distinct arch sets of the runs. Brackets: 95% bootstrap "
-                  "intervals of each run's tau (1,000 resamples of its archs).", "",
+                  "intervals of each run's tau (1,000 resamples of its archs)." +
+                  (" A method named without a sampling drew its training paths uniformly."
+                   if any(r.sampling != "uniform" for r in runs) else ""), "",
                   f"Protocol: {protocol_line(runs)}.", ""]
     return lines
 
@@ -223,7 +226,7 @@ def table_without_no_path(ranks: List[RankRun]) -> List[str]:
     for r in sorted(runs, key=lambda r: (r.p["dataset"], int(r.p["k"]), int(r.p["epochs"]), r.label)):
         w = r.metrics["without_no_path"]
         split = " / ".join(fmt(w["split_tau"].get(n), 2) for n in ("10", "50", "100"))
-        lines.append(f"| {r.method} | {r.p['k']} | {r.p['epochs']} | {w['n_archs']:,} of {r.metrics['n_archs']:,} | "
+        lines.append(f"| {r.name} | {r.p['k']} | {r.p['epochs']} | {w['n_archs']:,} of {r.metrics['n_archs']:,} | "
                      f"{ci_text(w['kendall_tau'], w.get('ci95', {}).get('kendall_tau'))} | {fmt(r.metrics['kendall_tau'], 3)} | "
                      f"{split} | {r.label} |")
     return lines + ["", "Their networks compute a constant (on NB201 each sits at chance accuracy in the truth), so "
@@ -255,7 +258,7 @@ def table_top(ranks: List[RankRun]) -> List[str]:
              f"| method | K | epochs | top-n tau, n = {' / '.join(TOP_N)} | P@k, k = {' / '.join(TOP_N)} | regret (accuracy points) | run |",
              "|---|---|---|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: (r.p["dataset"], int(r.p["k"]), int(r.p["epochs"]), r.label)):
-        lines.append(f"| {r.method} | {r.p['k']} | {r.p['epochs']} | {cells(r.stats() or r.metrics)} | {r.label} |")
+        lines.append(f"| {r.name} | {r.p['k']} | {r.p['epochs']} | {cells(r.stats() or r.metrics)} | {r.label} |")
     sets = {}
     for r in runs:
         sets.setdefault(r.p.get("arch_set"), r)
@@ -287,9 +290,10 @@ def table_ablation(ranks: List[RankRun], searches: List[SearchRun]) -> List[str]
     n = 0
     for method in METHOD_ORDER:
         rs_all = [r for r in ranks if r.method == method]
-        for (k, neg_epochs), rs in sorted(group(rs_all, lambda r: (int(r.p["k"]), -int(r.p["epochs"]))).items()):
+        for (k, neg_epochs, _), rs in sorted(group(rs_all, lambda r: (int(r.p["k"]), -int(r.p["epochs"]),
+                                                                         r.sampling)).items()):
             n += 1
-            code = rs[0].p["code"] if k > 1 else "[1]"
+            code = (rs[0].p["code"] if k > 1 else "[1]") + paths_label(rs[0].sampling)
             split = [r.metrics["split_tau"].get("100") for r in rs]
             hashes = {r.p["config_hash"] for r in rs}
             srch = [s for s in supernet_searches if s.result.get("protocol", {}).get("config_hash") in hashes]
@@ -347,7 +351,7 @@ def compare(path_a: Path, path_b: Path) -> List[str]:
     pa, pb = a.predictions(), b.predictions()
     lines = [f"{name}: {r.path} " + (f"(external scores, sha256 {r.p['scores_sha256'][:12]})"
                                       if r.p.get("supernet") == EXTERNAL else
-                                      f"({r.method}, K={r.p['k']}, {r.p['epochs']} epochs, seed {r.p['seed']}, config "
+                                      f"({r.name}, K={r.p['k']}, {r.p['epochs']} epochs, seed {r.p['seed']}, config "
                                       f"{r.p['config_hash']})") for name, r in (("A", a), ("B", b))]
     base = b if a.p.get("supernet") == EXTERNAL else a  # a run's protocol where there is one
     lines += [f"on {len(pa['truth'])} archs: {base.p['arch_set']}; scored on {base.p['score_set']}; truth {a.p['truth']}", "",
@@ -394,7 +398,8 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
     interval (joint resamples of the archs), by accuracy and by loss, and the split taus of both."""
     from kshot_bench import metrics as stats
 
-    pairs = [(r, o) for r in ranks if int(r.p["k"]) > 1 for o in ranks if int(o.p["k"]) == 1 and paired(r, o)]
+    pairs = [(r, o) for r in ranks if int(r.p["k"]) > 1 for o in ranks
+             if int(o.p["k"]) == 1 and r.sampling == o.sampling and paired(r, o)]
     if not pairs:
         return []
     lines = ["### Paired comparisons: K-shot against one-shot on the same archs and images", "",
@@ -402,7 +407,7 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
              "tau by loss: K-shot vs one-shot | Δtau by loss [95% CI] | split tau n=10 / 50 / 100 (K-shot vs one-shot) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     verdicts = []
-    for r, o in sorted(pairs, key=lambda ro: (ro[0].p["dataset"], -int(ro[0].p["epochs"]), ro[0].method, int(ro[0].p["k"]),
+    for r, o in sorted(pairs, key=lambda ro: (ro[0].p["dataset"], -int(ro[0].p["epochs"]), ro[0].name, int(ro[0].p["k"]),
                                               int(ro[0].p["seed"]))):
         pr, po = r.predictions(), o.predictions()
         sr, so = r.stats(), o.stats()
@@ -410,7 +415,7 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
         dl = (stats.paired_tau_diff(pr["loss"], po["loss"], pr["truth"])
               if np.isfinite(pr["loss"]).all() and np.isfinite(po["loss"]).all() else None)
         splits = [text for _, text in split_taus(sr, so, len(pr["truth"]))]
-        lines.append(f"| {r.p['dataset']} | {r.method} | {r.p['k']} | {r.p['epochs']} | {r.p['seed']} | "
+        lines.append(f"| {r.p['dataset']} | {r.name} | {r.p['k']} | {r.p['epochs']} | {r.p['seed']} | "
                      f"{ci_text(sr['kendall_tau'], sr['ci95']['kendall_tau'])} | "
                      f"{ci_text(so['kendall_tau'], so['ci95']['kendall_tau'])} | "
                      f"{ci_text(d['diff'], (d['ci_lo'], d['ci_hi']))} | {loss_taus(sr, so)} | "
@@ -420,7 +425,7 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
               f"{stats.N_BOOT} bootstrap resamples of the archs, the same resamples for both runs.", ""]
     top = max(int(r.p["epochs"]) for r, *_ in verdicts)
     for (method, k), vs in group([v for v in verdicts if int(v[0].p["epochs"]) == top],
-                                 lambda v: (v[0].method, int(v[0].p["k"]))).items():
+                                 lambda v: (v[0].name, int(v[0].p["k"]))).items():
         what, parts = verdict(method, k, [(r, d) for r, d, *_ in vs])
         lines.append(f"- At {top} epochs, {what} ({parts}). Each interval covers the choice of archs "
                      "only, not the training seed.")
@@ -431,11 +436,45 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
             lines.append(f"- Scored by validation loss instead: {what} ({parts}).")
     # earlier snapshots that already pair on several seeds (a run still in progress on its second seed)
     for (method, k, epochs), vs in sorted(group([v for v in verdicts if int(v[0].p["epochs"]) != top],
-                                                lambda v: (v[0].method, int(v[0].p["k"]), int(v[0].p["epochs"]))).items(),
+                                                lambda v: (v[0].name, int(v[0].p["k"]), int(v[0].p["epochs"]))).items(),
                                           key=lambda kv: -kv[0][2]):
         if len(vs) > 1:
             lines.append(f"- At {epochs} epochs, {method} (K={k}): {across_seeds(vs)}")
     return lines + [""]
+
+
+def diff_text(d: Dict) -> str:
+    """A paired difference (metrics.paired_tau_diff) as '+0.123 [+0.100, +0.150]'."""
+    return f"{d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}]"
+
+
+def table_sampling(ranks: List[RankRun]) -> List[str]:
+    """Runs that differ only in how training drew its paths (`sampling`, e.g. ENN-balanced against uniform):
+    the same method, K, code, seed and budget, scored on the same archs and images. The difference in tau with
+    its bootstrap interval (joint resamples of the archs), by accuracy and by loss."""
+    from kshot_bench import metrics as stats
+
+    pairs = [(a, u) for a in ranks if a.sampling != "uniform" for u in ranks
+             if u.sampling == "uniform" and (a.p["k"], a.p["code"]) == (u.p["k"], u.p["code"]) and paired(a, u)]
+    if not pairs:
+        return []
+    lines = ["### Sampling: the same supernet trained on other paths than uniform ones", "",
+             "| dataset | method | K | epochs | seed | sampling | tau [95% CI] | tau, uniform paths [95% CI] | "
+             "Δtau [95% CI] | Δtau by loss [95% CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for a, u in sorted(pairs, key=lambda au: (au[0].p["dataset"], method_order(au[0].method), int(au[0].p["k"]),
+                                              au[0].sampling, -int(au[0].p["epochs"]), int(au[0].p["seed"]))):
+        pa, pu = a.predictions(), u.predictions()
+        sa, su = a.stats(), u.stats()
+        d = stats.paired_tau_diff(pa[a.score_by], pu[u.score_by], pa["truth"])
+        dl = (stats.paired_tau_diff(pa["loss"], pu["loss"], pa["truth"])
+              if np.isfinite(pa["loss"]).all() and np.isfinite(pu["loss"]).all() else None)
+        lines.append(f"| {a.p['dataset']} | {a.method} | {a.p['k']} | {a.p['epochs']} | {a.p['seed']} | {a.sampling} | "
+                     f"{ci_text(sa['kendall_tau'], sa['ci95']['kendall_tau'])} | "
+                     f"{ci_text(su['kendall_tau'], su['ci95']['kendall_tau'])} | "
+                     f"{diff_text(d)} | {diff_text(dl) if dl else 'n/a'} |")
+    return lines + ["", f"Δtau = tau(sampling) - tau(uniform paths), scored {pairs[0][0].score_by} unless stated; "
+                    f"intervals over {stats.N_BOOT} bootstrap resamples of the archs, the same resamples for both runs. "
+                    "They cover the choice of archs only, not the training seed.", ""]
 
 
 def table_score_by(ranks: List[RankRun]) -> List[str]:
@@ -445,8 +484,7 @@ def table_score_by(ranks: List[RankRun]) -> List[str]:
     from kshot_bench import metrics as stats
 
     rows = []
-    for r in sorted(ranks, key=lambda r: (r.p["dataset"], METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER
-                                          else 9, int(r.p["k"]), int(r.p["epochs"]), int(r.p.get("seed") or 0), r.label)):
+    for r in sorted(ranks, key=lambda r: (r.p["dataset"], method_order(r.name), int(r.p["k"]), int(r.p["epochs"]), int(r.p.get("seed") or 0), r.label)):
         pr = r.predictions()
         if pr is None or not np.isfinite(pr["loss"]).all() or np.ptp(pr["loss"]) == 0:
             continue
@@ -458,10 +496,10 @@ def table_score_by(ranks: List[RankRun]) -> List[str]:
              "loss minus accuracy [95% CI] | run |", "|---|---|---|---|---|---|---|---|---|"]
     for r, d in rows:
         acc, loss = r.scored("acc"), r.scored("loss")
-        lines.append(f"| {r.p['dataset']} | {r.method} | {r.p['k']} | {r.p['epochs']} | {r.p.get('seed', '')} | "
+        lines.append(f"| {r.p['dataset']} | {r.name} | {r.p['k']} | {r.p['epochs']} | {r.p.get('seed', '')} | "
                      f"{ci_text(acc['kendall_tau'], acc['ci95']['kendall_tau'])} | "
                      f"{ci_text(loss['kendall_tau'], loss['ci95']['kendall_tau'])} | "
-                     f"{d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}] | {r.label} |")
+                     f"{diff_text(d)} | {r.label} |")
     above = sum(d["ci_lo"] > 0 for _, d in rows)
     below = sum(d["ci_hi"] < 0 for _, d in rows)
     return lines + ["", f"The same archs and images scored two ways: top-1 accuracy (the paper's score and the "
@@ -502,7 +540,7 @@ def verdict(method: str, k: int, vs: List) -> Tuple[str, str]:
     parts = []
     for r, d in vs:
         side = "contains 0" if d["ci_lo"] <= 0 <= d["ci_hi"] else ("above 0" if d["diff"] > 0 else "below 0")
-        parts.append(f"seed {r.p['seed']}: {d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}], {side}")
+        parts.append(f"seed {r.p['seed']}: {diff_text(d)}, {side}")
     diffs = [d["diff"] for _, d in vs]
     every = "in every seed" if len(vs) > 1 else "on these archs (one training seed)"
     if all(d["ci_lo"] > 0 for _, d in vs):
@@ -528,12 +566,13 @@ def table1(ranks: List[RankRun]) -> List[str]:
     for r in ranks:
         if r.log and len(r.log) > len(longest.get(r.p["config_hash"], RankRun(r.path, {}, {})).log):
             longest[r.p["config_hash"]] = r
-    for (k, code), rs in sorted(group(list(longest.values()), lambda r: (int(r.p["k"]), r.p["code"])).items()):
+    for (k, code, sampling), rs in sorted(group(list(longest.values()),
+                                                lambda r: (int(r.p["k"]), r.p["code"], r.sampling)).items()):
         warm = [float(row["time_s"]) for r in rs for row in r.log if row["phase"] == "warmup"]
         kshot = [float(row["time_s"]) for r in rs for row in r.log if row["phase"] != "warmup"]
         ips = [float(row["images_per_s"]) for r in rs for row in r.log if row["phase"] == "warmup"]
         mem = [max(float(row["peak_mem_mb"]) for row in r.log) for r in rs]
-        lines.append(f"| {k} | {code if k > 1 else '–'} | {pm(warm, digits=1)} | {pm(kshot, digits=1)} | "
+        lines.append(f"| {k} | {(code if k > 1 else '–') + paths_label(sampling)} | {pm(warm, digits=1)} | {pm(kshot, digits=1)} | "
                      f"{fmt(float(np.median(kshot)), 1) if kshot else 'n/a'} | {pm(ips, digits=0)} | {pm(mem, digits=0)} | "
                      f"{', '.join(r.label for r in rs)} |")
         rows += 1

@@ -9,8 +9,8 @@ from kshot_bench.errors import UserError
 from kshot_bench.report import build_report
 
 
-def fake_rank_run(root, k, code, seed, epochs=10, tau=0.5, n=40, with_log=True):
-    name = f"k{k}-{'oneshot' if k == 1 else code}-e{epochs}-s{seed}"
+def fake_rank_run(root, k, code, seed, epochs=10, tau=0.5, n=40, with_log=True, sampling=None):
+    name = f"k{k}-{'oneshot' if k == 1 else code}-e{epochs}-s{seed}" + (f"-{sampling}" if sampling else "")
     d = root / name
     (d / "train").mkdir(parents=True)
     rng = np.random.default_rng(seed + 10 * k)
@@ -24,6 +24,9 @@ def fake_rank_run(root, k, code, seed, epochs=10, tau=0.5, n=40, with_log=True):
                      "score_set": "64 images", "truth": "cifar10_test_200ep",
                      "machine": {"cpu": "x86_64", "device": "cpu", "threads": "2"}},
     }
+    if sampling:
+        metrics["protocol"]["sampling"] = sampling
+        metrics["protocol"]["config_hash"] += sampling[:2]
     (d / "metrics.json").write_text(json.dumps(metrics))
     base = {"params": {"description": "parameter count (NB201)", "kendall_tau": 0.55, "spearman": 0.7,
                        "split_tau": {"10": 0.6, "20": 0.5}}}
@@ -377,3 +380,39 @@ def test_accuracy_against_loss_per_run(tmp_path):
     diff = {label: float(cells[7].split(" [")[0]) for label, cells in rows.items()}
     assert diff["k4-simplex-e10-s0 (h4si010)"] > 0.2 and diff["k1-oneshot-e10-s0 (h1un010)"] < -0.2
     assert "Loss ranks better in 1 of 2 runs and worse in 1" in section
+
+
+def test_runs_of_other_samplings_are_never_pooled_or_paired_as_one(tmp_path):
+    """A K=4 run trained on balanced paths and one on uniform paths (same seed, budget and archs): Table 4 keeps
+    them in rows of their own, named by sampling; K-shot pairs only with the one-shot run of its own sampling;
+    and the sampling table gives the paired difference balanced minus uniform."""
+    from kshot_bench import metrics as stats
+
+    root = tmp_path / "runs"
+    one = fake_rank_run(root, 1, "uniform", 0, sampling="balanced")
+    with open(one / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    truth = np.array([float(r["truth"]) for r in rows])
+    rng = np.random.default_rng(3)
+    scores = {}
+    for sampling, noise in (("balanced", 1.0), ("uniform", 6.0)):
+        d = fake_rank_run(root, 4, "simplex", 0, sampling=sampling)
+        scores[sampling] = truth + rng.normal(0, noise, len(truth))
+        with open(d / "predictions.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]) + ["lam_1", "lam_2", "lam_3"])
+            w.writeheader()
+            for r, sc in zip(rows, scores[sampling]):
+                w.writerow({**r, "score": sc, "lam_0": 0.25, "lam_1": 0.25, "lam_2": 0.25, "lam_3": 0.25})
+    lines = build_report([root], tmp_path / "r").read_text().splitlines()
+    t4 = [x for x in lines if x.startswith("| K-shot + simplex-net")]
+    assert [x.split(" | ")[0] for x in t4[:2]] == ["| K-shot + simplex-net", "| K-shot + simplex-net, balanced paths"]
+    assert all("(n=1)" in x for x in t4[:2]) and not any("(n=2)" in x for x in t4)
+    assert any(x.startswith("| 4 | simplex | ") for x in lines)  # Table 1 (cost): a row per sampling too
+    assert any(x.startswith("| 4 | simplex, balanced paths | ") for x in lines)
+    start = lines.index("### Paired comparisons: K-shot against one-shot on the same archs and images")
+    paired_rows = [x for x in lines[start + 4:lines.index("", start + 2)]]
+    assert [x.split(" | ")[1] for x in paired_rows] == ["K-shot + simplex-net, balanced paths"]  # its own sampling only
+    row = next(x for x in lines if x.startswith("| cifar10 | K-shot + simplex-net | 4 | 10 | 0 | balanced |"))
+    want = stats.paired_tau_diff(scores["balanced"], scores["uniform"], truth)
+    assert f"{want['diff']:+.3f} [{want['ci_lo']:+.3f}, {want['ci_hi']:+.3f}]" in row and want["ci_lo"] > 0
+    assert "A method named without a sampling drew its training paths uniformly." in "\n".join(lines)
