@@ -52,24 +52,32 @@ def method_name(k: Optional[int], code: str) -> str:
     return {"uniform": METHOD_ORDER[1], "random": METHOD_ORDER[2], "simplex": METHOD_ORDER[3]}.get(code, code)
 
 
+PATHS_SEP = ", "  # between a row name's method and its sampling
+
+
 def paths_label(sampling: Optional[str]) -> str:
     """How a run's training drew its paths, as its row name adds it: nothing for uniform paths (the paper's
     protocol, and runs written before `sampling` existed), else ", <sampling> paths" (issue 25: runs of other
     samplings are other methods, never pooled or paired as one)."""
-    return "" if sampling in (None, "", "uniform") else f", {sampling} paths"
+    return "" if sampling in (None, "", "uniform") else f"{PATHS_SEP}{sampling} paths"
+
+
+def name_method(name: str) -> str:
+    """The method of a row name (`RankRun.name`), without its sampling."""
+    return name.split(PATHS_SEP, 1)[0]
 
 
 def method_order(name: str) -> Tuple[int, str]:
     """Sort key of a row name: the paper's method order first (`METHOD_ORDER`), then the sampling."""
-    family = name.split(", ", 1)[0]
-    return (METHOD_ORDER.index(family) if family in METHOD_ORDER else 9, name)
+    method = name_method(name)
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else 9, name)
 
 
 def method_style(name: str) -> Dict[str, str]:
     """Colour and line of a row name in the figures: the colour of its method (`METHOD_COLORS`, the same in
     every figure), dashed where its paths were not drawn uniformly."""
-    family = name.split(", ", 1)[0]
-    return {"color": METHOD_COLORS.get(family), "linestyle": "-" if family == name else "--"}
+    method = name_method(name)
+    return {"color": METHOD_COLORS.get(method), "linestyle": "-" if method == name else "--"}
 
 
 MBV2_VARIANTS = ["one-shot", "one-shot + channel", "fixed K-shot", "fixed K-shot + channel", "random K-shot",

@@ -409,11 +409,9 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
     verdicts = []
     for r, o in sorted(pairs, key=lambda ro: (ro[0].p["dataset"], -int(ro[0].p["epochs"]), ro[0].name, int(ro[0].p["k"]),
                                               int(ro[0].p["seed"]))):
-        pr, po = r.predictions(), o.predictions()
+        pr = r.predictions()
         sr, so = r.stats(), o.stats()
-        d = stats.paired_tau_diff(pr[r.score_by], po[o.score_by], pr["truth"])
-        dl = (stats.paired_tau_diff(pr["loss"], po["loss"], pr["truth"])
-              if np.isfinite(pr["loss"]).all() and np.isfinite(po["loss"]).all() else None)
+        d, dl = paired_diffs(r, o)
         splits = [text for _, text in split_taus(sr, so, len(pr["truth"]))]
         lines.append(f"| {r.p['dataset']} | {r.name} | {r.p['k']} | {r.p['epochs']} | {r.p['seed']} | "
                      f"{ci_text(sr['kendall_tau'], sr['ci95']['kendall_tau'])} | "
@@ -443,6 +441,17 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
     return lines + [""]
 
 
+def paired_diffs(a: RankRun, b: RankRun) -> Tuple[Dict, Optional[Dict]]:
+    """tau(a) - tau(b) on their common archs (`paired`), each run scored its own way, with the bootstrap interval
+    of metrics.paired_tau_diff; and the same by validation loss (None when either run lacks losses)."""
+    from kshot_bench import metrics as stats
+
+    pa, pb = a.predictions(), b.predictions()
+    d = stats.paired_tau_diff(pa[a.score_by], pb[b.score_by], pa["truth"])
+    by_loss = np.isfinite(pa["loss"]).all() and np.isfinite(pb["loss"]).all()
+    return d, stats.paired_tau_diff(pa["loss"], pb["loss"], pa["truth"]) if by_loss else None
+
+
 def diff_text(d: Dict) -> str:
     """A paired difference (metrics.paired_tau_diff) as '+0.123 [+0.100, +0.150]'."""
     return f"{d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}]"
@@ -463,11 +472,8 @@ def table_sampling(ranks: List[RankRun]) -> List[str]:
              "Δtau [95% CI] | Δtau by loss [95% CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
     for a, u in sorted(pairs, key=lambda au: (au[0].p["dataset"], method_order(au[0].method), int(au[0].p["k"]),
                                               au[0].sampling, -int(au[0].p["epochs"]), int(au[0].p["seed"]))):
-        pa, pu = a.predictions(), u.predictions()
         sa, su = a.stats(), u.stats()
-        d = stats.paired_tau_diff(pa[a.score_by], pu[u.score_by], pa["truth"])
-        dl = (stats.paired_tau_diff(pa["loss"], pu["loss"], pa["truth"])
-              if np.isfinite(pa["loss"]).all() and np.isfinite(pu["loss"]).all() else None)
+        d, dl = paired_diffs(a, u)
         lines.append(f"| {a.p['dataset']} | {a.method} | {a.p['k']} | {a.p['epochs']} | {a.p['seed']} | {a.sampling} | "
                      f"{ci_text(sa['kendall_tau'], sa['ci95']['kendall_tau'])} | "
                      f"{ci_text(su['kendall_tau'], su['ci95']['kendall_tau'])} | "
@@ -484,7 +490,8 @@ def table_score_by(ranks: List[RankRun]) -> List[str]:
     from kshot_bench import metrics as stats
 
     rows = []
-    for r in sorted(ranks, key=lambda r: (r.p["dataset"], method_order(r.name), int(r.p["k"]), int(r.p["epochs"]), int(r.p.get("seed") or 0), r.label)):
+    for r in sorted(ranks, key=lambda r: (r.p["dataset"], method_order(r.name), int(r.p["k"]), int(r.p["epochs"]),
+                                          int(r.p.get("seed") or 0), r.label)):
         pr = r.predictions()
         if pr is None or not np.isfinite(pr["loss"]).all() or np.ptp(pr["loss"]) == 0:
             continue
