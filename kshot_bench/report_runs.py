@@ -55,11 +55,12 @@ def method_name(k: Optional[int], code: str) -> str:
 PATHS_SEP = ", "  # between a row name's method and its sampling
 
 
-def paths_label(sampling: Optional[str]) -> str:
-    """How a run's training drew its paths, as its row name adds it: nothing for uniform paths (the paper's
-    protocol, and runs written before `sampling` existed), else ", <sampling> paths" (issue 25: runs of other
-    samplings are other methods, never pooled or paired as one)."""
-    return "" if sampling in (None, "", "uniform") else f"{PATHS_SEP}{sampling} paths"
+def paths_label(sampling: Optional[str], explicit: bool = False) -> str:
+    """How a run's training drew its paths, as its row name adds it: ", <sampling> paths" (issue 25: runs of
+    other samplings are other methods, never pooled or paired as one); nothing for uniform paths (the paper's
+    protocol, and runs written before `sampling` existed) unless `explicit` (a report that mixes samplings)."""
+    sampling = sampling or "uniform"
+    return "" if sampling == "uniform" and not explicit else f"{PATHS_SEP}{sampling} paths"
 
 
 def name_method(name: str) -> str:
@@ -67,17 +68,23 @@ def name_method(name: str) -> str:
     return name.split(PATHS_SEP, 1)[0]
 
 
-def method_order(name: str) -> Tuple[int, str]:
-    """Sort key of a row name: the paper's method order first (`METHOD_ORDER`), then the sampling."""
+def uniform_paths(name: str) -> bool:
+    """Whether a row name's run drew its training paths uniformly (named so or not)."""
     method = name_method(name)
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else 9, name)
+    return name in (method, method + paths_label("uniform", explicit=True))
+
+
+def method_order(name: str) -> Tuple[int, str]:
+    """Sort key of a row name: the paper's method order first (`METHOD_ORDER`), then the sampling (uniform, the
+    paper's, first)."""
+    method = name_method(name)
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else 9, not uniform_paths(name), name)
 
 
 def method_style(name: str) -> Dict[str, str]:
     """Colour and line of a row name in the figures: the colour of its method (`METHOD_COLORS`, the same in
     every figure), dashed where its paths were not drawn uniformly."""
-    method = name_method(name)
-    return {"color": METHOD_COLORS.get(method), "linestyle": "-" if method == name else "--"}
+    return {"color": METHOD_COLORS.get(name_method(name)), "linestyle": "-" if uniform_paths(name) else "--"}
 
 
 MBV2_VARIANTS = ["one-shot", "one-shot + channel", "fixed K-shot", "fixed K-shot + channel", "random K-shot",
@@ -106,6 +113,7 @@ class RankRun:
     log: List[Dict[str, str]] = field(default_factory=list)
     _pred: Optional[Dict[str, np.ndarray]] = None
     _stats: Optional[Dict] = None
+    show_sampling: bool = False  # name uniform paths too: set by `discover` when the runs mix samplings
 
     @property
     def p(self) -> Dict:
@@ -171,8 +179,13 @@ class RankRun:
 
     @property
     def name(self) -> str:
-        """The run's row name: its method, and its sampling where that is not uniform (`paths_label`)."""
-        return self.method + paths_label(self.sampling)
+        """The run's row name: its method, and its sampling (`paths_label`)."""
+        return self.method + self.paths
+
+    @property
+    def paths(self) -> str:
+        """The sampling as a row name adds it: not for uniform paths, unless the report mixes samplings."""
+        return paths_label(self.sampling, self.show_sampling)
 
     @property
     def label(self) -> str:
@@ -294,6 +307,9 @@ def discover(paths: Sequence[Path]) -> Runs:
         for d in sorted({e.parent for e in root.rglob("eval-*.json")}) if root.is_dir() else []:
             evals = {e.stem[len("eval-"):]: _load_json(e, "evaluation") for e in sorted(d.glob("eval-*.json"))}
             found.retrains.append(RetrainRun(d, _load_json(d / "config.json", "retrain config"), evals))
+    if len({r.sampling for r in found.scored}) > 1:  # uniform is not the only protocol here: name it too
+        for r in found.scored:
+            r.show_sampling = True
     if not (found.scored or found.all_searches or found.retrains):
         raise UserError(f"no runs found under {', '.join(map(str, paths))}",
                         fix="pass directories holding metrics.json (rank/ablate) or result.json (search)")

@@ -22,7 +22,6 @@ from kshot_bench.report_runs import (
     md,
     method_name,
     method_order,
-    paths_label,
     pm,
     protocol_line,
     run_cis,
@@ -207,9 +206,7 @@ def table4(ranks: List[RankRun]) -> List[str]:
         lines += _baseline_rows(runs) + _chance_rows(runs) + _ceiling_rows(runs)
         lines += ["", "Mean ± std over the runs of each row (seeds); rows with different training budgets are kept "
                   "apart. A baseline's spread is over the distinct arch sets of the runs. Brackets: 95% bootstrap "
-                  "intervals of each run's tau (1,000 resamples of its archs)." +
-                  (" A method named without a sampling drew its training paths uniformly."
-                   if any(r.sampling != "uniform" for r in runs) else ""), "",
+                  "intervals of each run's tau (1,000 resamples of its archs).", "",
                   f"Protocol: {protocol_line(runs)}.", ""]
     return lines
 
@@ -293,7 +290,7 @@ def table_ablation(ranks: List[RankRun], searches: List[SearchRun]) -> List[str]
         for (k, neg_epochs, _), rs in sorted(group(rs_all, lambda r: (int(r.p["k"]), -int(r.p["epochs"]),
                                                                          r.sampling)).items()):
             n += 1
-            code = (rs[0].p["code"] if k > 1 else "[1]") + paths_label(rs[0].sampling)
+            code = (rs[0].p["code"] if k > 1 else "[1]") + rs[0].paths
             split = [r.metrics["split_tau"].get("100") for r in rs]
             hashes = {r.p["config_hash"] for r in rs}
             srch = [s for s in supernet_searches if s.result.get("protocol", {}).get("config_hash") in hashes]
@@ -573,13 +570,13 @@ def table1(ranks: List[RankRun]) -> List[str]:
     for r in ranks:
         if r.log and len(r.log) > len(longest.get(r.p["config_hash"], RankRun(r.path, {}, {})).log):
             longest[r.p["config_hash"]] = r
-    for (k, code, sampling), rs in sorted(group(list(longest.values()),
+    for (k, code, _), rs in sorted(group(list(longest.values()),
                                                 lambda r: (int(r.p["k"]), r.p["code"], r.sampling)).items()):
         warm = [float(row["time_s"]) for r in rs for row in r.log if row["phase"] == "warmup"]
         kshot = [float(row["time_s"]) for r in rs for row in r.log if row["phase"] != "warmup"]
         ips = [float(row["images_per_s"]) for r in rs for row in r.log if row["phase"] == "warmup"]
         mem = [max(float(row["peak_mem_mb"]) for row in r.log) for r in rs]
-        lines.append(f"| {k} | {(code if k > 1 else '–') + paths_label(sampling)} | {pm(warm, digits=1)} | {pm(kshot, digits=1)} | "
+        lines.append(f"| {k} | {(code if k > 1 else '–') + rs[0].paths} | {pm(warm, digits=1)} | {pm(kshot, digits=1)} | "
                      f"{fmt(float(np.median(kshot)), 1) if kshot else 'n/a'} | {pm(ips, digits=0)} | {pm(mem, digits=0)} | "
                      f"{', '.join(r.label for r in rs)} |")
         rows += 1

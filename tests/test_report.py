@@ -405,9 +405,11 @@ def test_runs_of_other_samplings_are_never_pooled_or_paired_as_one(tmp_path):
                 w.writerow({**r, "score": sc, "lam_0": 0.25, "lam_1": 0.25, "lam_2": 0.25, "lam_3": 0.25})
     lines = build_report([root], tmp_path / "r").read_text().splitlines()
     t4 = [x for x in lines if x.startswith("| K-shot + simplex-net")]
-    assert [x.split(" | ")[0] for x in t4[:2]] == ["| K-shot + simplex-net", "| K-shot + simplex-net, balanced paths"]
+    # a report that mixes samplings names every run's, uniform (the paper's protocol) first
+    assert [x.split(" | ")[0] for x in t4[:2]] == ["| K-shot + simplex-net, uniform paths",
+                                                   "| K-shot + simplex-net, balanced paths"]
     assert all("(n=1)" in x for x in t4[:2]) and not any("(n=2)" in x for x in t4)
-    assert any(x.startswith("| 4 | simplex | ") for x in lines)  # Table 1 (cost): a row per sampling too
+    assert any(x.startswith("| 4 | simplex, uniform paths | ") for x in lines)  # Table 1 (cost): a row per sampling too
     assert any(x.startswith("| 4 | simplex, balanced paths | ") for x in lines)
     start = lines.index("### Paired comparisons: K-shot against one-shot on the same archs and images")
     paired_rows = [x for x in lines[start + 4:lines.index("", start + 2)]]
@@ -415,4 +417,6 @@ def test_runs_of_other_samplings_are_never_pooled_or_paired_as_one(tmp_path):
     row = next(x for x in lines if x.startswith("| cifar10 | K-shot + simplex-net | 4 | 10 | 0 | balanced |"))
     want = stats.paired_tau_diff(scores["balanced"], scores["uniform"], truth)
     assert f"{want['diff']:+.3f} [{want['ci_lo']:+.3f}, {want['ci_hi']:+.3f}]" in row and want["ci_lo"] > 0
-    assert "A method named without a sampling drew its training paths uniformly." in "\n".join(lines)
+    # alone, a uniform run keeps the paper's plain name
+    alone = build_report([root / "k4-simplex-e10-s0-uniform"], tmp_path / "alone").read_text()
+    assert "| K-shot + simplex-net | 4 |" in alone and "uniform paths" not in alone
