@@ -288,6 +288,24 @@ def _with_train_config(path: Path, metrics: Dict) -> Dict:
     return {**metrics, "protocol": {**extra, **p}}
 
 
+def _refuse_rescorings(runs: Sequence[RankRun]) -> None:
+    """A report's tables pool the runs of a method as training seeds, so two scorings of one trained supernet
+    (the same training config and epoch: another arch set, other images, another truth column) would pass for
+    two seeds and their spread for seed noise. Refuse them, naming both."""
+    seen: Dict[Tuple, RankRun] = {}
+    for r in runs:
+        key = (r.p.get("config_hash"), r.p.get("epochs"))
+        if key[0] is None:
+            continue
+        if key in seen:
+            raise UserError(f"runs {seen[key].path} and {r.path} score the same trained supernet (config {key[0]}, "
+                            f"epoch {key[1]}); a report pools a method's runs as training seeds, so it takes one "
+                            "scoring per supernet",
+                            fix="pass only one of them to `kshot-bench report` (for paired tables, the one scored "
+                                "on the other runs' archs and images) and build another report for the other")
+        seen[key] = r
+
+
 def discover(paths: Sequence[Path]) -> Runs:
     found = Runs([], [])
     for root in paths:
@@ -307,6 +325,7 @@ def discover(paths: Sequence[Path]) -> Runs:
         for d in sorted({e.parent for e in root.rglob("eval-*.json")}) if root.is_dir() else []:
             evals = {e.stem[len("eval-"):]: _load_json(e, "evaluation") for e in sorted(d.glob("eval-*.json"))}
             found.retrains.append(RetrainRun(d, _load_json(d / "config.json", "retrain config"), evals))
+    _refuse_rescorings(found.scored)
     if len({r.sampling for r in found.scored}) > 1:  # uniform is not the only protocol here: name it too
         for r in found.scored:
             r.show_sampling = True

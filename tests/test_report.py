@@ -420,3 +420,15 @@ def test_runs_of_other_samplings_are_never_pooled_or_paired_as_one(tmp_path):
     # alone, a uniform run keeps the paper's plain name
     alone = build_report([root / "k4-simplex-e10-s0-uniform"], tmp_path / "alone").read_text()
     assert "| K-shot + simplex-net | 4 |" in alone and "uniform paths" not in alone
+
+
+def test_two_scorings_of_one_supernet_are_refused_not_pooled_as_seeds(tmp_path):
+    """The same trained supernet (config and epoch) scored twice, e.g. on 40 and on 60 archs: a report would
+    pool them as two seeds of one method (n=2, a spread that is not seed noise). It refuses, naming both."""
+    first = fake_rank_run(tmp_path / "a", 4, "simplex", 0)
+    again = fake_rank_run(tmp_path / "b", 4, "simplex", 0, n=60)
+    fake_rank_run(tmp_path / "a", 4, "simplex", 1)  # another seed: fine
+    with pytest.raises(UserError, match="score the same trained supernet") as err:
+        build_report([tmp_path / "a", tmp_path / "b"], tmp_path / "r")
+    assert str(first) in str(err.value) and str(again) in str(err.value) and "pass only one" in err.value.fix
+    assert "(n=2)" in build_report([tmp_path / "a"], tmp_path / "r").read_text()  # two seeds still pool
