@@ -120,6 +120,13 @@ def test_bad_arch_tuple():
         s.validate((0, 1))
     with pytest.raises(UserError, match="not an NB201 op id"):
         s.validate((0, 1, 2, 3, 4, 5))
+    arch_str = s.to_str((0, 1, 2, 3, 4, 0))
+    with pytest.raises(UserError, match="an arch string where op ids") as err:  # not "6 edges, got 87"
+        s.enn(arch_str)
+    assert "from_str" in err.value.fix and s.validate(s.from_str(arch_str)) == (0, 1, 2, 3, 4, 0)
+    with pytest.raises(UserError, match="an integer where op ids") as err:
+        s.enn(4087)
+    assert "from_index" in err.value.fix
 
 
 def test_space_registry():

@@ -49,6 +49,12 @@ _NODE_RE = re.compile(r"^\|(?:[a-z0-9_]+~\d+\|)+$")
 
 def validate(arch: Sequence[int]) -> Arch:
     """Return `arch` as a tuple of 6 op ids, or raise UserError naming what is wrong."""
+    if isinstance(arch, str):
+        raise UserError(f"an arch string where op ids were expected: {arch!r}",
+                        fix="parse it first: nb201.from_str(arch_str) gives the 6 op ids")
+    if isinstance(arch, (int, np.integer)):
+        raise UserError(f"an integer where op ids were expected: {arch!r}",
+                        fix="for an NB201 index use nb201.from_index(index); for the space's code nb201.from_code(code)")
     arch = tuple(arch)
     if len(arch) != NUM_EDGES:
         raise UserError(f"an NB201 arch has {NUM_EDGES} edges, got {len(arch)}: {arch}",
