@@ -74,7 +74,7 @@ def uniform_paths(name: str) -> bool:
     return name in (method, method + paths_label("uniform", explicit=True))
 
 
-def method_order(name: str) -> Tuple[int, str]:
+def method_order(name: str) -> Tuple[int, bool, str]:
     """Sort key of a row name: the paper's method order first (`METHOD_ORDER`), then the sampling (uniform, the
     paper's, first)."""
     method = name_method(name)
