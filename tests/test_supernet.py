@@ -438,3 +438,45 @@ def test_supernet_with_cpu_paths_equals_reference_ops_in_float64(k):
         assert len(grads[0]) == len(grads[1])
         for a, b in zip(*grads):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+BY_SOURCE_ARCHS = ARCHS + [s.from_str(a) for a in (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",  # 3 stacked
+    "|avg_pool_3x3~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|avg_pool_3x3~0|nor_conv_1x1~1|skip_connect~2|",   # one pooling
+    "|skip_connect~0|+|skip_connect~0|nor_conv_3x3~1|+|nor_conv_1x1~0|nor_conv_3x3~1|nor_conv_1x1~2|",
+    "|nor_conv_3x3~0|+|none~0|none~1|+|nor_conv_3x3~0|nor_conv_1x1~1|none~2|",  # node 1 is a block of a stacked map
+)]
+
+
+@pytest.mark.parametrize("k,bn_affine", [(1, False), (3, False), (2, True)])
+def test_cells_run_by_source_equal_cells_run_by_edge_in_float64(monkeypatch, k, bn_affine):
+    """`run_cell_by_source` (one op per source node, the edges' convolutions stacked) computes the logits and every
+    gradient of `run_cell` (one op per edge), to float64 rounding; both on the CPU paths for narrow networks."""
+    from kshot_bench.supernet import nb201 as net_module
+    torch.manual_seed(0)
+    net = KShotNB201(k, C=5, N=2, bn_affine=bn_affine).double()
+    x = torch.randn(16, 3, 32, 32, dtype=torch.float64)
+    y = torch.randint(0, 10, (16,))
+    code = torch.softmax(torch.randn(k, dtype=torch.float64), 0)
+    real_narrow, real_run = net_module.narrow_cpu, net_module.run_cell_by_source
+    widest = []  # per by-source cell: the most edges one op ran for at once
+
+    def run_by_source(x, plan, conv_bn_stacked):
+        widest.append(max((len(uses) for _, works in plan for _, uses in works), default=0))
+        return real_run(x, plan, conv_bn_stacked)
+
+    monkeypatch.setattr(net_module, "run_cell_by_source", run_by_source)
+    for arch in BY_SOURCE_ARCHS:
+        grads = []
+        for by_source in (True, False):
+            monkeypatch.setattr(net_module, "narrow_cpu", real_narrow if by_source else (lambda x, c: False))
+            calls = len(widest)
+            net.zero_grad(set_to_none=True)
+            logits = net(x, arch, code)
+            F.cross_entropy(logits, y).backward()
+            assert len(widest) - calls == (3 * 2 if by_source else 0)
+            grads.append([logits.detach()] + [p.grad for p in net.parameters() if p.grad is not None])
+        assert len(grads[0]) == len(grads[1])
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert max(widest) == 3  # some cells ran three edges' convolutions as one

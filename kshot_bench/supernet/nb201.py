@@ -17,6 +17,7 @@ BN in the supernet uses batch statistics always (no running stats), affine off b
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 from kshot_bench.search_space import nb201 as space
 from kshot_bench.supernet.groups import GroupStack
 from kshot_bench.supernet.kshot import conv_weight, kshot_parameter, merge
-from kshot_bench.supernet.ops import avg_pool3x3, batch_norm, conv2d, cpu_layout
+from kshot_bench.supernet.ops import avg_pool3x3, batch_norm, conv2d, cpu_layout, narrow_cpu
 
 CONV_KERNEL = {space.CONV1: 1, space.CONV3: 3}
 
@@ -65,6 +66,59 @@ def run_cell(x: Tensor, edges: Sequence[tuple], conv_bn: Callable[[int, int, Ten
         else:
             nodes[target], owned[target] = prev + out, True
     return nodes[space.NUM_NODES - 1]
+
+
+@functools.lru_cache(maxsize=None)
+def source_plan(edges: tuple) -> tuple:
+    """Live edges (`live_edges`) as work per source node, in node order, for `run_cell_by_source`:
+    ((source, ((op, ((edge, target), ...)), ...)), ...), the ops in the order of their first edge and the uses
+    of an op in edge order. A node receives at most one edge from each source, so its terms are still added
+    in edge order; and every edge into a node comes from a lower node, so a node is complete when read."""
+    plan: dict = {}
+    for e, target, source, op in edges:
+        plan.setdefault(source, {}).setdefault(op, []).append((e, target))
+    return tuple((source, tuple((op, tuple(uses)) for op, uses in by_op.items())) for source, by_op in sorted(plan.items()))
+
+
+def run_cell_by_source(x: Tensor, plan: tuple, conv_bn_stacked: Callable[[int, Sequence[int], Tensor], Tensor]) -> Optional[Tensor]:
+    """`run_cell` with each op run once per source node for all the edges that apply it there (`source_plan`):
+    one ReLU, one pooling, and one convolution (the edges' filters stacked, then one BN over the stacked
+    channels: BN is per channel, so this is the per-edge BN) per op and source. The same function as
+    `run_cell`, to float rounding: fewer, wider kernels, which is what narrow maps on a CPU need (at C=5 a
+    5-channel convolution leaves most of the core idle; docs/design.md "CPU speed at C=5").
+
+    `conv_bn_stacked(op, edges, relu_input)` returns the conv + BN outputs of `edges` stacked on the channels,
+    `len(edges) * C` of them in edge order. None means the output is zero."""
+    c = x.shape[1]
+    nodes: List[Optional[Tensor]] = [x, None, None, None]
+    owned = [False] * space.NUM_NODES  # node tensor is a fresh op output of its own, so sums may add into it in place
+    for source, works in plan:
+        h = nodes[source]
+        if h is None:  # only reached when zero is not a fixed point of the ops (affine BN)
+            h = torch.zeros_like(x)
+        elif not h.is_contiguous():  # a block of a stacked output: the CPU paths want dense maps
+            h = h.contiguous()
+        relu = None
+        for op, uses in works:
+            if op == space.SKIP:
+                outs: Sequence[Tensor] = [h] * len(uses)
+            elif op == space.POOL:
+                outs = [avg_pool3x3(h)] * len(uses)
+            else:
+                relu = F.relu(h) if relu is None else relu
+                y = conv_bn_stacked(op, [e for e, _ in uses], relu)
+                outs = y.split(c, 1) if len(uses) > 1 else [y]
+            fresh = op != space.SKIP and len(uses) == 1  # else shared with another edge or a view of a stacked map
+            for (_, target), out in zip(uses, outs):
+                prev = nodes[target]
+                if prev is None:
+                    nodes[target], owned[target] = out, fresh
+                elif owned[target]:
+                    prev.add_(out)  # safe for autograd: BN and pooling do not keep their outputs for backward
+                else:
+                    nodes[target], owned[target] = prev + out, True
+    out = nodes[space.NUM_NODES - 1]
+    return None if out is None else out.contiguous()
 
 
 def stage_channels(C: int) -> List[int]:
@@ -189,6 +243,7 @@ class KShotNB201(nn.Module):
             raise ValueError(f"a K={self.k} supernet needs a code of shape ({self.k},), got "
                              f"{None if code is None else tuple(code.shape)}")
         edges = space.live_edges(tuple(arch), not self.bn_affine)
+        plan = source_plan(edges) if narrow_cpu(x, self.C) else None
         x = cpu_layout(x, self.C)
         h = self._norm(conv2d(x, merge(self.stem, code)), self.stem_bn, code)
         cell_id = 0
@@ -196,20 +251,25 @@ class KShotNB201(nn.Module):
             if s > 0:
                 h = self._reduce(h, self.reductions[s - 1], code)
             for _ in range(self.N):
-                h = self._cell(h, cell_id, edges, code)
+                h = self._cell(h, cell_id, edges, plan, code)
                 cell_id += 1
         h = F.relu(self._norm(h, self.last_bn, code)).mean((2, 3))
         return F.linear(h, merge(self.fc_w, code), merge(self.fc_b, code))
 
-    def _cell(self, x: Tensor, cell_id: int, edges, code: Optional[Tensor]) -> Tensor:
+    def _cell(self, x: Tensor, cell_id: int, edges, plan: Optional[tuple], code: Optional[Tensor]) -> Tensor:
+        """One cell: per edge (`run_cell`), or with `plan` per source node (`run_cell_by_source`)."""
         weights, bns = self._cell_w[cell_id], self._cell_bn[cell_id]
 
         def conv_bn(e: int, op: int, r: Tensor) -> Tensor:
-            y = conv2d(r, merge(weights[e][op], code))
-            bn = bns[e][op]
-            return batch_norm(y) if bn is None else batch_norm(y, merge(bn[0], code), merge(bn[1], code))
+            return conv_bn_stacked(op, (e,), r)
 
-        out = run_cell(x, edges, conv_bn)
+        def conv_bn_stacked(op: int, es: Sequence[int], r: Tensor) -> Tensor:
+            y = conv2d(r, _stacked([weights[e][op] for e in es], code))
+            if bns[es[0]][op] is None:
+                return batch_norm(y)
+            return batch_norm(y, _stacked([bns[e][op][0] for e in es], code), _stacked([bns[e][op][1] for e in es], code))
+
+        out = run_cell(x, edges, conv_bn) if plan is None else run_cell_by_source(x, plan, conv_bn_stacked)
         return torch.zeros_like(x) if out is None else out
 
     def _reduce(self, x: Tensor, red: nn.Module, code: Optional[Tensor]) -> Tensor:
@@ -290,6 +350,11 @@ class KShotNB201(nn.Module):
         gamma = torch.cat([gs.merge(b[0], eidx) for b, (_, _, _, eidx) in zip(bn, uses)])
         beta = torch.cat([gs.merge(b[1], eidx) for b, (_, _, _, eidx) in zip(bn, uses)])
         return gs.batch_norm_merged(y, gamma, beta)
+
+
+def _stacked(thetas: Sequence[Tensor], code: Optional[Tensor]) -> Tensor:
+    """The merged weights of several ops stacked on the output channels (one op: its merged weight)."""
+    return merge(thetas[0], code) if len(thetas) == 1 else torch.cat([merge(t, code) for t in thetas])
 
 
 def _group_plan(archs: Sequence[Sequence[int]], zero_is_fixed_point: bool, device) -> list:

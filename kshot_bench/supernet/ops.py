@@ -54,10 +54,17 @@ def reference_ops() -> Iterator[None]:
         _reference = before
 
 
+def narrow_cpu(x: Tensor, channels: int) -> bool:
+    """Whether a network whose first stage is `channels` wide runs on the CPU paths for narrow networks with
+    input `x`: NCHW maps (`cpu_layout`) and, in the NB201 supernet, each op of a cell run once per source node
+    for all its out-edges (`supernet.nb201.run_cell_by_source`). False within `reference_ops()`."""
+    return not _reference and x.device.type == "cpu" and channels <= NCHW_MAX_CHANNELS
+
+
 def cpu_layout(x: Tensor, channels: int) -> Tensor:
     """The input batch of a network whose first stage is `channels` wide in the layout its ops run fastest in:
     NCHW for narrow networks on the CPU (where the paths below apply), else as given."""
-    if not _reference and x.device.type == "cpu" and channels <= NCHW_MAX_CHANNELS and x.dim() == 4:
+    if narrow_cpu(x, channels) and x.dim() == 4:
         return x.contiguous()
     return x
 
