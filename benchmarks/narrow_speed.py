@@ -1,6 +1,8 @@
 """Training and scoring images/s of the NB201 supernet with the CPU paths for narrow networks
-(kshot_bench/supernet/ops.py: NCHW layout and the small-channel ops) against the code before them
-(`ops.reference_ops()`: the plain PyTorch ops on the loaders' channels_last batches), paired in one run.
+(kshot_bench/supernet/ops.py: NCHW layout, the small-channel ops and cells run by source node) against the code
+before them (`ops.reference_ops()`: the plain PyTorch ops on the loaders' channels_last batches, cells run edge by
+edge), paired in one run; and, as a third variant, the CPU paths with cells run edge by edge (`ops.cells_by_edge()`),
+which isolates the cells by source node (`supernet.nb201.run_cell_by_source`, 2026-12-04).
 
 Protocol (issue 25): the `narrow` preset's network and steps (C=5, N=5, batch 64, a simplex-net step every 4
 supernet steps, ENN-balanced paths; warm-up skipped so the K-shot iteration is timed), on random images
@@ -10,7 +12,8 @@ train.resolve_simplex_step, which now runs the same computation on the main thre
 each round runs every variant in turn (the order reverses every round) for `--steps` iterations
 (`Trainer.iteration`: supernet step + its simplex-net steps) and scores `--archs` archs on 1,000 images in
 batches of 500 (`rank.score_arch`, each arch with its own code). Reported: each variant's median images/s
-and the median over rounds of the paired ratio fast / reference (same round, same steps and archs).
+and the median over rounds of the paired ratios fast / reference and fast / by_edge (same round, same steps and
+archs).
 Also checks, per K, that both variants' first scores agree (the same function to float rounding).
 
   OMP_NUM_THREADS=1 python benchmarks/narrow_speed.py [--rounds 5] [--channels 5,16] [--quick]
@@ -41,7 +44,7 @@ from kshot_bench.supernet import ops  # noqa: E402
 from kshot_bench.train import Trainer  # noqa: E402
 from kshot_bench.rundir import machine_info  # noqa: E402
 
-VARIANTS = {"reference": ops.reference_ops, "fast": contextlib.nullcontext}
+VARIANTS = {"reference": ops.reference_ops, "by_edge": ops.cells_by_edge, "fast": contextlib.nullcontext}
 
 
 def make_trainer(run_dir: Path, k: int, channels: int) -> Trainer:
@@ -116,7 +119,8 @@ def main() -> None:
                             rates[name]["train"].append(train_rate(trainers[name], batches, r * args.steps))
                             rates[name]["score"].append(score_rate(trainers[name], archs, sbatches))
                 row = {"first_scores": {"reference": ref, "fast": fast},
-                       **paired_rates(rates, "reference", "fast", f"C={c} K={k}")}
+                       **paired_rates(rates, "reference", "fast", f"C={c} K={k}"),
+                       "by_source": paired_rates(rates, "by_edge", "fast", f"C={c} K={k}, cells by source / by edge")}
                 results[f"C{c}_K{k}"] = row
     result = {"benchmark": "narrow_speed", "machine": machine_info(torch.device("cpu")),
               "protocol": {"rounds": args.rounds, "steps": args.steps, "archs": args.archs, "batch": 64,

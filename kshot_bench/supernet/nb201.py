@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from kshot_bench.search_space import nb201 as space
 from kshot_bench.supernet.groups import GroupStack
 from kshot_bench.supernet.kshot import conv_weight, kshot_parameter, merge
-from kshot_bench.supernet.ops import avg_pool3x3, batch_norm, conv2d, cpu_layout, narrow_cpu
+from kshot_bench.supernet.ops import avg_pool3x3, batch_norm, conv2d, cpu_layout, stack_sources
 
 CONV_KERNEL = {space.CONV1: 1, space.CONV3: 3}
 
@@ -243,7 +243,7 @@ class KShotNB201(nn.Module):
             raise ValueError(f"a K={self.k} supernet needs a code of shape ({self.k},), got "
                              f"{None if code is None else tuple(code.shape)}")
         edges = space.live_edges(tuple(arch), not self.bn_affine)
-        plan = source_plan(edges) if narrow_cpu(x, self.C) else None
+        plan = source_plan(edges) if stack_sources(x, self.C) else None
         x = cpu_layout(x, self.C)
         h = self._norm(conv2d(x, merge(self.stem, code)), self.stem_bn, code)
         cell_id = 0

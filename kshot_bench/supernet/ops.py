@@ -17,6 +17,8 @@ benchmarks/narrow_speed.py, which also times the plain ops (`reference_ops()`) i
   avg_pool3x3  NB201's 3x3 average pooling (stride 1, count_include_pad=False) as a separable box sum by
                shifted in-place adds, times the reciprocal window count; its backward is the same box sum
                of the scaled gradient (the zero-padded box filter is its own adjoint).
+On the same paths the NB201 supernet runs its cells by source node (`stack_sources`, supernet/nb201.py:
+`run_cell_by_source`), one stacked convolution for the edges that leave a node.
 Everywhere else (GPU, autocast, other layouts, wider layers) the plain PyTorch op runs. The loaders give
 channels_last batches, which suit oneDNN's convolutions but make BN and every broadcast op slow at 5
 channels: a supernet narrower than NCHW_MAX_CHANNELS turns its input to NCHW on the CPU (`cpu_layout`).
@@ -40,6 +42,7 @@ MIN_ELEMENTS = 65536      # BN and convs take the CPU paths from maps of this ma
                           # 4-image groups are cheaper with the plain ops: a custom Function costs more to call)
 
 _reference = False
+_by_edge = False
 
 
 @contextlib.contextmanager
@@ -54,11 +57,30 @@ def reference_ops() -> Iterator[None]:
         _reference = before
 
 
+@contextlib.contextmanager
+def cells_by_edge() -> Iterator[None]:
+    """Within this block the NB201 supernet runs its cells one edge at a time (`run_cell`) also where it would
+    run them by source node (`stack_sources`), the other CPU paths unchanged: what `benchmarks/narrow_speed.py`
+    times that change against. Process-wide, like `reference_ops`."""
+    global _by_edge
+    before, _by_edge = _by_edge, True
+    try:
+        yield
+    finally:
+        _by_edge = before
+
+
 def narrow_cpu(x: Tensor, channels: int) -> bool:
     """Whether a network whose first stage is `channels` wide runs on the CPU paths for narrow networks with
-    input `x`: NCHW maps (`cpu_layout`) and, in the NB201 supernet, each op of a cell run once per source node
-    for all its out-edges (`supernet.nb201.run_cell_by_source`). False within `reference_ops()`."""
+    input `x` (NCHW maps: `cpu_layout`). False within `reference_ops()`."""
     return not _reference and x.device.type == "cpu" and channels <= NCHW_MAX_CHANNELS
+
+
+def stack_sources(x: Tensor, channels: int) -> bool:
+    """Whether the NB201 supernet runs each op of a cell once per source node for all its out-edges, their
+    convolutions stacked into one (`supernet.nb201.run_cell_by_source`): on the CPU paths for narrow networks,
+    where it is faster (docs/design.md "CPU speed at C=5"); not within `cells_by_edge()`."""
+    return not _by_edge and narrow_cpu(x, channels)
 
 
 def cpu_layout(x: Tensor, channels: int) -> Tensor:
