@@ -1,7 +1,8 @@
 """Where the time of a C=5 training iteration and of scoring goes, and what that allows (issue 25, item 3).
 
 The same setting as benchmarks/narrow_speed.py (the `narrow` preset's network and steps on random images,
-K=1 and K=4, the CPU paths for narrow networks and the plain ops in turn), under torch.profiler: the self CPU
+K=1 and K=4, the plain ops, the CPU paths with cells run edge by edge and the full CPU paths in turn: its
+VARIANTS), under torch.profiler: the self CPU
 time of every ATen op, grouped into
 
   arithmetic   the convolutions and matrix products (forward and backward): the work itself;
