@@ -8,6 +8,9 @@ Both networks run a cell through `run_cell`, which computes only what reaches th
 (`search_space.nb201.live_edges`): `none` edges, and ops feeding nodes that cannot reach the output,
 are never computed; the ReLU in front of the convs is computed once per source node. This is exact:
 the output and every gradient equal those of the plain all-edges forward.
+On the CPU paths for narrow networks (supernet/ops.py) the supernet runs its cells by source node instead
+(`run_cell_by_source`: one op per source for all its out-edges, their convolutions stacked into one), the same
+function to float rounding.
 The supernet also skips ops whose input node is identically zero (exact there: BN without affine
 maps a zero map to zero); the stand-alone network, whose BN has affine parameters, does not.
 
