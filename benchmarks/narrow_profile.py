@@ -101,7 +101,7 @@ def main() -> None:
             for name, context in VARIANTS.items():
                 torch.manual_seed(0)
                 t = make_trainer(Path(tmp) / f"{name}-k{k}", k, 5)
-                if name == "reference" and t.simplex_strategy == "sequential" and torch.get_num_threads() == 1:
+                if name == "reference" and t.simplex_strategy in ("sequential", "batched") and torch.get_num_threads() == 1:
                     t.simplex_strategy, t.simplex_threads = "threaded", 1  # as narrow_speed.py's reference
                 batches = [b for _, b in zip(range(args.steps), t.loader.epoch(0))]
                 with context():

@@ -6,9 +6,10 @@ which isolates the cells by source node (`supernet.nb201.run_cell_by_source`, 20
 
 Protocol (issue 25): the `narrow` preset's network and steps (C=5, N=5, batch 64, a simplex-net step every 4
 supernet steps, ENN-balanced paths; warm-up skipped so the K-shot iteration is timed), on random images
-through the Trainer's own loader. Per K and channel width, two Trainers with the same seed, one per variant
+through the Trainer's own loader. Per K and channel width, one Trainer per variant, all with the same seed
 (at one thread the reference runs the simplex-net step on one worker thread, the automatic choice before
-train.resolve_simplex_step, which now runs the same computation on the main thread);
+train.resolve_simplex_step, which now runs it as one batched pass at C <= 8 and path by path on the main thread
+otherwise; the other variants take the automatic choice);
 each round runs every variant in turn (the order reverses every round) for `--steps` iterations
 (`Trainer.iteration`: supernet step + its simplex-net steps) and scores `--archs` archs on 1,000 images in
 batches of 500 (`rank.score_arch`, each arch with its own code). Reported: each variant's median images/s
@@ -102,8 +103,9 @@ def main() -> None:
                 for name in VARIANTS:
                     torch.manual_seed(0)
                     trainers[name] = make_trainer(Path(tmp) / f"{name}-c{c}-k{k}", k, c)
-                if trainers["reference"].simplex_strategy == "sequential" and torch.get_num_threads() == 1:
-                    # before the change: one worker thread was the automatic one-thread step (the same bits)
+                if trainers["reference"].simplex_strategy in ("sequential", "batched") and torch.get_num_threads() == 1:
+                    # before the changes: one worker thread was the automatic one-thread step (the same bits as
+                    # sequential; the batched pass, automatic at C <= 8 on one thread since 2026-12-04, to rounding)
                     trainers["reference"].simplex_strategy, trainers["reference"].simplex_threads = "threaded", 1
                 batches = [b for _, b in zip(range(args.steps), trainers["fast"].loader.epoch(0))]
                 with torch.no_grad():  # the same function: first scores of the fresh supernets agree

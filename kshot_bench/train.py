@@ -141,18 +141,22 @@ def simplex_loss_threaded(model, codes: CodeSource, x: torch.Tensor, y: torch.Te
     return total
 
 
-def resolve_simplex_step(cfg: RunConfig, device: torch.device, grouped: bool) -> Tuple[str, int]:
+def resolve_simplex_step(cfg: RunConfig, device: torch.device, grouped: bool, narrow: bool = False) -> Tuple[str, int]:
     """How this run computes its simplex-net steps, resolved once: (strategy, worker threads), the strategy
     one of SIMPLEX_STEPS. `simplex_threads` = -1 (automatic): on a CPU the m paths on torch's intra-op
     thread count of workers (at most m), and with one thread the sequential step on the main thread (the
-    same bits as one worker, and faster: docs/design.md); on a GPU the batched pass. 0: batched where the
-    supernet has a grouped pass (`grouped`) and `simplex_batched`, else sequential. N > 0: N CPU workers."""
+    same bits as one worker, and faster: docs/design.md), except for a `narrow` supernet (its CPU paths for
+    narrow networks, NB201 at C <= 8), where the batched pass is faster on one thread; on a GPU the batched
+    pass. 0: batched where the supernet has a grouped pass (`grouped`) and `simplex_batched`, else sequential.
+    N > 0: N CPU workers."""
     if cfg.simplex_threads > 0 and device.type != "cpu":
         raise UserError(f"simplex_threads={cfg.simplex_threads} runs the simplex-net step's paths on CPU threads, "
                         f"but this run is on {device}", fix="set simplex_threads=-1 (automatic) or 0 on a GPU")
     if cfg.simplex_threads == -1 and device.type == "cpu":
         n = min(torch.get_num_threads(), cfg.simplex_paths)
-        return ("threaded", n) if n > 1 else ("sequential", 0)
+        if n > 1:
+            return "threaded", n
+        return ("batched" if narrow and grouped and cfg.simplex_batched else "sequential"), 0
     if cfg.simplex_threads > 0:
         return "threaded", cfg.simplex_threads
     return ("batched" if cfg.simplex_batched and grouped else "sequential"), 0
@@ -201,8 +205,8 @@ class Trainer:
         self.info = DATASETS.get(cfg.dataset)
         torch.manual_seed(cfg.seed)
         self.model = build_supernet(cfg).to(device)
-        self.simplex_strategy, self.simplex_threads = resolve_simplex_step(cfg, device,
-                                                                           getattr(self.model, "GROUPED_PASS", False))
+        self.simplex_strategy, self.simplex_threads = resolve_simplex_step(
+            cfg, device, getattr(self.model, "GROUPED_PASS", False), getattr(self.model, "narrow", False))
         self.codes = build_code_source(cfg).to(device)
         self.loader = splits.train_loader(self.info, cfg.batch_size, cfg.seed, device, cfg.train_subset,
                                           cfg.loader_workers)

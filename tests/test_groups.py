@@ -216,7 +216,13 @@ def test_simplex_threads_setting(tmp_path):
     try:
         torch.set_num_threads(1)  # automatic with one thread: the sequential step on the main thread
         assert resolve_simplex_step(cfg, torch.device("cpu"), grouped=True) == ("sequential", 0)
-        assert make_trainer(tmp_path, 2, 4).simplex_mode == "sequential"
+        # ... but the batched pass for a narrow supernet (C <= 8), unless simplex_batched is off
+        assert resolve_simplex_step(cfg, torch.device("cpu"), grouped=True, narrow=True) == ("batched", 0)
+        assert resolve_simplex_step(cfg.replace(simplex_batched=False), torch.device("cpu"), True, True) == ("sequential", 0)
+        assert make_trainer(tmp_path / "narrow", 2, 4, channels=8).simplex_mode == "batched"
+        assert make_trainer(tmp_path / "wide", 2, 4, channels=16).simplex_mode == "sequential"
+        torch.set_num_threads(2)
+        assert make_trainer(tmp_path / "narrow2", 2, 4, channels=8).simplex_mode == "threads(2)"
         torch.set_num_threads(2)
         assert resolve_simplex_step(cfg, torch.device("cpu"), grouped=True) == ("threaded", 2)
     finally:

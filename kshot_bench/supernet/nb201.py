@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from kshot_bench.search_space import nb201 as space
 from kshot_bench.supernet.groups import GroupStack
 from kshot_bench.supernet.kshot import conv_weight, kshot_parameter, merge
-from kshot_bench.supernet.ops import avg_pool3x3, batch_norm, conv2d, cpu_layout, stack_sources
+from kshot_bench.supernet.ops import NCHW_MAX_CHANNELS, avg_pool3x3, batch_norm, conv2d, cpu_layout, stack_sources
 
 CONV_KERNEL = {space.CONV1: 1, space.CONV3: 3}
 
@@ -200,6 +200,9 @@ class KShotNB201(nn.Module):
             from kshot_bench.errors import UserError
             raise UserError(f"K must be an integer >= 1, got {k!r}", fix="use K=1 for a one-shot supernet, K>=2 for K-shot")
         self.k, self.C, self.N, self.num_classes = k, C, N, num_classes
+        # on a CPU it runs the paths for narrow networks (supernet/ops.py), where one thread computes the simplex-net
+        # step faster as one batched pass than path by path (train.resolve_simplex_step, docs/design.md)
+        self.narrow = C <= NCHW_MAX_CHANNELS
         self.bn_affine, self.init = bn_affine, init
         chans = stage_channels(C)
         self.stem = conv_weight(k, C, 3, 3, init)
