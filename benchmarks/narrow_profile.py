@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import emit  # noqa: E402
-from benchmarks.narrow_speed import VARIANTS, make_trainer, score_batches, score_rate, train_rate  # noqa: E402
+from benchmarks.narrow_speed import VARIANTS, score_batches, score_rate, train_rate, variant_trainer  # noqa: E402
 from kshot_bench.rundir import machine_info  # noqa: E402
 from kshot_bench.runtime import tune_allocator  # noqa: E402
 from kshot_bench.search_space import nb201  # noqa: E402
@@ -99,10 +99,7 @@ def main() -> None:
         for k in [int(v) for v in args.ks.split(",")]:
             row = {}
             for name, context in VARIANTS.items():
-                torch.manual_seed(0)
-                t = make_trainer(Path(tmp) / f"{name}-k{k}", k, 5)
-                if name == "reference" and t.simplex_strategy in ("sequential", "batched") and torch.get_num_threads() == 1:
-                    t.simplex_strategy, t.simplex_threads = "threaded", 1  # as narrow_speed.py's reference
+                t = variant_trainer(name, Path(tmp) / f"{name}-k{k}", k, 5)
                 batches = [b for _, b in zip(range(args.steps), t.loader.epoch(0))]
                 with context():
                     train_rate(t, batches[:4], 0)  # warm-up: first calls, caches, the simplex-net step's threads

@@ -2,7 +2,9 @@
 (kshot_bench/supernet/ops.py: NCHW layout, the small-channel ops and cells run by source node) against the code
 before them (`ops.reference_ops()`: the plain PyTorch ops on the loaders' channels_last batches, cells run edge by
 edge), paired in one run; and, as a third variant, the CPU paths with cells run edge by edge (`ops.cells_by_edge()`),
-which isolates the cells by source node (`supernet.nb201.run_cell_by_source`, 2026-12-04).
+which isolates the cells by source node (`supernet.nb201.run_cell_by_source`, 2026-12-04); and a fourth, the full CPU
+paths with the simplex-net step path by path (`sequential_step`), which isolates the batched step, automatic on one
+thread at C <= 8 since 2026-12-04 (the same as `fast` where the automatic step is not batched).
 
 Protocol (issue 25): the `narrow` preset's network and steps (C=5, N=5, batch 64, a simplex-net step every 4
 supernet steps, ENN-balanced paths; warm-up skipped so the K-shot iteration is timed), on random images
@@ -13,7 +15,7 @@ otherwise; the other variants take the automatic choice);
 each round runs every variant in turn (the order reverses every round) for `--steps` iterations
 (`Trainer.iteration`: supernet step + its simplex-net steps) and scores `--archs` archs on 1,000 images in
 batches of 500 (`rank.score_arch`, each arch with its own code). Reported: each variant's median images/s
-and the median over rounds of the paired ratios fast / reference and fast / by_edge (same round, same steps and
+and the median over rounds of the paired ratios of fast over each other variant (same round, same steps and
 archs).
 Also checks, per K, that both variants' first scores agree (the same function to float rounding).
 
@@ -45,7 +47,8 @@ from kshot_bench.supernet import ops  # noqa: E402
 from kshot_bench.train import Trainer  # noqa: E402
 from kshot_bench.rundir import machine_info  # noqa: E402
 
-VARIANTS = {"reference": ops.reference_ops, "by_edge": ops.cells_by_edge, "fast": contextlib.nullcontext}
+VARIANTS = {"reference": ops.reference_ops, "by_edge": ops.cells_by_edge, "sequential_step": contextlib.nullcontext,
+            "fast": contextlib.nullcontext}
 
 
 def make_trainer(run_dir: Path, k: int, channels: int) -> Trainer:
@@ -54,6 +57,20 @@ def make_trainer(run_dir: Path, k: int, channels: int) -> Trainer:
     x = torch.as_tensor(rng.integers(0, 256, (640, 3, 32, 32), dtype=np.uint8))
     y = torch.as_tensor(rng.integers(0, 10, 640))
     return Trainer(cfg, run_dir, Splits(x, y, x, y, "random images"), torch.device("cpu"), progress=False)
+
+
+def variant_trainer(name: str, run_dir: Path, k: int, channels: int) -> Trainer:
+    """The Trainer a variant runs: the reference computes the simplex-net step as the code before the changes did
+    (at one thread on one worker thread: the same bits as path by path), `sequential_step` path by path on the
+    main thread (the automatic one-thread step before the batched pass became automatic at C <= 8), the others
+    take the automatic choice."""
+    torch.manual_seed(0)
+    t = make_trainer(run_dir, k, channels)
+    if name == "reference" and torch.get_num_threads() == 1:
+        t.simplex_strategy, t.simplex_threads = "threaded", 1
+    elif name == "sequential_step" and t.simplex_strategy == "batched":
+        t.simplex_strategy = "sequential"
+    return t
 
 
 def score_batches(n: int = 1000, batch: int = 500):
@@ -99,14 +116,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for c in [int(v) for v in args.channels.split(",")]:
             for k in [int(v) for v in args.ks.split(",")]:
-                trainers = {}
-                for name in VARIANTS:
-                    torch.manual_seed(0)
-                    trainers[name] = make_trainer(Path(tmp) / f"{name}-c{c}-k{k}", k, c)
-                if trainers["reference"].simplex_strategy in ("sequential", "batched") and torch.get_num_threads() == 1:
-                    # before the changes: one worker thread was the automatic one-thread step (the same bits as
-                    # sequential; the batched pass, automatic at C <= 8 on one thread since 2026-12-04, to rounding)
-                    trainers["reference"].simplex_strategy, trainers["reference"].simplex_threads = "threaded", 1
+                trainers = {name: variant_trainer(name, Path(tmp) / f"{name}-c{c}-k{k}", k, c) for name in VARIANTS}
                 batches = [b for _, b in zip(range(args.steps), trainers["fast"].loader.epoch(0))]
                 with torch.no_grad():  # the same function: first scores of the fresh supernets agree
                     code = trainers["fast"].codes([archs[0]])[0]
@@ -122,7 +132,9 @@ def main() -> None:
                             rates[name]["score"].append(score_rate(trainers[name], archs, sbatches))
                 row = {"first_scores": {"reference": ref, "fast": fast},
                        **paired_rates(rates, "reference", "fast", f"C={c} K={k}"),
-                       "by_source": paired_rates(rates, "by_edge", "fast", f"C={c} K={k}, cells by source / by edge")}
+                       "by_source": paired_rates(rates, "by_edge", "fast", f"C={c} K={k}, cells by source / by edge"),
+                       "batched_step": paired_rates(rates, "sequential_step", "fast",
+                                                    f"C={c} K={k}, simplex-net step batched / path by path")}
                 results[f"C{c}_K{k}"] = row
     result = {"benchmark": "narrow_speed", "machine": machine_info(torch.device("cpu")),
               "protocol": {"rounds": args.rounds, "steps": args.steps, "archs": args.archs, "batch": 64,
