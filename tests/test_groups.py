@@ -223,7 +223,6 @@ def test_simplex_threads_setting(tmp_path):
         assert make_trainer(tmp_path / "wide", 2, 4, channels=16).simplex_mode == "sequential"
         torch.set_num_threads(2)
         assert make_trainer(tmp_path / "narrow2", 2, 4, channels=8).simplex_mode == "threads(2)"
-        torch.set_num_threads(2)
         assert resolve_simplex_step(cfg, torch.device("cpu"), grouped=True) == ("threaded", 2)
     finally:
         torch.set_num_threads(threads)

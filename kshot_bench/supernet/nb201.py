@@ -30,9 +30,22 @@ from torch import Tensor, nn
 from kshot_bench.search_space import nb201 as space
 from kshot_bench.supernet.groups import GroupStack
 from kshot_bench.supernet.kshot import conv_weight, kshot_parameter, merge
-from kshot_bench.supernet.ops import NCHW_MAX_CHANNELS, avg_pool3x3, batch_norm, conv2d, cpu_layout, stack_sources
+from kshot_bench.supernet.ops import avg_pool3x3, batch_norm, conv2d, cpu_layout, is_narrow, stack_sources
 
 CONV_KERNEL = {space.CONV1: 1, space.CONV3: 3}
+
+
+def _add_into(nodes: list, owned: list, target: int, out: Tensor, fresh: bool) -> None:
+    """Add an edge's output into its target node. `owned[t]`: node t is a fresh op output of its own, so later
+    terms may be added into it in place (safe for autograd: BN and pooling do not keep their outputs for
+    backward); `fresh` says whether `out` is one (not a skip's input, a shared pooling or a block of a stacked map)."""
+    prev = nodes[target]
+    if prev is None:
+        nodes[target], owned[target] = out, fresh
+    elif owned[target]:
+        prev.add_(out)
+    else:
+        nodes[target], owned[target] = prev + out, True
 
 
 def run_cell(x: Tensor, edges: Sequence[tuple], conv_bn: Callable[[int, int, Tensor], Tensor],
@@ -45,7 +58,7 @@ def run_cell(x: Tensor, edges: Sequence[tuple], conv_bn: Callable[[int, int, Ten
     """
     nodes: List[Optional[Tensor]] = [x, None, None, None]
     relus: List[Optional[Tensor]] = [None, None, None, None]
-    owned = [False] * space.NUM_NODES  # node tensor is a fresh op output, so sums may add into it in place
+    owned = [False] * space.NUM_NODES
     for e, target, source, op in edges:
         h = nodes[source]
         if h is None:  # only reached when zero is not a fixed point of the ops (affine BN)
@@ -61,13 +74,7 @@ def run_cell(x: Tensor, edges: Sequence[tuple], conv_bn: Callable[[int, int, Ten
                 if share_relu:
                     relus[source] = r
             out = conv_bn(e, op, r)
-        prev = nodes[target]
-        if prev is None:
-            nodes[target], owned[target] = out, op != space.SKIP
-        elif owned[target]:
-            prev.add_(out)  # safe for autograd: BN and pooling do not keep their outputs for backward
-        else:
-            nodes[target], owned[target] = prev + out, True
+        _add_into(nodes, owned, target, out, op != space.SKIP)
     return nodes[space.NUM_NODES - 1]
 
 
@@ -94,7 +101,7 @@ def run_cell_by_source(x: Tensor, plan: tuple, conv_bn_stacked: Callable[[int, S
     `len(edges) * C` of them in edge order. None means the output is zero."""
     c = x.shape[1]
     nodes: List[Optional[Tensor]] = [x, None, None, None]
-    owned = [False] * space.NUM_NODES  # node tensor is a fresh op output of its own, so sums may add into it in place
+    owned = [False] * space.NUM_NODES
     for source, works in plan:
         h = nodes[source]
         if h is None:  # only reached when zero is not a fixed point of the ops (affine BN)
@@ -113,13 +120,7 @@ def run_cell_by_source(x: Tensor, plan: tuple, conv_bn_stacked: Callable[[int, S
                 outs = y.split(c, 1) if len(uses) > 1 else [y]
             fresh = op != space.SKIP and len(uses) == 1  # else shared with another edge or a view of a stacked map
             for (_, target), out in zip(uses, outs):
-                prev = nodes[target]
-                if prev is None:
-                    nodes[target], owned[target] = out, fresh
-                elif owned[target]:
-                    prev.add_(out)  # safe for autograd: BN and pooling do not keep their outputs for backward
-                else:
-                    nodes[target], owned[target] = prev + out, True
+                _add_into(nodes, owned, target, out, fresh)
     out = nodes[space.NUM_NODES - 1]
     return None if out is None else out.contiguous()
 
@@ -200,9 +201,6 @@ class KShotNB201(nn.Module):
             from kshot_bench.errors import UserError
             raise UserError(f"K must be an integer >= 1, got {k!r}", fix="use K=1 for a one-shot supernet, K>=2 for K-shot")
         self.k, self.C, self.N, self.num_classes = k, C, N, num_classes
-        # on a CPU it runs the paths for narrow networks (supernet/ops.py), where one thread computes the simplex-net
-        # step faster as one batched pass than path by path (train.resolve_simplex_step, docs/design.md)
-        self.narrow = C <= NCHW_MAX_CHANNELS
         self.bn_affine, self.init = bn_affine, init
         chans = stage_channels(C)
         self.stem = conv_weight(k, C, 3, 3, init)
@@ -232,6 +230,12 @@ class KShotNB201(nn.Module):
                         for cell in self.cells]
         self._cell_bn = [[{op: (cell.bn[f"e{e}_{space.OPS[op]}"] if bn_affine else None) for op in CONV_KERNEL}
                           for e in range(space.NUM_EDGES)] for cell in self.cells]
+
+    @property
+    def narrow(self) -> bool:
+        """On a CPU it runs the paths for narrow networks (supernet/ops.py), where one thread computes the
+        simplex-net step faster as one batched pass than path by path (train.resolve_simplex_step)."""
+        return is_narrow(self.C)
 
     def _bn_params(self, c: int) -> Optional[nn.ParameterList]:
         if not self.bn_affine:

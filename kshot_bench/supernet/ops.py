@@ -70,10 +70,15 @@ def cells_by_edge() -> Iterator[None]:
         _by_edge = before
 
 
+def is_narrow(channels: int) -> bool:
+    """Whether a network whose first stage is `channels` wide counts as narrow (NCHW on the CPU: `narrow_cpu`)."""
+    return channels <= NCHW_MAX_CHANNELS
+
+
 def narrow_cpu(x: Tensor, channels: int) -> bool:
     """Whether a network whose first stage is `channels` wide runs on the CPU paths for narrow networks with
     input `x` (NCHW maps: `cpu_layout`). False within `reference_ops()`."""
-    return not _reference and x.device.type == "cpu" and channels <= NCHW_MAX_CHANNELS
+    return not _reference and x.device.type == "cpu" and is_narrow(channels)
 
 
 def stack_sources(x: Tensor, channels: int) -> bool:
