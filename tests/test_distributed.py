@@ -37,6 +37,7 @@ def checkpoint(tmp_path_factory, tiny_cifar_folder):
     return out / "supernet.pt"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this python")
 def test_two_processes_give_the_single_process_predictions_and_resume(tmp_path, checkpoint, tiny_cifar_folder):
     common = ["rank", "--checkpoint", str(checkpoint), "--preset", "smoke", "--archs", "9", "--quiet",
@@ -74,6 +75,7 @@ def test_two_processes_give_the_single_process_predictions_and_resume(tmp_path, 
     assert (tmp_path / "mixed" / "predictions.csv").read_text() == expected
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this python")
 def test_every_snapshot_of_a_run_is_scored_by_two_processes_as_by_one(tmp_path, tiny_cifar_folder):
     """`rank --checkpoint RUN_DIR` under torchrun: the processes split each snapshot's archs; the curve and every
@@ -126,6 +128,7 @@ TRAIN_CASES = {  # smoke supernets with simplex-net steps in their second epoch 
 }
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this python")
 @pytest.mark.parametrize("space", sorted(TRAIN_CASES))
 def test_two_processes_train_what_one_process_trains_with_two_micro_batches(tmp_path, tiny_cifar_folder, space):
@@ -188,6 +191,7 @@ def csv_rows(path: Path):
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this python")
 def test_search_scoring_split_across_two_processes_takes_the_same_path(tmp_path, checkpoint, tiny_cifar_folder):
     common = ["search", "--checkpoint", str(checkpoint), "--population", "6", "--generations", "2", "--parents", "3",
@@ -201,6 +205,7 @@ def test_search_scoring_split_across_two_processes_takes_the_same_path(tmp_path,
     assert not list((tmp_path / "two").glob("scores.partial*"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this python")
 def test_retrain_runs_under_torchrun_and_resumes(tmp_path):
     from conftest import write_imagenet_folder

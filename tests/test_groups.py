@@ -59,8 +59,9 @@ MB_SETS = {
 }
 
 
-@pytest.mark.parametrize("k, affine", [(1, False), (3, False), (3, True)])
-@pytest.mark.parametrize("name", list(MB_SETS))
+@pytest.mark.parametrize("name, k, affine", [
+    pytest.param(name, k, affine, marks=pytest.mark.slow if (name, k) == ("sixteen", 3) else ())
+    for name in MB_SETS for k, affine in ((1, False), (3, False), (3, True))])
 def test_mbv2_forward_groups_equals_each_group_alone(k, affine, name):
     """float64, 64x64 inputs (at 32x32 the last layers' BN sees 4 values per channel, and rounding
     differences of 1e-15 grow to 1e-9): logits and the codes' gradient."""
@@ -92,6 +93,11 @@ def test_forward_groups_refuses_uneven_groups(net):
         net.forward_groups(torch.randn(8, 3, 32, 32), archs, torch.full((4, 3), 1 / 3))
 
 
+# MBV2 with 16 paths takes 15-50 s a case: `slow` (run by .ci/run after the default suite)
+STEP_CASES = [pytest.param(space, m, k, marks=pytest.mark.slow if (space, m) == ("mbv2", 16) else ())
+              for space in ("nb201", "mbv2") for m in (4, 16) for k in (2, 4)]
+
+
 def step_setup(tmp_path, k, m, space):
     """A smoke Trainer with a trained-looking simplex-net (codes away from uniform), a batch and m paths."""
     t = make_trainer(tmp_path, k, m, space)
@@ -103,9 +109,7 @@ def step_setup(tmp_path, k, m, space):
     return t, x, y, paths(m, seed=k, space=s if space == "nb201" else mb)
 
 
-@pytest.mark.parametrize("k", [2, 4])
-@pytest.mark.parametrize("m", [4, 16])
-@pytest.mark.parametrize("space", ["nb201", "mbv2"])
+@pytest.mark.parametrize("space, m, k", STEP_CASES)
 def test_batched_simplex_step_equals_sequential(tmp_path, k, m, space):
     """In float64 the two steps agree to 1e-10: they compute the same function. In float32 each has its
     own rounding (the grouped and the per-group convolutions sum in different orders); measured against
@@ -133,9 +137,7 @@ def test_batched_simplex_step_equals_sequential(tmp_path, k, m, space):
     assert median["batched"] <= max(4 * median["sequential"], 1e-5), err
 
 
-@pytest.mark.parametrize("k", [2, 4])
-@pytest.mark.parametrize("m", [4, 16])
-@pytest.mark.parametrize("space", ["nb201", "mbv2"])
+@pytest.mark.parametrize("space, m, k", STEP_CASES)
 def test_threaded_simplex_step_equals_sequential(tmp_path, k, m, space):
     """The CPU default (the groups side by side on worker threads, one intra-op thread each) computes the
     sequential step's loss and gradients, float64 to 1e-10, and the same bits for any number of workers."""

@@ -43,6 +43,7 @@ def test_folder_loader_is_seeded_per_image_and_shards_the_global_batch(folder):
     assert len(list(whole.epoch(0))) == 5
 
 
+@pytest.mark.slow
 def test_training_from_the_folder_resumes_exactly(tmp_path, folder):
     splits = load_for(config(), folder)
     cfg = config(epochs=3, checkpoint_every=2)
@@ -60,6 +61,7 @@ def test_training_from_the_folder_resumes_exactly(tmp_path, folder):
             assert torch.equal(a, b), n
 
 
+@pytest.mark.slow
 def test_the_pipeline_on_the_command_line_train_rank_search_retrain_evaluate_report(tmp_path, folder, capsys):
     opts = ["--set", "image_size=32", "--set", "local_val_size=8", "--set", "loader_workers=0"]
     assert main(["train", "--space", "mbv2", "--dataset", "imagenet", "--preset", "smoke", "--k", "4", *opts,

@@ -238,6 +238,7 @@ def test_rank_on_macro_end_to_end(tmp_path, capsys, tiny_cifar_folder):
     assert "22212220,1985514," in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_scoring_with_shared_prefixes_gives_the_same_numbers(tmp_path):
     """One code for every arch (one-shot, fixed codes): scoring shares the trunk of archs with common first
     layers, and gives bit for bit what scoring each arch on its own gives, through the journal too; with a

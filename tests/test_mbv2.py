@@ -105,6 +105,7 @@ def hook_count(net: nn.Module, size: int):
     return sum(p.numel() for p in net.parameters()), sum(flops)
 
 
+@pytest.mark.slow
 def test_analytic_costs_equal_the_hook_counter_on_many_archs():
     rng = np.random.default_rng(4)
     archs = ARCHS + [s.sample(rng) for _ in range(60)] + [s.sample(rng, widths=False) for _ in range(10)]
@@ -346,6 +347,7 @@ def splits():
     return load_dataset("cifar10", None)
 
 
+@pytest.mark.slow
 def test_training_with_widths_resumes_exactly(tmp_path, splits):
     from kshot_bench.config import from_preset
     from kshot_bench.train import Trainer
