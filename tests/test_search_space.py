@@ -230,6 +230,9 @@ def test_a_space_without_balanced_groups_refuses_balanced_sampling():
     with pytest.raises(UserError, match="not defined for the mbv2 space") as err:
         from_preset("smoke", space="mbv2", sampling="balanced")
     assert "sampling=uniform" in err.value.fix
+    with pytest.raises(UserError, match="not defined for the nb201 space") as err:  # a misspelt value
+        from_preset("smoke", sampling="balance")
+    assert err.value.fix == "use --set sampling=uniform or --set sampling=balanced"
     with pytest.raises(UserError):
         mbv2.sample(np.random.default_rng(0), sampling="balanced")
     with pytest.raises(UserError, match="unknown sampling"):
