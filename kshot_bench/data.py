@@ -357,7 +357,12 @@ def load_dataset(name: str, root: Optional[Path], download: bool = True) -> Spli
                         fix="pass --data-root DIR with the dataset's files")
     root = Path(root).expanduser()
     if not root.exists():
-        raise UserError(f"data directory {root} does not exist", fix="pass --data-root DIR pointing at the dataset's files")
+        fix = "pass --data-root DIR pointing at the dataset's files"
+        if name in ("cifar10", "cifar100"):
+            fix += f" (or an empty directory: {name} is downloaded into it when online)"
+        if name == "cifar10":
+            fix += "; without --data-root the embedded sample is used"
+        raise UserError(f"data directory {root} does not exist", fix=fix)
     if not os.access(root, os.R_OK):
         raise UserError(f"data directory {root} is not readable", fix="check its permissions or pass another --data-root")
     if name not in LOADERS:

@@ -72,6 +72,15 @@ def test_missing_data_names_the_layouts(tmp_path, make, words):
     assert "cifar-10-batches-py" in str(err.value) or "--data-root" in str(err.value)
 
 
+def test_a_missing_data_directory_says_what_to_pass(tmp_path):
+    with pytest.raises(UserError, match="does not exist") as err:
+        load_dataset("cifar10", tmp_path / "missing", download=False)
+    assert "downloaded into it when online" in err.value.fix and "embedded sample" in err.value.fix
+    with pytest.raises(UserError, match="does not exist") as err:
+        load_dataset("ImageNet16-120", tmp_path / "missing", download=False)
+    assert "downloaded" not in err.value.fix and "embedded" not in err.value.fix
+
+
 def test_incomplete_batches_are_named(tmp_path):
     (tmp_path / "cifar-10-batches-py").mkdir()
     with pytest.raises(UserError, match="data_batch_1"):
