@@ -118,11 +118,11 @@ def check(cfg: RunConfig) -> None:
     DATASETS.get(cfg.dataset)
     space = SPACES.get(cfg.space)
     if cfg.sampling not in space.SAMPLINGS:
+        fix = "use " + " or ".join(f"--set sampling={s}" for s in space.SAMPLINGS)
+        if len(space.SAMPLINGS) == 1:
+            fix += "; balanced sampling needs a space that groups its archs (NB201: by ENN)"
         raise UserError(f"sampling={cfg.sampling!r} is not defined for the {cfg.space} space (it offers: "
-                        f"{', '.join(space.SAMPLINGS)})",
-                        fix=(f"use --set sampling={space.SAMPLINGS[0]}; balanced sampling needs a space that groups its "
-                             "archs (NB201: by ENN)") if len(space.SAMPLINGS) == 1 else
-                        "use " + " or ".join(f"--set sampling={s}" for s in space.SAMPLINGS))
+                        f"{', '.join(space.SAMPLINGS)})", fix=fix)
     CODE_MODES.get(cfg.code)
     if cfg.k < 1:
         raise UserError(f"K must be >= 1, got {cfg.k}", fix="use --k 1 for a one-shot supernet, --k 2 or more for K-shot")

@@ -216,7 +216,7 @@ def _cifar10_layout(root: Path, download: bool) -> Tuple[Path, Optional[Path]]:
     if not batches.is_dir() and (root / "data_batch_1").is_file():
         batches = root
     if not batches.is_dir() and not (root / "train").is_dir() and download:
-        _try_download("CIFAR10", root)
+        _try_download("cifar10", root)
     if batches.is_dir():
         missing = [n for n in CIFAR10_TRAIN_BATCHES + ["test_batch"] if not (batches / n).is_file()]
         if missing:
@@ -228,11 +228,15 @@ def _cifar10_layout(root: Path, download: bool) -> Tuple[Path, Optional[Path]]:
                     fix=f"pass --data-root DIR holding {CIFAR10_LAYOUTS} (or run once with internet to download)")
 
 
+TORCHVISION_DOWNLOADS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}  # datasets fetched into --data-root when online
+
+
 def _try_download(name: str, root: Path) -> None:
+    dataset_class = TORCHVISION_DOWNLOADS[name]
     try:
         import torchvision
 
-        getattr(torchvision.datasets, name)(str(root), train=True, download=True)
+        getattr(torchvision.datasets, dataset_class)(str(root), train=True, download=True)
     except Exception:  # offline or blocked: the caller reports the missing data with the layouts
         pass
 
@@ -248,7 +252,7 @@ def load_cifar100(root: Path, download: bool = True) -> Splits:
     if not folder.is_dir() and (root / "train").is_file() and (root / "test").is_file():
         folder = root
     if not folder.is_dir() and download:
-        _try_download("CIFAR100", root)
+        _try_download("cifar100", root)
     missing = [n for n in ("train", "test") if not (folder / n).is_file()]
     if missing:
         raise UserError(f"no CIFAR-100 data under {root} (missing {', '.join(missing)})",
@@ -358,7 +362,7 @@ def load_dataset(name: str, root: Optional[Path], download: bool = True) -> Spli
     root = Path(root).expanduser()
     if not root.exists():
         fix = "pass --data-root DIR pointing at the dataset's files"
-        if name in ("cifar10", "cifar100"):
+        if name in TORCHVISION_DOWNLOADS:
             fix += f" (or an empty directory: {name} is downloaded into it when online)"
         if name == "cifar10":
             fix += "; without --data-root the embedded sample is used"
