@@ -115,7 +115,7 @@ class TrainedRun:
 
         from kshot_bench.data import load_for
         from kshot_bench.datasets import DATASETS
-        from kshot_bench.scoring import score_arch, score_precision, scoring_batches
+        from kshot_bench.scoring import score_each, score_precision, scoring_batches
 
         archs = _archs(self.space, archs)
         cfg = self.config
@@ -128,8 +128,8 @@ class TrainedRun:
         with torch.no_grad():
             codes = self.code_source(archs)
         rows = []
-        for arch, code in zip(archs, codes):
-            acc, loss = score_arch(self.model, arch, code, score_set.batches, bf16, score_set.calibration)
+        scored = score_each(self.model, archs, codes, score_set.batches, bf16, score_set.calibration)
+        for arch, (acc, loss) in zip(archs, scored):
             key = self.space.key_of(arch) if self.space.NUM_ARCHS is not None else None
             rows.append({self.space.KEY: key, "arch_str": self.space.to_str(arch), "score": acc, "val_loss": loss})
         return pd.DataFrame(rows)

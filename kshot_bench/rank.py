@@ -105,8 +105,10 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     resumed = journal_count(out, keys, cfg.k)
     t1 = time.perf_counter()
     precision = score_precision(cfg, device)
+    counts: Dict = {}
     scored = score_archs(model, codes, score_set.batches, keys, archs, out, cfg.k, progress, dist, precision == "bf16",
-                         score_set.calibration)
+                         score_set.calibration, counts)
+    computed = int(dist.sum([counts["computed"]])[0])  # over every process
     score_s = time.perf_counter() - t1
     train_images = min(cfg.train_subset or splits.n_train, splits.n_train)
     protocol = {
@@ -117,7 +119,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         "train_part": info.train_part, "data": splits.source, "supernet": source, "train_precision": train_precision,
         "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,
-        "train_s": train_s, "score_s": score_s, "archs_scored": len(keys) - resumed,
+        "train_s": train_s, "score_s": score_s, "archs_scored": len(keys) - resumed, "archs_computed": computed,
         "archs_per_s": (len(keys) - resumed) / score_s if score_s > 0 and len(keys) > resumed else None,
         "total_s": time.perf_counter() - t0, "machine": machine_info(device), "command": command,
         "world_size": dist.world_size, "score_precision": precision, "memory_format": layout_name(device),

@@ -214,8 +214,11 @@ def scoring_time(p: Dict) -> str:
         return f"scoring {fmt(p['score_s'], 0)} s (its last call{procs}; a resumed scoring is timed from its restart)"
     if scored == 0:
         return "scoring: every arch was scored by an earlier call (kept in its journal)"
+    computed = p.get("archs_computed")
+    shared = (f"; {computed:,} forward computations: archs with the same live edges and code "
+              f"share one" if computed is not None and computed < scored else "")
     if scored == n:
-        return f"scoring {fmt(p['score_s'], 0)} s ({fmt(p['archs_per_s'], 2)} archs/s{procs})"
+        return f"scoring {fmt(p['score_s'], 0)} s ({fmt(p['archs_per_s'], 2)} archs/s{procs}{shared})"
     return (f"scoring {fmt(p['score_s'], 0)} s for the last {scored:,} of {n:,} archs ({fmt(p['archs_per_s'], 2)} "
-            f"archs/s{procs}; the others were scored by an earlier call, kept in its journal)")
+            f"archs/s{procs}{shared}; the others were scored by an earlier call, kept in its journal)")
 

@@ -13,7 +13,7 @@ import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -117,6 +117,31 @@ def score_arch(model, arch, code, batches, bf16: bool = False, calibration=None)
     return 100.0 * float(correct) / n, float(loss) / n
 
 
+def computation_groups(model, archs: Sequence, codes) -> List[List[int]]:
+    """Positions of `archs` grouped by what their forward pass computes, in order of first appearance: archs with
+    the same code and the same `model.computation_key` (NB201: the live edges, so archs that differ only in edges
+    that cannot affect the output) run the same ops on the same inputs and get the same score, so scoring
+    computes each group once. A model without `computation_key` puts every arch in a group of its own.
+    Only codes that are equal exactly group together: with simplex-net codes every arch is its own group."""
+    key_of = getattr(model, "computation_key", None)
+    if key_of is None:
+        return [[j] for j in range(len(archs))]
+    groups: Dict[tuple, List[int]] = {}
+    for j, arch in enumerate(archs):
+        groups.setdefault((key_of(arch), tuple(codes[j].tolist())), []).append(j)
+    return list(groups.values())
+
+
+def score_each(model, archs: Sequence, codes, batches, bf16: bool = False, calibration=None) -> List[Tuple[float, float]]:
+    """`score_arch` of every arch with its code (`codes[j]`), each `computation_groups` group computed once."""
+    result: List = [None] * len(archs)
+    for group in computation_groups(model, archs, codes):
+        scored = score_arch(model, archs[group[0]], codes[group[0]], batches, bf16, calibration)
+        for j in group:
+            result[j] = scored
+    return result
+
+
 def score_archs_shared(model, archs: Sequence, code, batches, bf16: bool = False) -> List[Tuple[float, float]]:
     """`score_arch` of every arch with one code, batch by batch: archs in a row that share their first stages
     share those stages' outputs (a supernet with PREFIX_SHARING; `forward(..., prefix=)`). The same operations
@@ -149,8 +174,11 @@ PARTIAL = "predictions.partial.csv"
 
 
 def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir: Path, k: int,
-                progress: bool = True, dist=None, bf16: bool = False, calibration=None) -> Dict:
+                progress: bool = True, dist=None, bf16: bool = False, calibration=None,
+                stats: Optional[Dict] = None) -> Dict:
     """Score every arch (each with its own code), resuming from the journal `out_dir/predictions.partial*.csv`.
+    Archs that compute the same function (`computation_groups`) are scored once and recorded each; `stats`, when
+    given, receives `computed`: how many forward computations (arch scorings) this call ran.
 
     `keys` name the archs in that journal and in the result (NB201: index; other spaces: arch string).
     Under torchrun (`dist`, distributed.Dist) rank r scores archs r, r+N, ... into its own journal
@@ -187,8 +215,10 @@ def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir:
             done[key] = {"score": acc, "val_loss": loss, **{f"lam_{i}": v for i, v in enumerate(lam)}}
             writer.writerow([key, f"{acc:.6g}", f"{loss:.6g}"] + [f"{v:.6g}" for v in lam])
 
+        computed = 0
         if todo and shares_prefixes(model, all_codes, calibration):
             code = all_codes[0]
+            computed = len(todo)
             order = sorted(range(len(todo)), key=lambda j: model.stage_keys(todo[j][1]))
             for c in range(0, len(order), SHARED_CHUNK):
                 if stop_after and c >= stop_after:
@@ -199,14 +229,19 @@ def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir:
                 fh.flush()
                 bar.update(len(chunk))
         else:
-            for j, (key, arch) in enumerate(todo):
-                if stop_after and j == stop_after:
+            for group in computation_groups(model, [a for _, a in todo], all_codes) if todo else ():
+                if stop_after and computed == stop_after:
                     raise KeyboardInterrupt
-                acc, loss = score_arch(model, arch, all_codes[j], batches, bf16, calibration)
-                record(key, all_codes[j], acc, loss)
+                j = group[0]
+                acc, loss = score_arch(model, todo[j][1], all_codes[j], batches, bf16, calibration)
+                computed += 1
+                for i in group:
+                    record(todo[i][0], all_codes[i], acc, loss)
                 fh.flush()
-                bar.update(1)
+                bar.update(len(group))
         bar.close()
+    if stats is not None:
+        stats["computed"] = computed
     dist.barrier()  # every rank's journal is complete: read them all (one process too, so that a result
     return _read_journals(out_dir, as_key, fields)  # never depends on which run or process count scored it
 

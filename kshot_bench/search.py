@@ -321,13 +321,13 @@ def oracle_fitness(space, dataset: str, truth_name: Optional[str] = None):
 def supernet_fitness(model, codes, batches, bf16: bool = False):
     import torch
 
-    from kshot_bench.scoring import score_arch
+    from kshot_bench.scoring import score_each
 
     def fitness(archs):
         model.eval()
         with torch.no_grad():
             lam = codes(list(archs))
-        return [(score_arch(model, a, lam[i], batches, bf16)[0], lam[i].tolist()) for i, a in enumerate(archs)]
+        return [(acc, lam[i].tolist()) for i, (acc, _) in enumerate(score_each(model, archs, lam, batches, bf16))]
 
     return fitness
 

@@ -200,3 +200,64 @@ def test_bn_statistics_pool_every_calibration_image():
     var, mean = torch.var_mean(torch.cat([a, b]), dim=(0, 2, 3), unbiased=False)
     expect = (b - mean.view(1, 4, 1, 1)) / torch.sqrt(var.view(1, 4, 1, 1) + ops.BN_EPS)
     torch.testing.assert_close(out, expect, rtol=1e-12, atol=1e-12)
+
+
+def test_archs_with_the_same_live_edges_are_scored_once_and_bit_for_bit(tmp_path):
+    """Archs with the same live edges and code compute the same function (the forward reads nothing else of the
+    arch): scoring runs each such group once, and every arch gets what scoring it on its own gives, through the
+    journal and an interruption too. With a code per arch (simplex-net) nothing is shared."""
+    import os
+
+    import torch
+
+    from kshot_bench.config import from_preset
+    from kshot_bench.models import build_supernet
+    from kshot_bench.search_space import nb201
+
+    all_archs = [tuple(a) for a in itertools.product(range(len(nb201.OPS)), repeat=nb201.NUM_EDGES)]
+    torch.manual_seed(0)
+    model = build_supernet(from_preset("smoke", k=1)).eval()
+    assert len({model.computation_key(a) for a in all_archs}) == 9445
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g)) for _ in range(2)]
+    rng = np.random.default_rng(0)
+    archs = [all_archs[i] for i in rng.choice(len(all_archs), 40, replace=False)]
+    archs += [(0,) * 6, (0, 0, 0, 0, 0, 1)]  # two archs without an input-to-output path
+    by_key = {}
+    for a in all_archs:
+        by_key.setdefault(model.computation_key(a), []).append(a)
+    archs += [next(b for b in by_key[model.computation_key(a)] if b != a) for a in archs[:5] if len(by_key[model.computation_key(a)]) > 1]
+    keys = list(range(len(archs)))
+    ones = torch.ones(len(archs), 1)
+    groups = scoring.computation_groups(model, archs, ones)
+    n_keys = len({model.computation_key(a) for a in archs})
+    assert len(groups) == n_keys < len(archs) and sorted(j for grp in groups for j in grp) == keys
+    alone = [scoring.score_arch(model, a, ones[0], batches) for a in archs]
+    assert scoring.score_each(model, archs, ones, batches) == alone  # bit for bit
+    for grp in groups:  # the same function: the same logits, not only the same accuracy
+        x = batches[0][0]
+        assert all(torch.equal(model(x, archs[grp[0]], ones[0]), model(x, archs[j], ones[0])) for j in grp[1:])
+    codes = lambda a: torch.ones(len(a), 1)  # noqa: E731
+    stats = {}
+    (tmp_path / "grouped").mkdir()
+    (tmp_path / "stopped").mkdir()
+    done = scoring.score_archs(model, codes, batches, keys, archs, tmp_path / "grouped", 1, progress=False, stats=stats)
+    assert stats["computed"] == n_keys
+    expect = {j: (round(acc, 4), float(f"{loss:.6g}")) for j, (acc, loss) in enumerate(alone)}
+    assert {j: (round(r["score"], 4), r["val_loss"]) for j, r in done.items()} == expect
+    # interrupted after 7 computations, then resumed: the same scores, the rest computed
+    os.environ["KSHOT_TEST_STOP_AFTER"] = "7"
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            scoring.score_archs(model, codes, batches, keys, archs, tmp_path / "stopped", 1, progress=False)
+    finally:
+        del os.environ["KSHOT_TEST_STOP_AFTER"]
+    first = scoring.journal_count(tmp_path / "stopped", keys, 1)
+    assert first == sum(len(grp) for grp in groups[:7])
+    again = scoring.score_archs(model, codes, batches, keys, archs, tmp_path / "stopped", 1, progress=False, stats=stats)
+    assert again == done and stats["computed"] == n_keys - 7
+    # a code per arch: every arch computed
+    model4 = build_supernet(from_preset("smoke", k=2)).eval()
+    codes4 = torch.softmax(torch.randn(len(archs), 2), 1)
+    assert len(scoring.computation_groups(model4, archs, codes4)) == len(archs)
+    assert len(scoring.computation_groups(model4, archs, torch.full((len(archs), 2), 0.5))) == n_keys

@@ -231,6 +231,12 @@ class KShotNB201(nn.Module):
         self._cell_bn = [[{op: (cell.bn[f"e{e}_{space.OPS[op]}"] if bn_affine else None) for op in CONV_KERNEL}
                           for e in range(space.NUM_EDGES)] for cell in self.cells]
 
+    def computation_key(self, arch: Sequence[int]) -> tuple:
+        """All of `arch` that its forward pass depends on: its live edges (`space.live_edges`, the only part of
+        the arch `forward` reads). Archs with the same key and the same code compute the same function on the
+        same ops, so scoring runs them once (`scoring.computation_groups`): the 15,625 archs have 9,445 keys."""
+        return space.live_edges(tuple(arch), not self.bn_affine)
+
     @property
     def narrow(self) -> bool:
         """On a CPU it runs the paths for narrow networks (supernet/ops.py), where one thread computes the
