@@ -132,7 +132,8 @@ def computation_groups(model, archs: Sequence, codes) -> List[List[int]]:
     return list(groups.values())
 
 
-def score_each(model, archs: Sequence, codes, batches, bf16: bool = False, calibration=None) -> List[Tuple[float, float]]:
+def score_each(model, archs: Sequence, codes, batches, bf16: bool = False,
+               calibration=None) -> List[Tuple[float, float]]:
     """`score_arch` of every arch with its code (`codes[j]`), each `computation_groups` group computed once."""
     result: List = [None] * len(archs)
     for group in computation_groups(model, archs, codes):
@@ -199,7 +200,8 @@ def score_archs(model, codes, batches, keys: Sequence, archs: Sequence, out_dir:
     mine = set(dist.share(list(keys)))
     todo = [(key, arch) for key, arch in zip(keys, archs) if key in mine and key not in done]
     path = out_dir / (PARTIAL if not dist.active else PARTIAL.replace(".csv", f".r{dist.rank}.csv"))
-    stop_after = int(os.environ.get("KSHOT_TEST_STOP_AFTER", "0"))  # tests: interrupt after this many scores
+    # tests: interrupt after this many computations (archs, when prefixes are shared)
+    stop_after = int(os.environ.get("KSHOT_TEST_STOP_AFTER", "0"))
     model.eval()
     with torch.no_grad():
         all_codes = codes([a for _, a in todo]) if todo else None
