@@ -40,6 +40,7 @@ def tables(runs: Runs) -> List[str]:
     lines = []
     if ranks:
         lines += table4(ranks) + table_without_no_path(ranks) + table_top(ranks) + paired_comparisons(ranks) + table_sampling(ranks) + table_score_by(ranks)
+        lines += table_same_network(ranks)
         lines += table_ablation(ranks, searches) + table1(ranks)
     lines += unranked_tables(runs) + table_ablation_unranked(runs)
     lines += table1(runs.without_truth) if any(r.log for r in runs.without_truth) else []
@@ -229,6 +230,51 @@ def table_without_no_path(ranks: List[RankRun]) -> List[str]:
     return lines + ["", "Their networks compute a constant (on NB201 each sits at chance accuracy in the truth), so "
                     "no score can order them among themselves; tau without them says how well the rest is ranked. "
                     "Brackets: 95% bootstrap intervals over the remaining archs.", ""]
+
+
+def _bn_affine(run: RankRun) -> bool:
+    path = run.path / "config.json"
+    if not path.is_file():
+        return False
+    import json
+
+    cfg = json.loads(path.read_text())
+    return bool(cfg.get("config", cfg).get("bn_affine", False))
+
+
+def table_same_network(ranks: List[RankRun]) -> List[str]:
+    """Archs the supernet computes as one network (the space's `network_key`: on NB201 the same live edges) get one
+    score with one code for all, and each its own with a code per arch: the spread of a run's scores inside such
+    groups, beside the truth's spread inside them (the benchmark trained each arch on its own). Runs whose arch set
+    holds no such group are left out; nothing for spaces without `network_key`."""
+    rows = []
+    for r in sorted(ranks, key=lambda r: (r.p["dataset"], method_order(r.name), int(r.p["k"]), int(r.p["epochs"]),
+                                          int(r.p.get("seed") or 0), r.label)):
+        space, pr = run_space(r), r.predictions()
+        if not hasattr(space, "network_key") or pr is None:
+            continue
+        affine = _bn_affine(r)
+        groups: Dict[tuple, List[int]] = {}
+        for j, key in enumerate(pr["key"]):
+            groups.setdefault(space.network_key(space.from_key(key), affine), []).append(j)
+        shared = [g for g in groups.values() if len(g) > 1]
+        if not shared:
+            continue
+        score = np.mean([np.ptp(pr["acc"][g]) for g in shared])
+        truth = np.mean([np.ptp(pr["truth"][g]) for g in shared])
+        rows.append(f"| {r.p['dataset']} | {r.name} | {r.p['k']} | {r.p['epochs']} | {r.p.get('seed', '')} | "
+                    f"{sum(map(len, shared)):,} of {len(pr['key']):,} in {len(shared):,} | {score:.2f} | {truth:.2f} | "
+                    f"{r.label} |")
+    if not rows:
+        return []
+    return ["### Archs that are one network in the supernet", "",
+            "| dataset | method | K | epochs | seed | archs in groups | score range in a group | truth range in a group "
+            "| run |", "|---|---|---|---|---|---|---|---|---|", *rows, "",
+            "Archs whose edges differ only where nothing reaches the output (NB201: the same live edges) are the same "
+            "network in the supernet. With one code for all (one-shot, fixed codes) they get one score; the "
+            "simplex-net gives each arch its own code, so each gets its own score, and their spread (the mean over "
+            "groups of the largest minus the smallest top-1 accuracy, in points) is noise the codes add. The truth's "
+            "spread inside the same groups is the benchmark's own training noise (each arch trained on its own).", ""]
 
 
 TOP_N = ("10", "50", "100")

@@ -432,3 +432,37 @@ def test_two_scorings_of_one_supernet_are_refused_not_pooled_as_seeds(tmp_path):
         build_report([tmp_path / "a", tmp_path / "b"], tmp_path / "r")
     assert str(first) in str(err.value) and str(again) in str(err.value) and "pass only one" in err.value.fix
     assert "(n=2)" in build_report([tmp_path / "a"], tmp_path / "r").read_text()  # two seeds still pool
+
+
+def test_archs_that_are_one_network_get_their_score_spread_per_run(tmp_path):
+    """NB201 archs with the same live edges are one network in the supernet: the table gives, per run, the mean
+    range of its scores and of the truth inside such groups; a run whose archs share no network has no row."""
+    from kshot_bench.search_space import nb201
+
+    by_key = {}
+    for i in range(nb201.NUM_ARCHS):
+        by_key.setdefault(nb201.network_key(nb201.from_index(i)), []).append(i)
+    pairs = [g[:2] for g in by_key.values() if len(g) >= 2][:3]  # three groups of two archs each
+    singles = [g[0] for g in by_key.values() if len(g) == 1][:10]
+    root = tmp_path / "runs"
+    runs = {k: fake_rank_run(root, k, "simplex" if k == 4 else "uniform", 0, n=16) for k in (1, 4)}
+    lone = fake_rank_run(root, 4, "uniform", 0, n=10)
+    for k, d in list(runs.items()) + [(0, lone)]:
+        lams = 1 if k == 1 else 4
+        with open(d / "predictions.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["index", "arch_str", "score", "truth", "val_loss"] + [f"lam_{i}" for i in range(lams)])
+            rows = [(i, 50.0 + j, 90.0 + j) for j, i in enumerate(singles)]
+            if k:
+                for j, (a, b) in enumerate(pairs):  # in group j: scores 1 + j apart under K=4, the truth j / 2
+                    rows += [(a, 70.0, 93.0), (b, 70.0 + (1 + j) * (k == 4), 93.0 + j / 2)]
+            for i, score, truth in rows:
+                w.writerow([i, nb201.to_str(nb201.from_index(i)), score, truth, 1.0] + [1 / lams] * lams)
+    text = build_report([root], tmp_path / "r").read_text()
+    section = text.split("### Archs that are one network in the supernet")[1].split("\n### ")[0]
+    rows = {x.split(" | ")[-1].rstrip(" |"): x.split(" | ") for x in section.splitlines() if x.startswith("| cifar10 |")}
+    assert set(rows) == {"k1-oneshot-e10-s0 (h1un010)", "k4-simplex-e10-s0 (h4si010)"}
+    one, four = rows["k1-oneshot-e10-s0 (h1un010)"], rows["k4-simplex-e10-s0 (h4si010)"]
+    assert one[5] == four[5] == "6 of 16 in 3"
+    assert float(one[6]) == 0.0 and float(four[6]) == pytest.approx(2.0, abs=0.005)  # (1 + 2 + 3) / 3
+    assert float(one[7]) == float(four[7]) == pytest.approx(0.5, abs=0.005)  # (0 + 0.5 + 1) / 3

@@ -420,6 +420,13 @@ def outputs_constant(arch: Sequence[int]) -> bool:
     return is_dead(tuple(arch))
 
 
+def network_key(arch: Sequence[int], bn_affine: bool = False) -> tuple:
+    """What the weight-sharing supernet computes of `arch`: its live edges (`live_edges`; with BN without affine
+    parameters, the supernet's default, edges out of an identically zero node are dead too). Archs with the same
+    key are the same network in the supernet: with the same code they get the same score."""
+    return live_edges(tuple(arch), not bn_affine)
+
+
 # Presets (RunConfig fields) of this space:
 #   nb201  the NB201 weight-sharing protocol at paper scale (SGD nesterov 0.9, lr 0.025 cosine to
 #          0.001, wd 5e-4, batch 64, 250 epochs), C=16, N=5, every validation image scored.

@@ -235,7 +235,7 @@ class KShotNB201(nn.Module):
         """All of `arch` that its forward pass depends on: its live edges (`space.live_edges`, the only part of
         the arch `forward` reads). Archs with the same key and the same code compute the same function on the
         same ops, so scoring runs them once (`scoring.computation_groups`): the 15,625 archs have 9,445 keys."""
-        return space.live_edges(tuple(arch), not self.bn_affine)
+        return space.network_key(arch, self.bn_affine)
 
     @property
     def narrow(self) -> bool:
