@@ -32,6 +32,21 @@ def run_noise_ceiling(run) -> Optional[Dict]:
     return None if pred is None else noise_ceiling(run_space(run), run.p["dataset"], pred["key"])
 
 
+def run_network_groups(run) -> List[List[int]]:
+    """Positions in the run's predictions of the archs that are one network in its supernet (the space's
+    `network_key`, with the run's `bn_affine`), groups of two or more; empty for spaces without that key."""
+    space, pred = run_space(run), run.predictions()
+    if not hasattr(space, "network_key") or pred is None:
+        return []
+    cfg_path = run.path / "config.json"
+    cfg = _load_json(cfg_path, "rank config") if cfg_path.is_file() else {}
+    affine = bool(cfg.get("config", cfg).get("bn_affine", False))
+    groups: Dict[tuple, List[int]] = {}
+    for j, key in enumerate(pred["key"]):
+        groups.setdefault(space.network_key(space.from_key(key), affine), []).append(j)
+    return [g for g in groups.values() if len(g) > 1]
+
+
 METHOD_ORDER = ["one-shot (K=1)", "fixed K-shot (1/K)", "random K-shot", "K-shot + simplex-net"]
 
 

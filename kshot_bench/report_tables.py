@@ -25,6 +25,7 @@ from kshot_bench.report_runs import (
     pm,
     protocol_line,
     run_cis,
+    run_network_groups,
     run_noise_ceiling,
     run_space,
     variant_name,
@@ -232,16 +233,6 @@ def table_without_no_path(ranks: List[RankRun]) -> List[str]:
                     "Brackets: 95% bootstrap intervals over the remaining archs.", ""]
 
 
-def _bn_affine(run: RankRun) -> bool:
-    path = run.path / "config.json"
-    if not path.is_file():
-        return False
-    import json
-
-    cfg = json.loads(path.read_text())
-    return bool(cfg.get("config", cfg).get("bn_affine", False))
-
-
 def table_same_network(ranks: List[RankRun]) -> List[str]:
     """Archs the supernet computes as one network (the space's `network_key`: on NB201 the same live edges) get one
     score with one code for all, and each its own with a code per arch: the spread of a run's scores inside such
@@ -250,16 +241,10 @@ def table_same_network(ranks: List[RankRun]) -> List[str]:
     rows = []
     for r in sorted(ranks, key=lambda r: (r.p["dataset"], method_order(r.name), int(r.p["k"]), int(r.p["epochs"]),
                                           int(r.p.get("seed") or 0), r.label)):
-        space, pr = run_space(r), r.predictions()
-        if not hasattr(space, "network_key") or pr is None:
-            continue
-        affine = _bn_affine(r)
-        groups: Dict[tuple, List[int]] = {}
-        for j, key in enumerate(pr["key"]):
-            groups.setdefault(space.network_key(space.from_key(key), affine), []).append(j)
-        shared = [g for g in groups.values() if len(g) > 1]
+        shared = run_network_groups(r)
         if not shared:
             continue
+        pr = r.predictions()
         score = np.mean([np.ptp(pr["acc"][g]) for g in shared])
         truth = np.mean([np.ptp(pr["truth"][g]) for g in shared])
         rows.append(f"| {r.p['dataset']} | {r.name} | {r.p['k']} | {r.p['epochs']} | {r.p.get('seed', '')} | "
