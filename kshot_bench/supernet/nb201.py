@@ -258,7 +258,7 @@ class KShotNB201(nn.Module):
         if self.k > 1 and (code is None or code.shape != (self.k,)):
             raise ValueError(f"a K={self.k} supernet needs a code of shape ({self.k},), got "
                              f"{None if code is None else tuple(code.shape)}")
-        edges = space.live_edges(tuple(arch), not self.bn_affine)
+        edges = space.network_key(arch, self.bn_affine)  # what computation_key names
         plan = source_plan(edges) if stack_sources(x, self.C) else None
         x = cpu_layout(x, self.C)
         h = self._norm(conv2d(x, merge(self.stem, code)), self.stem_bn, code)
