@@ -8,6 +8,8 @@
 #   DATA=/path/to/cifar10-image-folder RUNS=/path/outside/the/repo K=4 SEED=0 SAMPLING=balanced scripts/narrow_runs.sh
 # CODE: a frozen copy of the package to run (default: this checkout), so that later edits do not reach a running chain:
 #   git archive HEAD | (mkdir -p /tmp/frozen && tar x -C /tmp/frozen); CODE=/tmp/frozen ... scripts/narrow_runs.sh
+# EXTRA: more training fields, space-separated, each passed as --set and added to the run's name, e.g.
+#   EXTRA="grad_clip=5" ... scripts/narrow_runs.sh   ->   train-k1-balanced-s0-grad_clip5, curve-k1-balanced-s0-grad_clip5
 # One thread per chain (OMP_NUM_THREADS=1): two chains side by side fill two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,11 +26,13 @@ PY=${PY:-$PWD/.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONPATH=$CODE
 NAME="k$K-$SAMPLING-s$SEED"
 [ "$SPACE" = nb201 ] || NAME="$SPACE-$NAME"
+SETS=()
+for KV in ${EXTRA:-}; do SETS+=(--set "$KV"); NAME="$NAME-${KV//=/}"; done
 # -P: the current directory never shadows the frozen copy on sys.path
 kb() { (cd "$RUNS" && "$PY" -P -m kshot_bench.cli "$@"); }
 for E in $SNAPSHOTS; do
-  kb train --space "$SPACE" --preset "$PRESET" --k "$K" --seed "$SEED" --set sampling="$SAMPLING" --device cpu \
-    --data-root "$DATA" --out "$RUNS/train-$NAME" --resume --until-epoch "$E" --quiet
+  kb train --space "$SPACE" --preset "$PRESET" --k "$K" --seed "$SEED" --set sampling="$SAMPLING" ${SETS[@]+"${SETS[@]}"} \
+    --device cpu --data-root "$DATA" --out "$RUNS/train-$NAME" --resume --until-epoch "$E" --quiet
   kb rank --checkpoint "$RUNS/train-$NAME" --space "$SPACE" --preset "$PRESET" --device cpu --data-root "$DATA" \
     --out "$RUNS/curve-$NAME" --quiet
 done
