@@ -486,7 +486,7 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from kshot_bench.cli_eval import cmd_compare, cmd_cost, cmd_export, cmd_proxies
 
-    parser = argparse.ArgumentParser(prog="kshot-bench", description="K-shot NAS supernets: ranking benchmarks on NAS-Bench-201, NSGA-II search on NAS-Bench-201 and MobileNetV2 (ImageNet), reports.")
+    parser = argparse.ArgumentParser(prog="kshot-bench", description="K-shot NAS supernets: ranking benchmarks on NAS-Bench-201 and NAS-Bench-Macro, NSGA-II search on NAS-Bench-201, NAS-Bench-Macro and MobileNetV2 (ImageNet), reports.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from kshot_bench.config import RunConfig
     fmt = argparse.RawDescriptionHelpFormatter
@@ -500,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after epoch E (checkpoint kept); a later --resume continues, exactly as one run")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("rank", help="train (or load) a supernet, rank NB201 archs against the ground truth",
+    p = sub.add_parser("rank", help="train (or load) a supernet, rank archs against the ground truth (NB201, Macro)",
                        epilog=EXAMPLES["rank"], formatter_class=fmt)
     _run_options(p)
     p.set_defaults(dataset=None)
