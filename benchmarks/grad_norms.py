@@ -63,7 +63,8 @@ def from_scratch(cfg, splits, steps: int) -> list:
 
 
 def at_snapshot(path: Path, data_root: Path, steps: int) -> tuple:
-    """`steps` supernet steps of the epoch after the snapshot, gradients computed, weights unchanged."""
+    """`steps` supernet steps of the epoch after the snapshot, gradients computed, weights unchanged: the
+    trainer holding them, the snapshot's epoch and the norms."""
     state = load_checkpoint(path, torch.device("cpu"))
     cfg = from_dict(state["config"])
     trainer = Trainer(cfg, Path(tempfile.mkdtemp()), load_for(cfg, data_root, download=False), torch.device("cpu"),
@@ -80,7 +81,7 @@ def at_snapshot(path: Path, data_root: Path, steps: int) -> tuple:
         if i == steps:
             break
         trainer.supernet_step(device_layout(x, trainer.device), y, epoch * trainer.steps_per_epoch + i)
-    return cfg, epoch, norms
+    return trainer, epoch, norms
 
 
 def main() -> None:
@@ -107,7 +108,8 @@ def main() -> None:
                      **summary(norms), "seconds": time.perf_counter() - t0})
     for path in args.snapshot:
         t0 = time.perf_counter()
-        cfg, epoch, norms = at_snapshot(path, args.data_root, args.steps)
+        trainer, epoch, norms = at_snapshot(path, args.data_root, args.steps)
+        cfg = trainer.cfg
         rows.append({"source": f"{path} (K={cfg.k}, {cfg.sampling}, grad_clip {cfg.grad_clip}): {len(norms)} steps "
                                f"of epoch {epoch + 1}, not applied", "grad_clip": cfg.grad_clip,
                      **summary(norms), "seconds": time.perf_counter() - t0})

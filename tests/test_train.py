@@ -147,6 +147,29 @@ def test_snapshots_and_training_in_parts_are_exact(tmp_path, splits):
     assert {"code_spread", "code_top_share"} <= set(log[0]) and float(log[0]["code_spread"]) == 0.0
 
 
+def test_grad_norm_benchmark_reads_the_clip_norm_and_leaves_the_snapshot_weights(tmp_path, splits, tiny_cifar_folder):
+    """benchmarks/grad_norms.py at a snapshot: the norm clip_grad_norm_ sees on the run's next path and batch, the
+    weights untouched (learning rate 0)."""
+    import torch.nn.functional as F
+    from benchmarks.grad_norms import at_snapshot
+    from kshot_bench.runtime import device_layout
+
+    Trainer(smoke(epochs=2, snapshot_epochs="1"), tmp_path / "run", splits, torch.device("cpu"), progress=False).fit()
+    snap = tmp_path / "run" / "snapshots" / "epoch-0001.pt"
+    trainer, epoch, norms = at_snapshot(snap, tiny_cifar_folder, 3)
+    assert epoch == 1 and len(norms) == 3 and all(n > 0 for n in norms)
+    saved = load_checkpoint(snap, torch.device("cpu"))["model"]
+    for name, p in trainer.model.named_parameters():
+        assert torch.equal(p.detach(), saved[name]), name
+    step = epoch * trainer.steps_per_epoch
+    x, y = next(iter(trainer.loader.epoch(epoch)))
+    arch = trainer.path(step)
+    trainer.model.zero_grad(set_to_none=True)
+    F.cross_entropy(trainer.model(device_layout(x, trainer.device), arch, trainer.codes([arch])[0].detach()), y).backward()
+    expected = torch.nn.utils.clip_grad_norm_(trainer.params, float("inf"))
+    assert norms[0] == pytest.approx(float(expected), rel=1e-5)
+
+
 @pytest.mark.parametrize("value, words", [("0,2", "must lie in 1..epochs"), ("2,9", "must lie in 1..epochs"),
                                           ("two", "not a list of epochs")])
 def test_bad_snapshot_epochs(value, words):
