@@ -157,6 +157,20 @@ class RankRun:
     def score_by(self) -> str:
         return self.p.get("score_by", "acc")
 
+    def config(self) -> Optional[Dict]:
+        """Every field of the run's config (its config.json, defaults filled in for fields added later), None
+        where it has none (external scores) or one this version cannot read."""
+        from kshot_bench.config import from_dict
+
+        path = self.path / "config.json"
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        try:
+            return from_dict(data.get("config", data)).to_dict()
+        except UserError:
+            return None
+
     def stats(self) -> Dict:
         """Uncertainty of this run's ranking, recomputed from predictions.csv (so runs written before
         rank stored intervals get them too): tau and split-tau intervals, null band, loss-scored tau."""
@@ -264,6 +278,17 @@ def load_rank_run(path: Path) -> RankRun:
                         fix="re-run `kshot-bench rank` for this run (its metrics.json is incomplete or from another tool)")
     baselines = _load_json(path / "baselines.json", "baselines file") if (path / "baselines.json").exists() else {}
     return RankRun(path, metrics, baselines, _train_log(path, metrics))
+
+
+def config_differences(a: RankRun, b: RankRun) -> List[str]:
+    """The config fields in which two runs' trainings differ, as "field A vs B" (scoring fields left out: the
+    compared runs share them); empty when either has no readable config."""
+    from kshot_bench.rundir import SCORING_FIELDS
+
+    ca, cb = a.config(), b.config()
+    if ca is None or cb is None:
+        return []
+    return [f"{k} {ca[k]!r} vs {cb[k]!r}" for k in ca if k not in SCORING_FIELDS and ca[k] != cb[k]]
 
 
 @dataclass

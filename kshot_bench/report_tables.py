@@ -17,6 +17,7 @@ from kshot_bench.report_runs import (
     SearchRun,
     _retrained_top1,
     ci_text,
+    config_differences,
     group,
     load_rank_run,
     md,
@@ -381,6 +382,8 @@ def compare(path_a: Path, path_b: Path) -> List[str]:
                                       if r.p.get("supernet") == EXTERNAL else
                                       f"({r.name}, K={r.p['k']}, {r.p['epochs']} epochs, seed {r.p['seed']}, config "
                                       f"{r.p['config_hash']})") for name, r in (("A", a), ("B", b))]
+    differ = config_differences(a, b)
+    lines += [f"training configs differ in: {'; '.join(differ)} (A vs B)"] if differ else []
     base = b if a.p.get("supernet") == EXTERNAL else a  # a run's protocol where there is one
     lines += [f"on {len(pa['truth'])} archs: {base.p['arch_set']}; scored on {base.p['score_set']}; truth {a.p['truth']}", "",
               "| scored by | tau A [95% CI] | tau B [95% CI] | A - B [95% CI] | resamples with A > B |",

@@ -213,7 +213,9 @@ def test_compare_two_runs_of_other_budgets_on_the_same_archs(tmp_path, capsys):
     """`kshot-bench compare`: any two runs on the same archs, images and truth (here 5 against 10 epochs),
     with a run against itself exactly 0; runs of another protocol and folders that are no rank runs are refused."""
     from kshot_bench.cli import main
+    from kshot_bench.config import from_preset
     from kshot_bench.report_tables import compare
+    from kshot_bench.rundir import write_config
 
     root = tmp_path / "runs"
     b = fake_rank_run(root, 1, "uniform", 0, epochs=10)
@@ -234,6 +236,11 @@ def test_compare_two_runs_of_other_budgets_on_the_same_archs(tmp_path, capsys):
     assert float(acc[3].split(" ")[0]) > 0 and lo > 0 and acc[4] == "100% |"
     assert any(x.startswith("| loss |") and "n/a" not in x for x in lines)
     assert "5 epochs" in lines[0] and "10 epochs" in lines[1]
+    assert not any(x.startswith("training configs differ") for x in lines)  # no config.json: nothing to say
+    # with their configs, the training fields that differ are named (scoring fields are the compared protocol's)
+    write_config(from_preset("smoke", k=4, score_images=64), a)
+    write_config(from_preset("smoke", k=1, grad_clip=5.0, score_images=32), b)
+    assert "training configs differ in: k 4 vs 1; grad_clip 0.0 vs 5.0 (A vs B)" in compare(a, b)
     same = next(x for x in compare(a, a) if x.startswith("| acc |"))
     assert "| 0.000 [0.000, 0.000] | 0% |" in same
     assert main(["compare", str(a), str(b)]) == 0
