@@ -398,7 +398,7 @@ def compare(path_a: Path, path_b: Path) -> List[str]:
             lines.append(f"| {by} | n/a | n/a | n/a | n/a |")
             continue
         d = stats.paired_tau_diff(pa[by], pb[by], pa["truth"])
-        lines.append(f"| {by} | {tau(a, by)} | {tau(b, by)} | {ci_text(d['diff'], (d['ci_lo'], d['ci_hi']))} | "
+        lines.append(f"| {by} | {tau(a, by)} | {tau(b, by)} | {diff_text(d)} | "
                      f"{100 * d['share_of_resamples_above_0']:.0f}% |")
     by = a.score_by
     splits = [f"n={n}: {text}" for n, text in split_taus(a.scored(by), b.scored(by), len(pa["truth"]))]

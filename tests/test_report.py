@@ -242,7 +242,7 @@ def test_compare_two_runs_of_other_budgets_on_the_same_archs(tmp_path, capsys):
     write_config(from_preset("smoke", k=1, grad_clip=5.0, score_images=32), b)
     assert "training configs differ in: k 4 vs 1; grad_clip 0.0 vs 5.0 (A vs B)" in compare(a, b)
     same = next(x for x in compare(a, a) if x.startswith("| acc |"))
-    assert "| 0.000 [0.000, 0.000] | 0% |" in same
+    assert "| +0.000 [+0.000, +0.000] | 0% |" in same
     assert main(["compare", str(a), str(b)]) == 0
     assert "| scored by | tau A [95% CI]" in capsys.readouterr().out
     other = fake_rank_run(tmp_path / "other", 1, "uniform", 0, n=30)  # another arch sample
