@@ -7,7 +7,8 @@ Two sources, one supernet step per batch, the training run's own paths, codes an
 - `--snapshot PATH` (repeatable): the weights of a run's snapshot, `--steps` steps of the epoch after it with the
   run's own config; the gradients are computed and not applied (learning rate 0: the weights stay as they are).
 The norm is the one `torch.nn.utils.clip_grad_norm_` computes: the 2-norm over every supernet parameter's gradient
-(weight decay is added later, inside the optimizer step, so it is not part of it).
+(weight decay is added later, inside the optimizer step, so it is not part of it), before any clip: a run trained
+with `grad_clip` is measured with the clip off (from scratch: as `--preset` has it, `narrow` does not clip).
 
   OMP_NUM_THREADS=1 python benchmarks/grad_norms.py --data-root DATA --from-scratch 300 [--k 1] [--sampling balanced]
   OMP_NUM_THREADS=1 python benchmarks/grad_norms.py --data-root DATA --snapshot RUN/snapshots/epoch-0150.pt --steps 100
@@ -66,7 +67,7 @@ def at_snapshot(path: Path, data_root: Path, steps: int) -> tuple:
     """`steps` supernet steps of the epoch after the snapshot, gradients computed, weights unchanged: the
     trainer holding them, the snapshot's epoch and the norms."""
     state = load_checkpoint(path, torch.device("cpu"))
-    cfg = from_dict(state["config"])
+    cfg = from_dict(state["config"]).replace(grad_clip=0.0)  # the norm before any clip of the run's own
     trainer = Trainer(cfg, Path(tempfile.mkdtemp()), load_for(cfg, data_root, download=False), torch.device("cpu"),
                       progress=False)
     trainer.model.load_state_dict(state["model"])
@@ -110,8 +111,9 @@ def main() -> None:
         t0 = time.perf_counter()
         trainer, epoch, norms = at_snapshot(path, args.data_root, args.steps)
         cfg = trainer.cfg
-        rows.append({"source": f"{path} (K={cfg.k}, {cfg.sampling}, grad_clip {cfg.grad_clip}): {len(norms)} steps "
-                               f"of epoch {epoch + 1}, not applied", "grad_clip": cfg.grad_clip,
+        trained_clip = float(load_checkpoint(path, torch.device("cpu"))["config"].get("grad_clip", 0.0))
+        rows.append({"source": f"{path} (K={cfg.k}, {cfg.sampling}, trained with grad_clip {trained_clip}): {len(norms)} "
+                               f"steps of epoch {epoch + 1}, not applied, unclipped", "grad_clip": trained_clip,
                      **summary(norms), "seconds": time.perf_counter() - t0})
     if not rows:
         p.error("nothing to measure: pass --from-scratch N and/or --snapshot PATH")
