@@ -1,8 +1,15 @@
 """Shared fixtures: the reference data beside the project and tiny datasets in official formats."""
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
+
+# One intra-op thread unless the caller sets OMP_NUM_THREADS (before torch is imported; subprocesses inherit it).
+# The suite's tensors are small: on the 2-core VM it took 167 s at one thread and 162 s at two, but beside a
+# one-thread training run 173 s against 1,631 s at two (OpenMP threads waiting on a busy core; 2026-12-05).
+# Tests of thread-dependent code set their own counts.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest

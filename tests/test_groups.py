@@ -145,8 +145,8 @@ def test_threaded_simplex_step_equals_sequential(tmp_path, k, m, space):
 
     t, x, y, archs = step_setup(tmp_path, k, m, space)
     threads = torch.get_num_threads()
-    # the CPU default: workers when torch has more than one thread, else the same step on the main thread
-    assert t.simplex_mode == (f"threads({min(threads, m)})" if threads > 1 else "sequential")
+    if threads > 1:  # the CPU default: the groups on workers (one thread's choice: test_simplex_threads_setting)
+        assert t.simplex_mode == f"threads({min(threads, m)})"
     t.simplex_threads = max(t.simplex_threads, 1)  # at one thread: one worker all the same (the threaded step is under test)
     f64 = step_grads(t, x, y, archs, torch.float64, steps=("threaded", "sequential"))
     assert all(p.grad is None for p in t.model.parameters()), "supernet weights must stay frozen"
@@ -192,20 +192,24 @@ def test_every_simplex_step_runs_in_bf16(tmp_path, space):
 def test_thread_workers_keep_the_callers_threads_and_raise_errors():
     from kshot_bench.runtime import ThreadWorkers
 
-    before = torch.get_num_threads()
-    workers = ThreadWorkers(2)
-    assert workers.map(lambda i: (i, torch.get_num_threads()), range(5)) == [(i, 1) for i in range(5)]
-    assert torch.get_num_threads() == before
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's count differs from the workers' one thread (the suite runs at one)
+    try:
+        workers = ThreadWorkers(2)
+        assert workers.map(lambda i: (i, torch.get_num_threads()), range(5)) == [(i, 1) for i in range(5)]
+        assert torch.get_num_threads() == 2
 
-    def fail(i):
-        if i == 1:
-            raise RuntimeError("group 1 failed")
-        return i
+        def fail(i):
+            if i == 1:
+                raise RuntimeError("group 1 failed")
+            return i
 
-    with pytest.raises(RuntimeError, match="group 1 failed"):
-        workers.map(fail, range(4))
-    assert torch.get_num_threads() == before
-    workers.close()
+        with pytest.raises(RuntimeError, match="group 1 failed"):
+            workers.map(fail, range(4))
+        assert torch.get_num_threads() == 2
+        workers.close()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_simplex_threads_setting(tmp_path):
