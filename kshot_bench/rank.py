@@ -54,7 +54,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     from kshot_bench.data import load_for
     from kshot_bench.datasets import DATASETS
     from kshot_bench.distributed import Dist
-    from kshot_bench.rundir import machine_info, write_config
+    from kshot_bench.rundir import machine_info, machine_label, write_config
     from kshot_bench.search_space import SPACES
     from kshot_bench.train import Trainer
     from kshot_bench.models import uses_widths
@@ -76,6 +76,8 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         trained_epochs = state.get("epochs", state.get("epoch"))
         source = f"checkpoint {checkpoint}" + ("" if finished else f" (unfinished run, epoch {trained_epochs})")
         train_precision = state.get("train_precision", "fp32")
+        train_machines = state.get("train_machines") or (  # older snapshots: only the machine that saved them
+            [f"{machine_label(state['machine'])} (saved it; any earlier machine not recorded)"] if "machine" in state else None)
     else:
         splits = load_for(cfg, data_root, download)
         out.mkdir(parents=True, exist_ok=True)
@@ -93,6 +95,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         trained_epochs = cfg.epochs
         source = f"trained here in {run_dir}"
         train_precision = trainer.precision
+        train_machines = trainer.machines
     if cfg.final_archs and trained_epochs == cfg.epochs:  # the run's last supernet: its own arch set
         cfg = cfg.replace(archs=cfg.final_archs)
     space = SPACES.get(cfg.space)
@@ -117,7 +120,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         "epochs": trained_epochs, "warmup_epochs": cfg.warmup_epochs, "train_images": train_images,
         "sampling": cfg.sampling, "bn_calibration": cfg.bn_calibration,
         "train_part": info.train_part, "data": splits.source, "supernet": source, "train_precision": train_precision,
-        "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,
+        "train_machines": train_machines, "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,
         "train_s": train_s, "score_s": score_s, "archs_scored": len(keys) - resumed, "archs_computed": computed,
         "archs_per_s": (len(keys) - resumed) / score_s if score_s > 0 and len(keys) > resumed else None,
@@ -248,7 +251,8 @@ def unranked_job(job: Scored, out: Path) -> Dict:
               f"- FLOPs and params: {p['cost_convention']} (SPEC 7), whatever the training input size",
               f"- time: training {fmt(p['train_s'], 0)} s, {scoring_time(p)}; machine: "
               f"{p['machine'].get('cpu')} / {p['machine'].get('device')}, torch {p['machine'].get('torch')}, "
-              f"{p['machine'].get('threads')} threads", "",
+              f"{p['machine'].get('threads')} threads",
+              *([f"- supernet trained on: {' then '.join(p['train_machines'])}"] if p.get("train_machines") else []), "",
               "Files: `predictions.csv` (per arch: score, loss, FLOPs, params, code), `metrics.json`."]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     remove_journals(out)

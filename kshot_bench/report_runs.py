@@ -291,6 +291,22 @@ def config_differences(a: RankRun, b: RankRun) -> List[str]:
     return [f"{k} {ca[k]!r} vs {cb[k]!r}" for k in ca if k not in SCORING_FIELDS and ca[k] != cb[k]]
 
 
+def machine_differences(a: RankRun, b: RankRun) -> List[str]:
+    """Lines naming the machines (processor or GPU, torch, threads) where two runs' trainings or scorings
+    differ: float rounding differs between them, and trainings that differ only in rounding can rank archs
+    quite differently (docs/results.md), so equal configs do not make a comparison a controlled one."""
+    from kshot_bench.rundir import machine_label
+
+    lines = []
+    ta, tb = a.p.get("train_machines"), b.p.get("train_machines")
+    if ta and tb and ta != tb:
+        lines.append(f"supernets trained on different machines: {' then '.join(ta)} vs {' then '.join(tb)} (A vs B)")
+    sa, sb = (machine_label(r.p["machine"]) if isinstance(r.p.get("machine"), dict) else None for r in (a, b))
+    if sa and sb and sa != sb:
+        lines.append(f"scored on different machines: {sa} vs {sb} (A vs B)")
+    return lines
+
+
 @dataclass
 class Runs:
     """Every run found: scored runs (with or without a ground truth), searches, retrained networks."""

@@ -50,6 +50,17 @@ def machine_info(device: torch.device) -> Dict[str, str]:
     return info
 
 
+def machine_label(info: Dict[str, str]) -> str:
+    """One line for what decides a run's float rounding: the processor (or GPU), torch and the thread count.
+    Trainings that differ only in rounding can rank archs quite differently (docs/results.md), so runs record
+    the machines they trained on and `compare` names them when they differ."""
+    chip = info.get("gpu") or info.get("cpu_model") or info.get("cpu") or "?"
+    return f"{chip}, torch {info.get('torch', '?')}, {info.get('threads', '?')} threads"
+
+
+MACHINES_NOT_RECORDED = "not recorded (a checkpoint written before runs kept their machines)"
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:

@@ -46,12 +46,14 @@ from kshot_bench.rundir import (
     CHECKPOINT,
     FINAL,
     LOG,
+    MACHINES_NOT_RECORDED,
     SCORING_FIELDS,
     SNAPSHOTS,
     atomic_save,
     check_same_config,
     load_checkpoint,
     machine_info,
+    machine_label,
     peak_memory_mb,
     run_hash,
     snapshot_name,
@@ -205,6 +207,7 @@ class Trainer:
         self.info = DATASETS.get(cfg.dataset)
         torch.manual_seed(cfg.seed)
         self.model = build_supernet(cfg).to(device)
+        self.machines = [machine_label(machine_info(device))]  # every machine this run trained on, in order
         self.simplex_strategy, self.simplex_threads = resolve_simplex_step(
             cfg, device, getattr(self.model, "GROUPED_PASS", False), getattr(self.model, "narrow", False))
         self.codes = build_code_source(cfg).to(device)
@@ -416,6 +419,7 @@ class Trainer:
             "bn_parts": self.parts,
             "train_precision": self.precision,
             "simplex_step": self.simplex_mode,
+            "machines": self.machines,
         }
 
     def save_checkpoint(self) -> None:
@@ -429,7 +433,7 @@ class Trainer:
         """What scoring needs: config, supernet weights, code source, epochs trained."""
         return {"config": self.cfg.to_dict(), "config_hash": self.config_hash, "model": self.model.state_dict(),
                 "codes": self.codes.state_dict(), "epochs": self.epoch, "data": self.source, "machine": machine_info(self.device),
-                "train_precision": self.precision, "simplex_step": self.simplex_mode}
+                "train_precision": self.precision, "simplex_step": self.simplex_mode, "train_machines": self.machines}
 
     def save_final(self) -> None:
         if self.dist.is_main:
@@ -469,6 +473,8 @@ class Trainer:
             self.simplex_opt.load_state_dict(state["simplex_opt"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.step_in_epoch, self.meters = state["epoch"], state["step_in_epoch"], state["meters"]
+        past = list(state.get("machines") or [MACHINES_NOT_RECORDED])
+        self.machines = past if past[-1] == self.machines[-1] else past + self.machines[-1:]
         if "rank_meters" in state:
             self.meters = dict(state["rank_meters"][self.dist.rank])
         rows = self.read_log()[: state["log_rows"]]  # drop rows written after this checkpoint

@@ -144,6 +144,9 @@ def test_rank_from_checkpoint_and_mismatches(capsys, ranked, tiny_cifar_folder, 
     assert m["n_archs"] == 30 and m["protocol"]["k"] == 3 and m["protocol"]["n_score_images"] == 16
     assert m["protocol"]["bn_calibration"] == 32 and "re-estimated over 32 images" in m["protocol"]["score_set"]
     assert m["protocol"]["train_precision"] == "fp32"  # read from the checkpoint
+    from kshot_bench.rundir import machine_info, machine_label
+    assert m["protocol"]["train_machines"] == [machine_label(machine_info(torch.device("cpu")))]  # and this
+    assert "- supernet trained on: " + m["protocol"]["train_machines"][0] in (tmp_path / "u" / "summary.md").read_text()
     for flags, words in ((["--k", "4"], "k: checkpoint 3, asked 4"),
                          (["--dataset", "cifar100"], "dataset: checkpoint 'cifar10', asked 'cifar100'"),
                          (["--truth", "cifar10_best"], "unknown ground-truth column"),

@@ -241,6 +241,17 @@ def test_compare_two_runs_of_other_budgets_on_the_same_archs(tmp_path, capsys):
     write_config(from_preset("smoke", k=4, score_images=64), a)
     write_config(from_preset("smoke", k=1, grad_clip=5.0, score_images=32), b)
     assert "training configs differ in: k 4 vs 1; grad_clip 0.0 vs 5.0 (A vs B)" in compare(a, b)
+    # and the machines where they differ (equal configs trained on other processors round differently)
+    assert not any("different machines" in x for x in compare(a, b))
+    amd, intel = "AMD EPYC, torch 2.14, 1 threads", "Intel Xeon, torch 2.14, 1 threads"
+    for path, chip, trained in ((a, "AMD EPYC", [amd]), (b, "Intel Xeon", [amd, intel])):
+        m = json.loads((path / "metrics.json").read_text())
+        m["protocol"]["machine"] = {"cpu": "x86_64", "cpu_model": chip, "torch": "2.14", "threads": "1", "device": "cpu"}
+        m["protocol"]["train_machines"] = trained
+        (path / "metrics.json").write_text(json.dumps(m))
+    lines = compare(a, b)
+    assert f"supernets trained on different machines: {amd} vs {amd} then {intel} (A vs B)" in lines
+    assert f"scored on different machines: {amd} vs {intel} (A vs B)" in lines
     same = next(x for x in compare(a, a) if x.startswith("| acc |"))
     assert "| +0.000 [+0.000, +0.000] | 0% |" in same
     assert main(["compare", str(a), str(b)]) == 0

@@ -77,6 +77,36 @@ def test_resume_mid_epoch_is_exact(tmp_path, splits, code, k, changes):
     assert [r["train_loss"] for r in log_a] == [r["train_loss"] for r in log_b]
 
 
+def test_runs_record_the_machines_they_trained_on(tmp_path, splits, monkeypatch):
+    """Float rounding differs between processors, torch versions and thread counts, and so does a trained
+    supernet, so a run keeps the machines it trained on, in order: a resume elsewhere adds one, a resume on the
+    same machine does not; a checkpoint from before runs kept them says so."""
+    import kshot_bench.train as train_module
+    from kshot_bench.rundir import MACHINES_NOT_RECORDED, atomic_save, machine_info, machine_label
+
+    cpu = torch.device("cpu")
+    cfg = smoke()
+    here = machine_label(machine_info(cpu))
+    for stop in (4, 8):  # started, then resumed on the same machine
+        t = Trainer(cfg, tmp_path, splits, cpu, progress=False)
+        t.resume()
+        with pytest.raises(KeyboardInterrupt):
+            t.fit(stop_at_step=stop)
+    assert t.machines == [here]
+    other = {**machine_info(cpu), "cpu_model": "Another CPU"}
+    monkeypatch.setattr(train_module, "machine_info", lambda device: other)
+    t = Trainer(cfg, tmp_path, splits, cpu, progress=False)
+    assert t.resume()
+    t.fit()
+    assert load_checkpoint(tmp_path / FINAL, cpu)["train_machines"] == [here, machine_label(other)]
+    assert "Another CPU, torch" in machine_label(other)
+    state = load_checkpoint(tmp_path / CHECKPOINT, cpu)
+    del state["machines"]
+    atomic_save(state, tmp_path / CHECKPOINT)
+    t = Trainer(cfg, tmp_path, splits, cpu, progress=False)
+    assert t.resume() and t.machines == [MACHINES_NOT_RECORDED, machine_label(other)]
+
+
 def test_balanced_training_draws_every_path_from_the_enn_groups(tmp_path, splits):
     from kshot_bench.search_space import nb201
 
