@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import resource
+from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -45,6 +46,11 @@ def machine_info(device: torch.device) -> Dict[str, str]:
     model = _cpu_model()
     if model:
         info["cpu_model"] = model
+    for package in ("torchvision", "numpy", "pillow"):  # the image decoding and augmentation that feed training
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

@@ -147,6 +147,8 @@ def test_rank_from_checkpoint_and_mismatches(capsys, ranked, tiny_cifar_folder, 
     from kshot_bench.rundir import machine_info, machine_label
     assert m["protocol"]["train_machines"] == [machine_label(machine_info(torch.device("cpu")))]  # and this
     assert "- supernet trained on: " + m["protocol"]["train_machines"][0] in (tmp_path / "u" / "summary.md").read_text()
+    import numpy
+    assert m["protocol"]["machine"]["numpy"] == numpy.__version__ and m["protocol"]["machine"]["pillow"]
     for flags, words in ((["--k", "4"], "k: checkpoint 3, asked 4"),
                          (["--dataset", "cifar100"], "dataset: checkpoint 'cifar10', asked 'cifar100'"),
                          (["--truth", "cifar10_best"], "unknown ground-truth column"),
