@@ -33,6 +33,7 @@ from kshot_bench.report_runs import (
     variant_name,
 )
 from kshot_bench.results import fmt
+from kshot_bench.rundir import machine_label
 
 
 def tables(runs: Runs) -> List[str]:
@@ -618,8 +619,7 @@ def table1(ranks: List[RankRun]) -> List[str]:
     if not rows:
         return ["### Table 1 shape", "", "Missing: none of the runs has a training log (train/log.csv); runs scored "
                 "from a --checkpoint carry none.", ""]
-    machines = sorted({f"{r.p['machine'].get('cpu')} {r.p['machine'].get('device')}, {r.p['machine'].get('threads')} threads"
-                       for r in ranks if "machine" in r.p})
+    machines = sorted({f"{machine_label(r.p['machine'])} ({r.p['machine'].get('device')})" for r in ranks if "machine" in r.p})
     lines += ["", "Time per epoch from the runs' logs (the K-shot phase adds the simplex-net steps; the median is robust "
               "to epochs slowed by other work on the machine or by a restart); peak memory is the "
               f"process's peak RSS on the CPU. Machines: {'; '.join(machines)}. Controlled step-time and memory ratios "

@@ -75,6 +75,7 @@ def test_report_builds_every_table_and_figure(grid, tmp_path):
         assert (out / fig).stat().st_size > 5000 and f"]({fig})" in text
     assert "Not drawn" not in text
     assert "h4si010" in text  # config hashes are named
+    assert "Machines: x86_64, torch ?, 2 threads (cpu)." in text  # the fake runs name no processor or torch
     assert "| 94.37 ± 0.00 (n=1) | 100.0 | 94.37 |" in text  # the oracle optimum is above every other arch
     # budgets are kept apart: one-shot tau over 2 seeds (0.40, 0.41) at 10 and at 5 epochs
     assert "| one-shot (K=1) | 1 | 10 | 0.405 ± 0.007 (n=2) |" in text
