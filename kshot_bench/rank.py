@@ -252,7 +252,7 @@ def unranked_job(job: Scored, out: Path) -> Dict:
               f"- time: training {fmt(p['train_s'], 0)} s, {scoring_time(p)}; machine: "
               f"{p['machine'].get('cpu')} / {p['machine'].get('device')}, torch {p['machine'].get('torch')}, "
               f"{p['machine'].get('threads')} threads",
-              *([f"- supernet trained on: {' then '.join(p['train_machines'])}"] if p.get("train_machines") else []), "",
+              *([f"- training machines: {' then '.join(p['train_machines'])}"] if p.get("train_machines") else []), "",
               "Files: `predictions.csv` (per arch: score, loss, FLOPs, params, code), `metrics.json`."]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     remove_journals(out)

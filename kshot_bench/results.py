@@ -133,7 +133,7 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
         f"- time: training {fmt(p['train_s'], 0)} s, {scoring_time(p)}; machine: {p['machine'].get('cpu')} / "
         f"{p['machine'].get('device')}, "
         f"torch {p['machine'].get('torch')}, {p['machine'].get('threads')} threads",
-        *([f"- supernet trained on: {' then '.join(p['train_machines'])}"] if p.get("train_machines") else []),
+        *([f"- training machines: {' then '.join(p['train_machines'])}"] if p.get("train_machines") else []),
         "",
         *([f"For scale, the paper's Table 4 (paper-scale training, all archs): SPOS {paper[0]}%, K-shot {paper[1]}% "
            "Kendall's tau on this dataset. Those numbers come from the paper's supernets (C=16, 250 epochs, on GPUs); "

@@ -146,7 +146,7 @@ def test_rank_from_checkpoint_and_mismatches(capsys, ranked, tiny_cifar_folder, 
     assert m["protocol"]["train_precision"] == "fp32"  # read from the checkpoint
     from kshot_bench.rundir import machine_info, machine_label
     assert m["protocol"]["train_machines"] == [machine_label(machine_info(torch.device("cpu")))]  # and this
-    assert "- supernet trained on: " + m["protocol"]["train_machines"][0] in (tmp_path / "u" / "summary.md").read_text()
+    assert "- training machines: " + m["protocol"]["train_machines"][0] in (tmp_path / "u" / "summary.md").read_text()
     import numpy
     assert m["protocol"]["machine"]["numpy"] == numpy.__version__ and m["protocol"]["machine"]["pillow"]
     for flags, words in ((["--k", "4"], "k: checkpoint 3, asked 4"),
