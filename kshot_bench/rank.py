@@ -15,7 +15,7 @@ import numpy as np
 
 from kshot_bench.errors import UserError
 from kshot_bench.metrics import kendall_tau, ranking_metrics
-from kshot_bench.results import fmt, plot_scatter, scoring_time, write_json, write_predictions, write_summary
+from kshot_bench.results import fmt, plot_scatter, time_and_machine_lines, write_json, write_predictions, write_summary
 from kshot_bench.runtime import layout_name
 from kshot_bench.scoring import (
     SCORE_KINDS,
@@ -249,10 +249,7 @@ def unranked_job(job: Scored, out: Path) -> Dict:
               f"({p['warmup_epochs']} warm-up) on {p['train_images']:,} training images; data: {p['data']}",
               f"- archs: {p['arch_set']}; scored on: {p['score_set']}",
               f"- FLOPs and params: {p['cost_convention']} (SPEC 7), whatever the training input size",
-              f"- time: training {fmt(p['train_s'], 0)} s, {scoring_time(p)}; machine: "
-              f"{p['machine'].get('cpu')} / {p['machine'].get('device')}, torch {p['machine'].get('torch')}, "
-              f"{p['machine'].get('threads')} threads",
-              *([f"- training machines: {' then '.join(p['train_machines'])}"] if p.get("train_machines") else []), "",
+              *time_and_machine_lines(p), "",
               "Files: `predictions.csv` (per arch: score, loss, FLOPs, params, code), `metrics.json`."]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     remove_journals(out)

@@ -130,10 +130,7 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
         f"- training paths drawn: {p.get('sampling', 'uniform')}",
         f"- scored on: {p['score_set']}; score: {p.get('score', 'top-1 accuracy (%)')}",
         f"- ground truth: `{p['truth']}` ({space.TRUTH_SOURCE})",
-        f"- time: training {fmt(p['train_s'], 0)} s, {scoring_time(p)}; machine: {p['machine'].get('cpu')} / "
-        f"{p['machine'].get('device')}, "
-        f"torch {p['machine'].get('torch')}, {p['machine'].get('threads')} threads",
-        *([f"- training machines: {' then '.join(p['train_machines'])}"] if p.get("train_machines") else []),
+        *time_and_machine_lines(p),
         "",
         *([f"For scale, the paper's Table 4 (paper-scale training, all archs): SPOS {paper[0]}%, K-shot {paper[1]}% "
            "Kendall's tau on this dataset. Those numbers come from the paper's supernets (C=16, 250 epochs, on GPUs); "
@@ -203,6 +200,15 @@ def print_table(metrics: Dict, baselines: Dict, label: Optional[str] = None) -> 
         return
     print(f"\n{p['n_archs']:,} archs ({p['arch_set']}), {p['n_score_images']:,} scoring images, "
           f"truth {p['truth']}; training {fmt(p['train_s'], 0)} s, {scoring_time(p)}")
+
+
+def time_and_machine_lines(p: Dict) -> List[str]:
+    """The summary's protocol lines for time and machines: training and scoring time with the scoring machine,
+    and the machines the supernet trained on where the run knows them."""
+    m = p["machine"]
+    return [f"- time: training {fmt(p['train_s'], 0)} s, {scoring_time(p)}; machine: {m.get('cpu')} / {m.get('device')}, "
+            f"torch {m.get('torch')}, {m.get('threads')} threads",
+            *([f"- training machines: {' then '.join(p['train_machines'])}"] if p.get("train_machines") else [])]
 
 
 def scoring_time(p: Dict) -> str:
