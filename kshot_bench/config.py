@@ -43,6 +43,8 @@ class RunConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4
     grad_clip: float = 0.0      # 0 = off
+    offpath_update: str = "none"  # weights off the sampled path: none (untouched that step) | decay (once used, weight
+                                  # decay and momentum every step, as SGD with zero-filled gradients; train.OFFPATH_UPDATES)
     micro_batches: int = 1      # each process's batch in this many parts, one forward/backward each (BN per part)
     train_precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA, fp32 elsewhere
     # image folders (--dataset imagenet)
@@ -102,11 +104,14 @@ def config_hash(data: Dict[str, Any], later: Dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
 
 
+# how a supernet step treats the weights that are not on its sampled path (docs/design.md, "Weights off the path")
+OFFPATH_UPDATES = ("none", "decay")
+
 # field -> default, for fields added after reports were committed
 LATER_FIELDS = {"micro_batches": 1, "image_size": 0, "local_val_size": 50000, "loader_workers": -1,
                 "score_precision": "auto", "net_scale": 1.0, "train_precision": "auto",
                 "simplex_threads": -1, "sampling": "uniform", "final_archs": "",
-                "bn_calibration": 0}
+                "bn_calibration": 0, "offpath_update": "none"}
 
 
 def check(cfg: RunConfig) -> None:
@@ -124,6 +129,10 @@ def check(cfg: RunConfig) -> None:
         raise UserError(f"sampling={cfg.sampling!r} is not defined for the {cfg.space} space (it offers: "
                         f"{', '.join(space.SAMPLINGS)})", fix=fix)
     CODE_MODES.get(cfg.code)
+    if cfg.offpath_update not in OFFPATH_UPDATES:
+        raise UserError(f"unknown offpath_update {cfg.offpath_update!r}",
+                        fix="use --set offpath_update=none (weights off the sampled path untouched) or "
+                            "--set offpath_update=decay (once used, weight decay and momentum on every step)")
     if cfg.k < 1:
         raise UserError(f"K must be >= 1, got {cfg.k}", fix="use --k 1 for a one-shot supernet, --k 2 or more for K-shot")
     if cfg.kshot_init not in KSHOT_INITS:

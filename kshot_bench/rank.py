@@ -118,7 +118,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         "space": cfg.space, "dataset": cfg.dataset, "k": cfg.k, "code": cfg.code, "code_label": code_label(cfg.k, cfg.code),
         "preset": preset, "seed": cfg.seed, "config_hash": config_hash, "channels": cfg.channels, "cells": cfg.cells,
         "epochs": trained_epochs, "warmup_epochs": cfg.warmup_epochs, "train_images": train_images,
-        "sampling": cfg.sampling, "bn_calibration": cfg.bn_calibration,
+        "sampling": cfg.sampling, "offpath_update": cfg.offpath_update, "bn_calibration": cfg.bn_calibration,
         "train_part": info.train_part, "data": splits.source, "supernet": source, "train_precision": train_precision,
         "train_machines": train_machines, "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,

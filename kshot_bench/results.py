@@ -127,7 +127,7 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
         f"{p['epochs']} epochs ({p['warmup_epochs']} warm-up) on {p['train_images']:,} training images",
         f"- supernet trained on: {p['train_part']}; data: {p['data']}",
         f"- archs: {p['arch_set']}",
-        f"- training paths drawn: {p.get('sampling', 'uniform')}",
+        f"- training paths drawn: {p.get('sampling', 'uniform')}; weights off the path: {p.get('offpath_update', 'none')}",
         f"- scored on: {p['score_set']}; score: {p.get('score', 'top-1 accuracy (%)')}",
         f"- ground truth: `{p['truth']}` ({space.TRUTH_SOURCE})",
         *time_and_machine_lines(p),

@@ -10,8 +10,11 @@ Each iteration takes one batch b:
     (`simplex_batched`, supernet/groups.py); the sequential form is the reference. All three compute
     the same step (tests/test_groups.py).
 Design choices the paper leaves open (docs/design.md): per-step cosine LR; the simplex step reuses
-the iteration's batch; every code mode warms up with 1/K; SGD updates only the ops on the sampled
-path (gradients are set to None, so off-path weights see neither momentum nor weight decay).
+the iteration's batch; every code mode warms up with 1/K; what SGD does to the weights off the sampled
+path (`offpath_update`): `none` leaves them untouched that step (their gradients are None: neither momentum
+nor weight decay, as the SPOS authors' trainer), `decay` gives every weight that has been used at least once
+weight decay and its momentum on every step (its gradient is zero-filled: what `zero_grad()` of PyTorch < 2.0
+did in the public NB201 supernet trainers, whose runs give the released one-shot figures).
 
 Determinism: the path of step t and the simplex paths come from generators seeded with
 (seed, stream, t); the data order and augmentation of epoch e from (seed, e). A checkpoint
@@ -63,9 +66,41 @@ from kshot_bench.search_space import SPACES
 from kshot_bench.simplex import CodeSource, code_stats
 
 LOG_FIELDS = ["epoch", "phase", "lr", "train_loss", "train_acc", "simplex_loss", "rc", "code_entropy", "code_max",
-              "code_spread", "code_top_share", "code_width_spread", "images", "time_s", "images_per_s", "peak_mem_mb"]
+              "code_spread", "code_top_share", "code_width_spread", "w_rms_ops", "w_rms_trunk", "copy_spread_ops",
+              "copy_spread_trunk", "images", "time_s", "images_per_s", "peak_mem_mb"]
 PROBE_ARCHS, PROBE_SEED = 256, 12345  # the fixed archs whose codes the log summarises each epoch
 STREAM_PATH, STREAM_SIMPLEX = 1, 2
+
+
+def weight_part(name: str) -> str:
+    """Which part of a supernet a parameter belongs to: `ops` for the candidate ops (NB201 cell edges, the
+    choice blocks of Macro and MBV2: the weights a path may leave out), `trunk` for the rest (stem,
+    reductions, head, classifier: on every path)."""
+    return "ops" if name.startswith(("cells.", "layers.")) else "trunk"
+
+
+def weight_stats(model: torch.nn.Module) -> Dict[str, object]:
+    """Weight diagnostics for the training log, over the convolution and linear weights (2+ dims after the
+    K copies' dimension): `w_rms_<part>` the mean over tensors of the RMS of their mean copy (under BN the
+    effective step of a weight scales as lr / rms^2: docs/design.md, "Weights off the path"); `copy_spread_<part>`
+    (K > 1) the mean over tensors of ||theta_k - mean|| / ||mean||, averaged over the copies (0: identical
+    copies, which give the simplex-net no gradient to follow)."""
+    acc: Dict[str, List[Tuple[float, float]]] = {"ops": [], "trunk": []}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() < 3:  # biases, BN and classifier biases: [K, C]
+                continue
+            w = p.detach().float()
+            mean = w.mean(0)
+            rms = float(mean.pow(2).mean().sqrt())
+            spread = float(((w - mean).flatten(1).norm(dim=1) / mean.norm().clamp_min(1e-12)).mean())
+            acc[weight_part(name)].append((rms, spread))
+    k = next(model.parameters()).shape[0]
+    out: Dict[str, object] = {}
+    for part, vals in acc.items():
+        out[f"w_rms_{part}"] = float(np.mean([v[0] for v in vals])) if vals else ""
+        out[f"copy_spread_{part}"] = float(np.mean([v[1] for v in vals])) if vals and k > 1 else ""
+    return out
 
 
 def step_rng(seed: int, stream: int, step: int) -> np.random.Generator:
@@ -218,6 +253,8 @@ class Trainer:
             raise UserError(f"the training part has {n_train} images, fewer than one batch of {cfg.batch_size}",
                             fix="lower batch_size or use more training images")
         self.params = list(self.model.parameters())
+        # offpath_update=decay: which weights have had a gradient (from then on SGD updates them every step)
+        self.used = [False] * len(self.params)
         self.opt = torch.optim.SGD(self.params, lr=cfg.lr, momentum=cfg.momentum,
                                    nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
         self.simplex_opt = (torch.optim.Adam(self.codes.parameters(), lr=cfg.simplex_lr)
@@ -292,8 +329,21 @@ class Trainer:
         self.dist.average_grads(self.params)
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        if self.cfg.offpath_update == "decay":
+            self.fill_offpath_grads()
         self.opt.step()
         m["steps"] += 1
+
+    def fill_offpath_grads(self) -> None:
+        """`offpath_update=decay`: a weight that has had a gradient in an earlier step but has none now (off the
+        sampled path) gets a zero gradient, so that SGD gives it weight decay and momentum this step, as SGD did
+        with `zero_grad()` filling gradients with zeros. After the all-reduce and the clip: the zeros change
+        neither (every process takes the same path, so they are the same on every process)."""
+        for i, p in enumerate(self.params):
+            if p.grad is not None:
+                self.used[i] = True
+            elif self.used[i]:
+                p.grad = torch.zeros_like(p)
 
     @property
     def precision(self) -> str:
@@ -388,6 +438,7 @@ class Trainer:
             "simplex_loss": m["simplex_loss"] / m["simplex_steps"] if m["simplex_steps"] else "",
             "rc": m.get("rc", 0.0) / m["simplex_steps"] if m["simplex_steps"] and uses_widths(self.cfg) else "",
             **self.probe_code_stats(),
+            **weight_stats(self.model),
             "images": int(m["images"]),
             "time_s": m["time"],
             "images_per_s": m["images"] / m["time"] if m["time"] else 0.0,
@@ -420,6 +471,7 @@ class Trainer:
             "train_precision": self.precision,
             "simplex_step": self.simplex_mode,
             "machines": self.machines,
+            "used": list(self.used),
         }
 
     def save_checkpoint(self) -> None:
@@ -428,6 +480,12 @@ class Trainer:
         rank_meters = self.dist.all_gather(dict(self.meters))
         if self.dist.is_main:
             atomic_save({**self.state(), "rank_meters": rank_meters}, self.run_dir / CHECKPOINT)
+
+    def _used_from_optimizer(self) -> List[bool]:
+        """A checkpoint written before `used` was kept: the weights SGD has a momentum buffer for (every weight
+        that has had a gradient, when momentum > 0; with momentum 0 such checkpoints were only ever `none` runs,
+        for which `used` is not read)."""
+        return [self.opt.state.get(p, {}).get("momentum_buffer") is not None for p in self.params]
 
     def weights(self) -> Dict:
         """What scoring needs: config, supernet weights, code source, epochs trained."""
@@ -472,6 +530,7 @@ class Trainer:
         if self.simplex_opt is not None:
             self.simplex_opt.load_state_dict(state["simplex_opt"])
         torch.set_rng_state(state["torch_rng"])
+        self.used = list(state["used"]) if "used" in state else self._used_from_optimizer()
         self.epoch, self.step_in_epoch, self.meters = state["epoch"], state["step_in_epoch"], state["meters"]
         past = list(state.get("machines") or [MACHINES_NOT_RECORDED])
         self.machines = past if past[-1] == self.machines[-1] else past + self.machines[-1:]

@@ -125,6 +125,9 @@ def assert_same_weights(a: Path, b: Path, exact: bool):
 TRAIN_CASES = {  # smoke supernets with simplex-net steps in their second epoch (K=4)
     "mbv2": ["--space", "mbv2", "--preset", "smoke", "--k", "4"],
     "nb201": ["--preset", "smoke", "--k", "4", "--set", "batch_size=16", "--set", "simplex_paths=4"],
+    # weights off the path get weight decay and momentum once used (issue 44): the same on every process
+    "nb201-decay": ["--preset", "smoke", "--k", "4", "--set", "batch_size=16", "--set", "simplex_paths=4",
+                    "--set", "offpath_update=decay"],
 }
 
 

@@ -300,3 +300,17 @@ def test_a_training_run_keeps_its_name_when_only_scoring_fields_change(tmp_path,
     rescored = cfg.replace(archs="7", final_archs="all", score_images=32, bn_calibration=64)
     assert Trainer(rescored, tmp_path, splits, torch.device("cpu"), progress=False).config_hash == first.config_hash
     assert Trainer(cfg.replace(lr=0.5), tmp_path, splits, torch.device("cpu"), progress=False).config_hash != first.config_hash
+
+
+def test_log_has_weight_diagnostics(tmp_path, splits):
+    """Per epoch: the RMS of the op and trunk weights, and for K > 1 how far the copies lie apart."""
+    from kshot_bench.models import build_supernet
+    from kshot_bench.train import weight_stats
+
+    Trainer(smoke(k=2, epochs=1, warmup_epochs=1), tmp_path, splits, torch.device("cpu"), progress=False).fit()
+    row = rows(tmp_path)[0]
+    assert float(row["w_rms_ops"]) > 0 and float(row["w_rms_trunk"]) > 0 and float(row["copy_spread_ops"]) > 0.5
+    one = weight_stats(build_supernet(smoke(k=1)))
+    assert one["copy_spread_ops"] == "" and one["w_rms_ops"] > 0
+    same = weight_stats(build_supernet(smoke(k=3, kshot_init="identical")))
+    assert same["copy_spread_ops"] < 1e-6 and same["copy_spread_trunk"] < 1e-6  # the mean of equal copies, rounded
