@@ -187,7 +187,12 @@ def cmd_rank(args) -> int:
             trained = trained_config(args.checkpoint)
             args.space, args.dataset = args.space or trained.space, args.dataset or trained.dataset
             args.k, args.code = args.k or trained.k, args.code or trained.code
-    cfg = _config(args, archs=args.archs, score_images=args.score_images, score_by=args.score)
+    scoring = {}
+    if args.score_protocol == "released":  # the released one-shot rankings' scoring (scoring.with_test_images)
+        scoring = dict(score_part="test", score_batch=512, bn_calibration=0,
+                       score_images=0 if args.score_images is None else args.score_images)
+    cfg = _config(args, archs=args.archs, score_by=args.score,
+                  **{"score_images": args.score_images, **scoring})
     if args.archs is not None:  # the archs asked for, also at a run's last epoch (no preset's final_archs)
         cfg = cfg.replace(final_archs="")
     if args.checkpoint is not None and args.seed is None:
@@ -516,6 +521,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank by top-1 accuracy (default) or by mean cross-entropy; both are computed and reported")
     p.add_argument("--score-images", type=int, default=None, metavar="N",
                    help="scoring images per arch (default: the preset's; 0 = the whole scoring part)")
+    p.add_argument("--score-protocol", default=None, choices=("released",),
+                   help="released: score as the released NB201 one-shot rankings did: the 10,000 CIFAR-10 test "
+                        "images (the ground truth's own images), batches of 512, batch statistics (score_part=test, "
+                        "score_batch=512; --score-images N for a seeded subset); default: the preset's scoring "
+                        "(a seeded subset of the `valid` half)")
     p.add_argument("--scores", type=Path, default=None, metavar="FILE",
                    help="evaluate these scores instead of a supernet's: a CSV (arch_str or index, score) or a JSON "
                         "object {arch: score}; no training, no data")

@@ -73,6 +73,8 @@ class RunConfig:
     archs: str = "all"          # all | unique | N (a seeded sample of N archs)
     final_archs: str = ""       # the arch set for a supernet at the run's last epoch ("": the same as archs)
     score_images: int = 0       # 0 = the whole scoring part
+    score_part: str = "valid"   # valid: the dataset's scoring part (NB201: the `valid` half) | test: the CIFAR-10 test
+                                # set, the images of the ground truth (the released one-shot rankings' protocol)
     score_batch: int = 512
     bn_calibration: int = 0     # scoring BN: 0 = each batch's own statistics; N = each arch's statistics re-estimated
                                 # over N training images, then eval mode (rank.score_arch)
@@ -111,7 +113,8 @@ OFFPATH_UPDATES = ("none", "decay")
 LATER_FIELDS = {"micro_batches": 1, "image_size": 0, "local_val_size": 50000, "loader_workers": -1,
                 "score_precision": "auto", "net_scale": 1.0, "train_precision": "auto",
                 "simplex_threads": -1, "sampling": "uniform", "final_archs": "",
-                "bn_calibration": 0, "offpath_update": "none"}
+                "bn_calibration": 0, "offpath_update": "none",
+                "score_part": "valid"}
 
 
 def check(cfg: RunConfig) -> None:
@@ -178,6 +181,13 @@ def check(cfg: RunConfig) -> None:
         if getattr(cfg, name) not in ("auto", "fp32", "bf16"):
             raise UserError(f"unknown {name} {getattr(cfg, name)!r}",
                             fix="use fp32, bf16 (autocast) or auto (bf16 on CUDA, fp32 elsewhere)")
+    if cfg.score_part not in ("valid", "test"):
+        raise UserError(f"unknown score_part {cfg.score_part!r}",
+                        fix="use score_part=valid (the dataset's scoring part) or score_part=test (the CIFAR-10 test "
+                            "set: rank --score-protocol released)")
+    if cfg.score_part == "test" and cfg.dataset != "cifar10":
+        raise UserError(f"score_part=test scores on the CIFAR-10 test set; this run's dataset is {cfg.dataset}",
+                        fix="use score_part=valid for other datasets")
     if cfg.score_by not in ("acc", "loss"):
         raise UserError(f"unknown score {cfg.score_by!r}", fix="use --score acc (top-1 accuracy) or --score loss "
                                                                "(mean cross-entropy, lower ranks higher)")

@@ -28,6 +28,7 @@ from kshot_bench.scoring import (
     score_precision,
     score_values,
     scoring_batches,
+    with_test_images,
 )
 
 
@@ -64,7 +65,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     t0 = time.perf_counter()
     if checkpoint is not None:
         scoring = {f: getattr(cfg, f) for f in ("archs", "final_archs", "score_images", "score_batch", "score_by",
-                                                "bn_calibration")}
+                                                "bn_calibration", "score_part")}
         ckpt_cfg, model, codes, finished, state = load_supernet(Path(checkpoint), device, expect or {})
         cfg = ckpt_cfg.replace(**scoring)
         # the training run's own name (its hash rule may be an older version's), whatever the scoring fields: they
@@ -104,6 +105,8 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         write_config(cfg, out, {"data": splits.source, "machine": machine_info(device), "command": command,
                                 "world_size": dist.world_size}, config_hash=config_hash)
     info = DATASETS.get(cfg.dataset)
+    if cfg.score_part == "test":
+        splits, info = with_test_images(splits, info, data_root)
     score_set = scoring_batches(splits, info, cfg.score_images, cfg.score_batch, device, cfg.bn_calibration)
     resumed = journal_count(out, keys, cfg.k)
     t1 = time.perf_counter()
@@ -119,6 +122,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         "preset": preset, "seed": cfg.seed, "config_hash": config_hash, "channels": cfg.channels, "cells": cfg.cells,
         "epochs": trained_epochs, "warmup_epochs": cfg.warmup_epochs, "train_images": train_images,
         "sampling": cfg.sampling, "offpath_update": cfg.offpath_update, "bn_calibration": cfg.bn_calibration,
+        "score_part": cfg.score_part,
         "train_part": info.train_part, "data": splits.source, "supernet": source, "train_precision": train_precision,
         "train_machines": train_machines, "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,

@@ -80,6 +80,26 @@ def scoring_batches(splits, info, limit: int, batch_size: int, device, calibrati
     return ScoreSet(batches, n, desc, calib)
 
 
+TEST_PART = "the CIFAR-10 test set (the images the ground truth cifar10_test_200ep is measured on)"
+
+
+def with_test_images(splits, info, root):
+    """`score_part=test`: the same training part, and the 10,000 CIFAR-10 test images as the scoring part (the
+    released NB201 one-shot rankings scored every arch on all of them, batch 512, batch statistics: `rank
+    --score-protocol released`). The ground truth is measured on these images too, so this is the released
+    protocol, not NB201's, which keeps the test set out of the search (`valid`)."""
+    import dataclasses
+
+    from kshot_bench.data import cifar10_test_set
+
+    if root is None or getattr(splits, "embedded", False):
+        raise UserError("score_part=test needs the CIFAR-10 test set: the embedded sample has none",
+                        fix="pass --data-root DIR with CIFAR-10 (python batches or train/ and test/ image folders)")
+    x, y = cifar10_test_set(root)
+    scored = dataclasses.replace(splits, score_x=x, score_y=y)
+    return scored, dataclasses.replace(info, score_part=TEST_PART)
+
+
 def score_precision(cfg, device) -> str:
     """The scoring precision of a run: `score_precision`, with auto = bf16 on CUDA, fp32 elsewhere (bf16
     autocast is the GPU's fast path; on CPUs without bf16 units it is slower). Recorded in the protocol;
