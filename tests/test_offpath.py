@@ -184,3 +184,36 @@ def test_rank_records_the_rule_in_its_protocol_and_summary(tmp_path, tiny_cifar_
     protocol = json.loads((out / "metrics.json").read_text())["protocol"]
     assert protocol["offpath_update"] == "decay"
     assert "weights off the path: decay" in (out / "summary.md").read_text()
+
+
+def test_mechanism_benchmark_measures_each_rule(tiny_cifar_folder):
+    """benchmarks/offpath_mechanism.py: under `none` a used weight off the path does not move; under `decay` it
+    does (weight decay and momentum), and the on-path steps are measured for every group."""
+    from benchmarks.offpath_mechanism import GROUPS, run_rule, summary
+
+    splits = load_dataset("cifar10", tiny_cifar_folder, download=False)
+    rows = {rule: run_rule(rule, 2, splits, 0, "smoke") for rule in ("none", "decay")}
+    for g in ("edge_1x1", "edge_3x3"):
+        assert rows["none"][-1][g]["step_off_path"] == 0.0
+        assert rows["decay"][-1][g]["step_off_path"] > 0
+    assert all(rows["decay"][-1][g]["step_on_path"] > 0 for g in GROUPS)
+    assert set(summary(rows)) == {"none", "decay", "decay_over_none"}
+
+
+def test_released_scoring_noise_helpers():
+    """benchmarks/released_scoring_noise.py: with scores that are the truth plus per-batch noise, more images give
+    a tau closer to the whole set's, and every arch subset's tau is near the whole set's."""
+    import numpy as np
+
+    from benchmarks.released_scoring_noise import BATCH, arch_noise, image_noise
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=400)
+    per_batch = truth[:, None] + rng.normal(scale=2.0, size=(400, 20))
+    sizes = np.array([BATCH] * 19 + [272], dtype=float)
+    noise = image_noise(per_batch, sizes, truth)
+    assert noise["all"]["images"] == 10000
+    assert noise["512"]["tau_first"] < noise["5120"]["tau_first"] < noise["all"]["tau"]
+    assert noise["512"]["tau_between_first_and_all"] < noise["5120"]["tau_between_first_and_all"] < 1
+    archs = arch_noise(per_batch.mean(1), truth)
+    assert abs(archs["300"]["mean_minus_all"]) < 0.02 and archs["100"]["tau_sd"] > archs["300"]["tau_sd"]
