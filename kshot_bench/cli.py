@@ -62,9 +62,18 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--code", default=None, help=f"code mode: {' | '.join(_code_modes())} (default simplex)")
     p.add_argument("--preset", default=None, help=_preset_help())
     p.add_argument("--seed", type=int, default=None, help="run seed (default 0)")
+    p.add_argument("--variant", default=None,
+                   help="a named simplex-net training variant (its fields after the preset's, before --set): "
+                        + " | ".join(_variants()) + " (docs/design.md, 'Simplex-net training variants')")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
                    help="override one config field, e.g. --set epochs=3 (repeatable)")
     _process_flags(p)
+
+
+def _variants():
+    from kshot_bench.simplex import SIMPLEX_VARIANTS
+
+    return SIMPLEX_VARIANTS.names()
 
 
 def _process_flags(p: argparse.ArgumentParser) -> None:
@@ -100,6 +109,10 @@ def _config(args, **extra):
     _default_preset(args)
     cfg = from_preset(args.preset, space=getattr(args, "space", None), dataset=args.dataset, k=args.k, code=args.code,
                       seed=args.seed, **extra)
+    if getattr(args, "variant", None):
+        from kshot_bench.simplex import SIMPLEX_VARIANTS
+
+        cfg = override(cfg, SIMPLEX_VARIANTS.get(args.variant))
     return override(cfg, parse_sets(args.sets))
 
 
@@ -187,9 +200,12 @@ def cmd_rank(args) -> int:
             trained = trained_config(args.checkpoint)
             args.space, args.dataset = args.space or trained.space, args.dataset or trained.dataset
             args.k, args.code = args.k or trained.k, args.code or trained.code
-    scoring = {}
+    if args.variant is not None and args.checkpoint is not None:
+        raise UserError("--variant sets how a supernet trains; --checkpoint scores one already trained",
+                        fix="drop --variant (the checkpoint's training fields are recorded in its protocol)")
+    scoring = {} if args.score_code is None else {"score_code": args.score_code}
     if args.score_protocol == "released":  # the released one-shot rankings' scoring (scoring.with_test_images)
-        scoring = dict(score_part="test", score_batch=512, bn_calibration=0,
+        scoring.update(score_part="test", score_batch=512, bn_calibration=0,
                        score_images=0 if args.score_images is None else args.score_images)
     cfg = _config(args, archs=args.archs, score_by=args.score,
                   **{"score_images": args.score_images, **scoring})
@@ -521,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank by top-1 accuracy (default) or by mean cross-entropy; both are computed and reported")
     p.add_argument("--score-images", type=int, default=None, metavar="N",
                    help="scoring images per arch (default: the preset's; 0 = the whole scoring part)")
+    p.add_argument("--score-code", default=None, choices=("own", "uniform", "mean"),
+                   help="the code each arch is scored with: own (its simplex-net code, default), uniform (1/K) or "
+                        "mean (the mean code over the scored archs): separates what the codes add from the copies")
     p.add_argument("--score-protocol", default=None, choices=("released",),
                    help="released: score as the released NB201 one-shot rankings did: the 10,000 CIFAR-10 test "
                         "images (the ground truth's own images), batches of 512, batch statistics (score_part=test, "

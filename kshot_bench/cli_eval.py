@@ -19,7 +19,8 @@ def rank_scores(args) -> int:
     used = [flag for flag, value in (("--checkpoint", args.checkpoint), ("--k", args.k), ("--code", args.code),
                                      ("--archs", args.archs), ("--score-images", args.score_images),
                                      ("--data-root", args.data_root), ("--seed", args.seed), ("--set", args.sets),
-                                     ("--score-protocol", args.score_protocol))
+                                     ("--score-protocol", args.score_protocol), ("--variant", args.variant),
+                                     ("--score-code", args.score_code))
             if value is not None]
     if used:
         raise UserError(f"--scores evaluates given scores; {', '.join(used)} belong to a supernet's rank run",

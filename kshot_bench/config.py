@@ -59,6 +59,10 @@ class RunConfig:
     simplex_lr: float = 1e-3    # Adam
     simplex_paths: int = 16     # m paths per simplex-net step, b/m images each
     simplex_interval: int = 1   # supernet steps per simplex-net step after warm-up
+    simplex_step: str = "separate"  # separate: m paths on b/m images each (Algorithm 1) | joint: the supernet step's
+                                    # own backward (code not detached), no extra forward (simplex.SIMPLEX_STEP_KINDS)
+    warmup_code: str = "uniform"  # the code of warm-up steps: uniform 1/K | dirichlet (a Dirichlet(1) draw per step)
+    simplex_init: float = 0.0   # std of the simplex-net output layer's initial weights (0: zeros, uniform first codes)
     simplex_batched: bool = True  # the m paths in one pass (supernet/groups.py); false: one after another
     simplex_threads: int = -1   # CPU: the m paths side by side on this many threads (1 intra-op thread each; overrides
                                 # simplex_batched); -1 = automatic: torch's thread count on CPU (with one thread the
@@ -73,6 +77,7 @@ class RunConfig:
     archs: str = "all"          # all | unique | N (a seeded sample of N archs)
     final_archs: str = ""       # the arch set for a supernet at the run's last epoch ("": the same as archs)
     score_images: int = 0       # 0 = the whole scoring part
+    score_code: str = "own"     # own: each arch's code | uniform: 1/K | mean: the mean code over the scored archs
     score_part: str = "valid"   # valid: the dataset's scoring part (NB201: the `valid` half) | test: the CIFAR-10 test
                                 # set, the images of the ground truth (the released one-shot rankings' protocol)
     score_batch: int = 512
@@ -114,7 +119,8 @@ LATER_FIELDS = {"micro_batches": 1, "image_size": 0, "local_val_size": 50000, "l
                 "score_precision": "auto", "net_scale": 1.0, "train_precision": "auto",
                 "simplex_threads": -1, "sampling": "uniform", "final_archs": "",
                 "bn_calibration": 0, "offpath_update": "none",
-                "score_part": "valid"}
+                "score_part": "valid", "simplex_step": "separate", "warmup_code": "uniform", "simplex_init": 0.0,
+                "score_code": "own"}
 
 
 def check(cfg: RunConfig) -> None:
@@ -132,6 +138,19 @@ def check(cfg: RunConfig) -> None:
         raise UserError(f"sampling={cfg.sampling!r} is not defined for the {cfg.space} space (it offers: "
                         f"{', '.join(space.SAMPLINGS)})", fix=fix)
     CODE_MODES.get(cfg.code)
+    from kshot_bench.simplex import SCORE_CODES, SIMPLEX_STEP_KINDS, WARMUP_CODES
+
+    WARMUP_CODES.get(cfg.warmup_code)
+    if cfg.simplex_step not in SIMPLEX_STEP_KINDS:
+        raise UserError(f"unknown simplex_step {cfg.simplex_step!r}",
+                        fix="use simplex_step=separate (m paths after the supernet step, the paper's) or "
+                            "simplex_step=joint (the supernet step's own backward)")
+    if cfg.simplex_init < 0:
+        raise UserError(f"simplex_init must be >= 0, got {cfg.simplex_init}",
+                        fix="0 starts the simplex-net's output layer at zero (uniform codes); e.g. 0.1 starts it spread")
+    if cfg.score_code not in SCORE_CODES:
+        raise UserError(f"unknown score_code {cfg.score_code!r}",
+                        fix="use score_code=own (each arch's code), uniform (1/K) or mean (the mean code)")
     if cfg.offpath_update not in OFFPATH_UPDATES:
         raise UserError(f"unknown offpath_update {cfg.offpath_update!r}",
                         fix="use --set offpath_update=none (weights off the sampled path untouched) or "

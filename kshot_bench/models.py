@@ -46,7 +46,8 @@ def build_supernet(cfg: RunConfig) -> torch.nn.Module:
 
 
 def build_code_source(cfg: RunConfig) -> CodeSource:
-    return make_code_source(cfg.code, cfg.k, SPACES.get(cfg.space), cfg.simplex_hidden, widths=uses_widths(cfg))
+    return make_code_source(cfg.code, cfg.k, SPACES.get(cfg.space), cfg.simplex_hidden, widths=uses_widths(cfg),
+                            init_std=cfg.simplex_init)
 
 
 def code_source_from(state: Dict, device: torch.device = torch.device("cpu")) -> CodeSource:

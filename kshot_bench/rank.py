@@ -17,6 +17,7 @@ from kshot_bench.errors import UserError
 from kshot_bench.metrics import kendall_tau, ranking_metrics
 from kshot_bench.results import fmt, plot_scatter, time_and_machine_lines, write_json, write_predictions, write_summary
 from kshot_bench.runtime import layout_name
+from kshot_bench.simplex import scoring_codes, variant_of
 from kshot_bench.scoring import (
     SCORE_KINDS,
     ScoreSet,
@@ -65,7 +66,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     t0 = time.perf_counter()
     if checkpoint is not None:
         scoring = {f: getattr(cfg, f) for f in ("archs", "final_archs", "score_images", "score_batch", "score_by",
-                                                "bn_calibration", "score_part")}
+                                                "bn_calibration", "score_part", "score_code")}
         ckpt_cfg, model, codes, finished, state = load_supernet(Path(checkpoint), device, expect or {})
         cfg = ckpt_cfg.replace(**scoring)
         # the training run's own name (its hash rule may be an older version's), whatever the scoring fields: they
@@ -101,6 +102,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         cfg = cfg.replace(archs=cfg.final_archs)
     space = SPACES.get(cfg.space)
     keys, archs, set_desc = space.arch_set(cfg.archs, cfg.seed, widths=uses_widths(cfg))
+    codes = scoring_codes(codes, archs, cfg.score_code)  # each arch's own code, or one fixed code for all
     if dist.is_main:
         write_config(cfg, out, {"data": splits.source, "machine": machine_info(device), "command": command,
                                 "world_size": dist.world_size}, config_hash=config_hash)
@@ -122,7 +124,9 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         "preset": preset, "seed": cfg.seed, "config_hash": config_hash, "channels": cfg.channels, "cells": cfg.cells,
         "epochs": trained_epochs, "warmup_epochs": cfg.warmup_epochs, "train_images": train_images,
         "sampling": cfg.sampling, "offpath_update": cfg.offpath_update, "bn_calibration": cfg.bn_calibration,
-        "score_part": cfg.score_part,
+        "score_part": cfg.score_part, "score_code": cfg.score_code,
+        "simplex_step": cfg.simplex_step, "simplex_interval": cfg.simplex_interval, "simplex_paths": cfg.simplex_paths,
+        "warmup_code": cfg.warmup_code, "simplex_init": cfg.simplex_init, "simplex_variant": variant_of(cfg),
         "train_part": info.train_part, "data": splits.source, "supernet": source, "train_precision": train_precision,
         "train_machines": train_machines, "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,

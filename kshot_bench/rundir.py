@@ -107,7 +107,7 @@ def load_checkpoint(path: Path, device: torch.device) -> Dict:
 
 # fields that may differ between a checkpoint and the run that loads it: they do not change the weights
 SCORING_FIELDS = ("archs", "final_archs", "bn_calibration", "score_images", "score_batch", "score_by", "checkpoint_every", "loader_workers",
-                  "score_precision", "score_part")
+                  "score_precision", "score_part", "score_code")
 
 
 def check_same_config(cfg: RunConfig, saved: Dict, path: Path, ignore=SCORING_FIELDS) -> None:

@@ -5,13 +5,27 @@
 softmax, so one code serves the whole path (arch + widths). `channel_regulariser` is r_c (Eq. 15-16).
 
 Code modes (paper Tables 5-6), each a `CodeSource` that maps a list of archs to a `[n, K]` code:
-  simplex  the learned simplex-net; its output layer starts at zero, so the first codes after the
-           uniform warm-up are exactly uniform and the hand-over is continuous (our choice);
+  simplex  the learned simplex-net; its output layer starts at zero (`simplex_init`=0, our choice), so the
+           first codes after the uniform warm-up are exactly uniform and the hand-over is continuous; with
+           `simplex_init` > 0 its weights start N(0, simplex_init^2) (the codes start spread);
   uniform  fixed 1/K ("fixed K-shot");
   random   a simplex-net drawn at random (output layer N(0, 1)) and never trained ("random K-shot");
            the larger output init spreads codes over the simplex; a near-uniform random net would
            just repeat `uniform`.
 For K = 1 every mode yields the code [1].
+
+How the simplex-net trains where the paper is silent or a CPU budget differs (issue 45; docs/design.md,
+"Simplex-net training variants"), each a named choice:
+  warm-up codes (`warmup_code`, WARMUP_CODES): `uniform` 1/K (the paper), or `dirichlet`, a Dirichlet(1) code per
+      step, so the copies get different gradients from the start and learn to differ;
+  the step (`simplex_step`, SIMPLEX_STEP_KINDS): `separate` (the paper's Algorithm 1: m paths on b/m images each,
+      after the supernet step, the supernet frozen) or `joint` (the code is not detached in the supernet step: one
+      backward gives the copies and the simplex-net their gradients; no extra forward);
+  `simplex_paths` (images per path = batch / paths), `simplex_interval`, `simplex_init`.
+SIMPLEX_VARIANTS names the combinations the screens compare.
+
+Scoring may replace each arch's own code (`score_code`): `uniform` 1/K, or `mean`, the mean code over the scored
+archs (`scoring_codes`): comparing them separates what the codes add from what the trained copies hold.
 """
 from __future__ import annotations
 
@@ -123,11 +137,14 @@ class UniformCode(CodeSource):
 class SimplexCode(CodeSource):
     trainable = True
 
-    def __init__(self, k, space, hidden, widths=False):
+    def __init__(self, k, space, hidden, widths=False, init_std: float = 0.0):
         super().__init__(k, space, hidden, widths)
         self.net = SimplexNet(self.arch_dim, k, hidden, self.width_dim, hidden)
         for layer in self.net.output_layers():
-            nn.init.zeros_(layer.weight)
+            if init_std > 0:
+                nn.init.normal_(layer.weight, std=init_std)
+            else:
+                nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
     def forward(self, archs):
@@ -154,11 +171,95 @@ CODE_MODES.register("uniform", UniformCode)
 CODE_MODES.register("random", RandomCode)
 
 
-def make_code_source(mode: str, k: int, space, hidden: int = 64, widths: bool = False) -> CodeSource:
+def make_code_source(mode: str, k: int, space, hidden: int = 64, widths: bool = False,
+                     init_std: float = 0.0) -> CodeSource:
     """The code source of `mode` for archs of `space`; `widths` adds the channel branch (spaces with
-    width search). K = 1 always gets the constant code [1] (one-shot)."""
+    width search); `init_std` the simplex-net's output-layer scale (0: zeros). K = 1 always gets the
+    constant code [1] (one-shot)."""
     cls = CODE_MODES.get(mode)
-    return UniformCode(k, space, hidden, widths) if k == 1 else cls(k, space, hidden, widths)
+    if k == 1:
+        return UniformCode(k, space, hidden, widths)
+    return cls(k, space, hidden, widths, init_std) if cls is SimplexCode else cls(k, space, hidden, widths)
+
+
+# ----------------------------------------------------------------------------- training variants
+def _dirichlet_code(k: int, rng) -> Tensor:
+    """A code drawn from Dirichlet(1, ..., 1): uniform on the simplex."""
+    return torch.as_tensor(rng.dirichlet([1.0] * k), dtype=torch.float32)
+
+
+def _uniform_code(k: int, rng) -> Tensor:
+    return torch.full((k,), 1.0 / k)
+
+
+# warm-up code: (K, numpy Generator seeded by the step) -> the code of that warm-up step
+WARMUP_CODES: Registry = Registry("warm-up code")
+WARMUP_CODES.register("uniform", _uniform_code)
+WARMUP_CODES.register("dirichlet", _dirichlet_code)
+
+SIMPLEX_STEP_KINDS = ("separate", "joint")
+
+# named simplex-net training variants (issue 45's screens): the config fields each sets
+SIMPLEX_VARIANTS: Registry[Dict[str, object]] = Registry("simplex-net variant")
+SIMPLEX_VARIANTS.register("paper", dict(simplex_step="separate", simplex_interval=1, simplex_paths=16,
+                                        warmup_code="uniform", simplex_init=0.0))
+SIMPLEX_VARIANTS.register("cpu", dict(simplex_step="separate", simplex_interval=4, simplex_paths=16,
+                                      warmup_code="uniform", simplex_init=0.0))  # the CPU presets until issue 45
+SIMPLEX_VARIANTS.register("paths4", dict(simplex_step="separate", simplex_interval=4, simplex_paths=4,
+                                         warmup_code="uniform", simplex_init=0.0))  # 16 images per path at batch 64
+SIMPLEX_VARIANTS.register("dirichlet", dict(simplex_step="separate", simplex_interval=4, simplex_paths=4,
+                                            warmup_code="dirichlet", simplex_init=0.0))
+SIMPLEX_VARIANTS.register("init", dict(simplex_step="separate", simplex_interval=4, simplex_paths=4,
+                                       warmup_code="uniform", simplex_init=0.1))
+SIMPLEX_VARIANTS.register("joint", dict(simplex_step="joint", simplex_interval=1, warmup_code="uniform",
+                                        simplex_init=0.0))
+SIMPLEX_VARIANTS.register("joint-dirichlet", dict(simplex_step="joint", simplex_interval=1, warmup_code="dirichlet",
+                                                  simplex_init=0.0))
+
+
+def variant_of(cfg) -> str:
+    """The name of the SIMPLEX_VARIANTS entry whose fields the config holds ('' when none matches)."""
+    for name in SIMPLEX_VARIANTS.names():
+        fields = dict(SIMPLEX_VARIANTS.get(name))
+        if fields.get("simplex_step") == "joint":
+            fields.pop("simplex_paths", None)
+        if all(getattr(cfg, f) == v for f, v in fields.items()):
+            return name
+    return ""
+
+
+# ----------------------------------------------------------------------------- scoring codes
+class ConstantCode(nn.Module):
+    """One code for every arch (scoring with a fixed code, `score_code`)."""
+
+    trainable = False
+
+    def __init__(self, code: Tensor):
+        super().__init__()
+        self.register_buffer("code", code.detach().clone())
+        self.k = len(code)
+
+    def forward(self, archs: Sequence) -> Tensor:
+        return self.code.expand(len(archs), -1).clone()
+
+
+SCORE_CODES = ("own", "uniform", "mean")
+
+
+def scoring_codes(codes, archs: Sequence, mode: str):
+    """The code source a scoring uses: `own` each arch's code; `uniform` 1/K for all; `mean` the mean of the
+    archs' own codes (over `archs`, the whole scored set) for all."""
+    if mode == "own":
+        return codes
+    if mode not in SCORE_CODES:
+        from kshot_bench.errors import UserError
+
+        raise UserError(f"unknown score_code {mode!r}", fix=f"choose one of: {', '.join(SCORE_CODES)}")
+    with torch.no_grad():
+        own = codes(list(archs))
+    k = own.shape[1]
+    code = torch.full((k,), 1.0 / k, dtype=own.dtype, device=own.device) if mode == "uniform" else own.double().mean(0).to(own.dtype)
+    return ConstantCode(code)
 
 
 def code_stats(codes: Tensor) -> Dict[str, float]:

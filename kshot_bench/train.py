@@ -63,13 +63,13 @@ from kshot_bench.rundir import (
 )
 from kshot_bench.runtime import ThreadWorkers, bf16_autocast, device_layout, use_bf16
 from kshot_bench.search_space import SPACES
-from kshot_bench.simplex import CodeSource, code_stats
+from kshot_bench.simplex import WARMUP_CODES, CodeSource, code_stats
 
 LOG_FIELDS = ["epoch", "phase", "lr", "train_loss", "train_acc", "simplex_loss", "rc", "code_entropy", "code_max",
               "code_spread", "code_top_share", "code_width_spread", "w_rms_ops", "w_rms_trunk", "copy_spread_ops",
               "copy_spread_trunk", "images", "time_s", "images_per_s", "peak_mem_mb"]
 PROBE_ARCHS, PROBE_SEED = 256, 12345  # the fixed archs whose codes the log summarises each epoch
-STREAM_PATH, STREAM_SIMPLEX = 1, 2
+STREAM_PATH, STREAM_SIMPLEX, STREAM_WARMUP_CODE = 1, 2, 3
 
 
 def weight_part(name: str) -> str:
@@ -305,24 +305,44 @@ class Trainer:
             group["lr"] = self.lr_at(step)
         x = device_layout(x, self.device)
         self.supernet_step(x, y, step)
-        if (self.simplex_opt is not None and step >= self.warmup_steps
-                and (step - self.warmup_steps) % self.cfg.simplex_interval == 0):
+        if self.simplex_due(step) and self.cfg.simplex_step == "separate":
             self.simplex_step(x, y, step)
 
+    def simplex_due(self, step: int) -> bool:
+        """The simplex-net learns at this step (after warm-up, every simplex_interval steps, a trainable source)."""
+        return (self.simplex_opt is not None and step >= self.warmup_steps
+                and (step - self.warmup_steps) % self.cfg.simplex_interval == 0)
+
+    def warmup_code(self, step: int) -> torch.Tensor:
+        """The code of warm-up step `step` (`warmup_code`): 1/K, or a seeded Dirichlet(1) draw."""
+        if self.cfg.warmup_code == "uniform":
+            return torch.full((self.cfg.k,), 1.0 / self.cfg.k, device=self.device)
+        draw = WARMUP_CODES.get(self.cfg.warmup_code)
+        return draw(self.cfg.k, step_rng(self.cfg.seed, STREAM_WARMUP_CODE, step)).to(self.device)
+
     def supernet_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> None:
+        """One path on the whole batch. With `simplex_step=joint` on a simplex step, the code is not detached: the
+        same backward gives the simplex-net its gradient, and it steps too."""
         arch = self.path(step)
+        joint = self.cfg.simplex_step == "joint" and self.simplex_due(step)
         if step < self.warmup_steps:
-            code = torch.full((self.cfg.k,), 1.0 / self.cfg.k, device=self.device)
-        else:
+            code = self.warmup_code(step)
+        elif not joint:
             with torch.no_grad():
                 code = self.codes([arch])[0]
         self.opt.zero_grad(set_to_none=True)
+        if joint:
+            self.simplex_opt.zero_grad(set_to_none=True)
         m, scale = self.meters, 1.0 / self.cfg.micro_batches
+        total = 0.0
         for xp, yp in self.micro(x, y):
             with self.autocast():
+                if joint:
+                    code = self.codes([arch])[0]
                 logits = self.model(xp, arch, code)
             loss = F.cross_entropy(logits.float(), yp)
             (loss if scale == 1.0 else loss * scale).backward()
+            total += float(loss.detach()) * scale
             m["loss"] += float(loss.detach()) * len(yp)
             m["correct"] += float((logits.argmax(1) == yp).sum())
             m["images"] += len(yp)
@@ -333,6 +353,20 @@ class Trainer:
             self.fill_offpath_grads()
         self.opt.step()
         m["steps"] += 1
+        if joint:
+            self.finish_joint_step(arch, step, total)
+
+    def finish_joint_step(self, arch, step: int, loss: float) -> None:
+        """The simplex-net's side of a joint step: r_c for a space with widths, the all-reduce, Adam."""
+        if uses_widths(self.cfg) and self.cfg.rc_weight > 0:
+            rc = channel_regulariser_loss(self.codes, self.space, [arch],
+                                          step_rng(self.cfg.seed, STREAM_SIMPLEX, step), self.cfg)
+            (self.cfg.rc_weight * rc).backward(inputs=list(self.codes.parameters()))
+            self.meters["rc"] += float(rc.detach())
+        self.dist.average_grads(list(self.codes.parameters()))
+        self.simplex_opt.step()
+        self.meters["simplex_loss"] += loss
+        self.meters["simplex_steps"] += 1
 
     def fill_offpath_grads(self) -> None:
         """`offpath_update=decay`: a weight that has had a gradient in an earlier step but has none now (off the

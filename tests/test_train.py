@@ -54,7 +54,9 @@ def test_identical_init_with_simplex_codes_warns(tmp_path, splits):
                                               ("simplex", 2, {"simplex_threads": 3}),
                                               ("simplex", 2, {"simplex_paths": 3, "simplex_threads": 0}),  # uneven
                                               ("simplex", 2, {"sampling": "balanced"}),
-                                              ("simplex", 1, {"sampling": "balanced"})])
+                                              ("simplex", 1, {"sampling": "balanced"}),
+                                              ("simplex", 2, {"simplex_step": "joint", "simplex_interval": 1}),
+                                              ("simplex", 2, {"warmup_code": "dirichlet", "simplex_init": 0.1})])
 def test_resume_mid_epoch_is_exact(tmp_path, splits, code, k, changes):
     cfg = smoke(code=code, k=k, **changes)
     straight = Trainer(cfg, tmp_path / "straight", splits, torch.device("cpu"), progress=False)
