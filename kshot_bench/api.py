@@ -31,7 +31,10 @@ def truth_table(space: str = "nb201", dataset: str = "cifar10"):
     from kshot_bench.resources import package_npz
     from kshot_bench.search_space import SPACES
 
+    from kshot_bench.datasets import canonical_dataset
+
     sp = SPACES.get(space)
+    dataset = canonical_dataset(dataset)  # any accepted spelling (imagenet16)
     if not has_truth(sp, dataset):
         raise UserError(f"the {space} space has no ground truth for {dataset} (it has: {', '.join(sp.TRUTH) or 'none'})",
                         fix="ask for a space and dataset with a truth table")
@@ -78,7 +81,7 @@ def costs(archs: Sequence, space: str = "nb201", dataset: str = "cifar10"):
     return pd.DataFrame(rows)
 
 
-@dataclass
+@dataclass(repr=False)
 class TrainedRun:
     """A trained supernet and its code source, loaded from a run."""
     path: Path
@@ -87,6 +90,15 @@ class TrainedRun:
     code_source: object
     device: object
     state: dict
+
+    def __repr__(self) -> str:
+        """One line: what the run is, not its tensors."""
+        c = self.config
+        epochs = self.state.get("epochs", self.state.get("epoch"))
+        params = sum(p.numel() for p in self.model.parameters())
+        return (f"TrainedRun({str(self.path)!r}: {c.space} on {c.dataset}, K={c.k} code={c.code}, {epochs} of "
+                f"{c.epochs} epochs, config {self.state.get('config_hash', c.hash())}, {params:,} weights, "
+                f"device {self.device})")
 
     @property
     def space(self):

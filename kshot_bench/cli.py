@@ -13,67 +13,37 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from kshot_bench.cli_text import EXAMPLES, cmd_presets, code_modes, preset_help, rank_preset_help, registry_names, variant_names
 from kshot_bench.errors import UserError
 from kshot_bench.runtime import layout_name
-
-def _names(registry: str) -> list:
-    """Choices for the parser, read from a registry (lazy imports keep `--help` fast)."""
-    if registry == "space":
-        from kshot_bench.search_space import SPACES
-
-        return SPACES.names()
-    from kshot_bench.datasets import DATASETS
-
-    return DATASETS.names()
-
-
-def _preset_help() -> str:
-    from kshot_bench.config import RunConfig, presets
-    from kshot_bench.search_space import SPACES
-
-    per_space = "; ".join(f"{name}: {' | '.join(presets(name).names())}" for name in SPACES.names())
-    embedded = ", ".join(f"{SPACES.get(n).EMBEDDED_PRESET} ({n})" for n in SPACES.names() if SPACES.get(n).EMBEDDED_PRESET)
-    return (f"{per_space} (default: cpu with --data-root; without it {embedded}, sized for the embedded CIFAR-10 "
-            f"sample; the space's presets in search_space/<space>.py; default space {RunConfig.space})")
-
-
-def _code_modes() -> list:
-    from kshot_bench.simplex import CODE_MODES
-
-    return CODE_MODES.names()
-
 
 def _space_option(p: argparse.ArgumentParser, default=None, extra: str = "") -> None:
     from kshot_bench.config import RunConfig
 
     p.add_argument("--space", default=default,
-                   help=f"search space: {' | '.join(_names('space'))} (default {default or RunConfig.space}{extra})")
+                   help=f"search space: {' | '.join(registry_names('space'))} (default {default or RunConfig.space}{extra})")
 
 
 def _dataset_option(p: argparse.ArgumentParser, default="cifar10", extra: str = "") -> None:
-    p.add_argument("--dataset", default=default, choices=_names("dataset"), help=f"default {default}{extra}")
+    p.add_argument("--dataset", default=default, metavar="NAME",
+                   help=f"{' | '.join(registry_names('dataset'))} (also imagenet16, cifar-10, ...; NB201: cifar10, cifar100, "
+                        f"ImageNet16-120; Macro: cifar10; MobileNetV2: any of them); default {default}{extra}")
 
 
 
-def _run_options(p: argparse.ArgumentParser) -> None:
+def _run_options(p: argparse.ArgumentParser, preset_text: Optional[str] = None) -> None:
     _space_option(p)
     _dataset_option(p)
     p.add_argument("--k", type=int, default=None, help="number of weight copies K (default 4; 1 = one-shot)")
-    p.add_argument("--code", default=None, help=f"code mode: {' | '.join(_code_modes())} (default simplex)")
-    p.add_argument("--preset", default=None, help=_preset_help())
+    p.add_argument("--code", default=None, help=f"code mode: {' | '.join(code_modes())} (default simplex)")
+    p.add_argument("--preset", default=None, help=preset_text or preset_help())
     p.add_argument("--seed", type=int, default=None, help="run seed (default 0)")
     p.add_argument("--variant", default=None,
                    help="a named simplex-net training variant (its fields after the preset's, before --set): "
-                        + " | ".join(_variants()) + " (docs/design.md, 'Simplex-net training variants')")
+                        + " | ".join(variant_names()) + " (docs/design.md, 'Simplex-net training variants')")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
                    help="override one config field, e.g. --set epochs=3 (repeatable)")
     _process_flags(p)
-
-
-def _variants():
-    from kshot_bench.simplex import SIMPLEX_VARIANTS
-
-    return SIMPLEX_VARIANTS.names()
 
 
 def _process_flags(p: argparse.ArgumentParser) -> None:
@@ -190,6 +160,9 @@ def cmd_rank(args) -> int:
         from kshot_bench.cli_eval import rank_scores
 
         return rank_scores(args)
+    if args.lower_is_better:
+        raise UserError("--lower-is-better is for --scores files; a supernet's scores are accuracies (higher is better)",
+                        fix="drop --lower-is-better, or rank by loss with --score loss")
     explicit = {"space": args.space, "dataset": args.dataset, "k": args.k, "code": args.code}
     if args.checkpoint is None:
         args.dataset = args.dataset or "cifar10"
@@ -217,8 +190,25 @@ def cmd_rank(args) -> int:
     device = dist.device(args.device)
     out = Path(args.out or f"runs/rank-{cfg.dataset}-k{cfg.k}-{cfg.code}-{args.preset}-s{cfg.seed}")
     command = "kshot-bench " + shlex.join(args.argv)
-    if args.checkpoint is not None and args.checkpoint.is_dir():
-        return _rank_snapshots(args, cfg, device, command, explicit, dist)
+    from kshot_bench.claims import claim, record, supernet_job
+
+    curve = args.checkpoint is not None and args.checkpoint.is_dir()
+    target = Path(args.out or f"runs/curve-{Path(args.checkpoint).name}") if curve else out
+    job = supernet_job(cfg, args.checkpoint)
+    claim(target, job, args.overwrite, write=dist.is_main)
+    try:
+        if curve:
+            return _rank_snapshots(args, cfg, device, command, explicit, dist)
+        return _rank_one(args, cfg, device, out, command, explicit, dist)
+    finally:
+        if dist.is_main:
+            record(target, job)
+
+
+def _rank_one(args, cfg, device, out: Path, command: str, explicit, dist) -> int:
+    from kshot_bench.rank import rank_job
+    from kshot_bench.results import print_table
+
     say = print if dist.is_main else (lambda *a, **k: None)
     say(f"rank: {cfg.space} on {cfg.dataset} K={cfg.k} code={cfg.code} preset={args.preset} archs={cfg.archs} -> {out}"
         + (f" ({dist.world_size} processes, {dist.backend})" if dist.active else ""))
@@ -431,74 +421,6 @@ def cmd_search(args) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
-EXAMPLES = {
-    "train": """examples:
-  kshot-bench train --dataset cifar10 --k 4 --code simplex --preset cpu --data-root ~/data/cifar10 --out runs/k4
-  kshot-bench train ... --out runs/k4 --resume          # continue an interrupted run
-  kshot-bench train ... --preset smoke --set epochs=3    # override single config fields
-  kshot-bench train ... --preset long --set snapshot_epochs=10,25,50,100 --until-epoch 25   # in parts, with snapshots
-  kshot-bench train --space mbv2 --k 4 --preset cpu --data-root ~/data/cifar10 --out runs/mbv2-k4   # MobileNetV2 + widths
-  kshot-bench train --space mbv2 ... --set rc_weight=0          # without the channel regulariser r_c
-  kshot-bench train --space mbv2 ... --set width_search=false   # operations only, every width 1.0
-  torchrun --nproc_per_node 8 -m kshot_bench.cli train --space mbv2 --preset imagenet ...   # 8 GPUs, global batch 1024
-  kshot-bench train ... --set micro_batches=8 --resume   # continue an 8-process run in one process (same BN parts)
-  kshot-bench train ... --set simplex_threads=0         # CPU: the simplex-net step batched in one pass (the GPU
-                                                        # default) instead of its paths side by side on threads""",
-    "rank": """examples:
-  kshot-bench rank --dataset cifar10 --k 4                                               # demo on the embedded sample
-  kshot-bench rank --dataset cifar10 --k 4 --preset cpu --data-root ~/data/cifar10      # train, then rank
-  kshot-bench rank --k 1 --preset cpu --data-root ~/data/cifar10 --out runs/oneshot       # the one-shot baseline
-  kshot-bench rank --space mbv2 --k 4 --preset cpu --data-root ~/data/cifar10   # MBV2: scores + codes (no truth)
-  kshot-bench rank --checkpoint runs/k4/supernet.pt --archs unique --data-root ~/data/cifar10
-  kshot-bench rank --checkpoint runs/k4 --preset long --data-root ~/data/cifar10    # every snapshot of a run
-  kshot-bench rank ... --truth cifar10_test_12ep                                         # another ground truth
-  kshot-bench rank --scores my_predictor.csv --space nb201 --dataset cifar10 --out runs/mine  # anyone's scores
-Re-running an interrupted rank command continues its training and scoring where they stopped.""",
-    "search": """examples:
-  kshot-bench search --space nb201 --dataset cifar10 --fitness oracle --seeds 0 1 2 3 4
-  kshot-bench search --fitness oracle --algo random --seeds 0 1 2 3 4      # same evaluation budget
-  kshot-bench search --fitness supernet --checkpoint runs/k4/train/supernet.pt --data-root ~/data/cifar10
-  kshot-bench search --fitness oracle --flops-limit 100                     # MFLOPs, NB201 convention
-  kshot-bench search --checkpoint runs/mbv2-k4/supernet.pt --flops-limit 330 --data-root ~/data/cifar10
-                                                       # MBV2: MFLOPs of one 224x224 image (SPEC 7)""",
-    "ablate": """examples:
-  kshot-bench ablate --dataset cifar10 --preset cpu --seeds 0 1 --k 1 4 --data-root ~/data/cifar10
-  kshot-bench ablate ... --k 1 2 4 8 --epochs 6 12      # adds the training-budget axis of Fig. 7
-Cells are rank runs in OUT/k<K>-<code>[-e<epochs>]-s<seed>; finished cells are skipped on re-runs.""",
-    "compare": """examples (any epochs, seeds or methods, as long as archs, images and truth are the same):
-  kshot-bench compare reports/long-cifar10/runs/curve-k4/epoch-0050 reports/long-cifar10/runs/curve-k1/epoch-0075
-  kshot-bench compare runs/rank-k4 my_predictor.csv        # a score file, on the run's archs (CSV or JSON)""",
-    "report": """examples:
-  kshot-bench report runs/ablation-cifar10-cpu --out reports/ablation-cpu
-  kshot-bench report runs/rank-a runs/rank-b runs/search-x --out reports/mine""",
-    "export-benchmark": """examples:
-  kshot-bench export-benchmark --from NAS-Bench-201-v1_1-096897.pth --out nb201.npz
-  kshot-bench export-benchmark --from NATS-tss-v1_0-3ffb9-simple --out nb201.npz""",
-    "proxies": """examples:
-  kshot-bench proxies --space macro --dataset cifar10 --archs all --data-root ~/data/cifar10 --out macro_proxies.csv
-  kshot-bench proxies --space nb201 --dataset cifar10 --archs 500 --proxies synflow naswot --out nb201_500.csv
-each network is initialised with one fixed seed; synflow needs no data, the others one batch of training images""",
-    "cost": """examples:
-  kshot-bench cost --dataset cifar10 --arch '|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'
-  kshot-bench cost --dataset ImageNet16-120 --index 0 6111
-  kshot-bench cost --dataset cifar100 --all > costs.csv
-  kshot-bench cost --space mbv2 --arch k3e3-k5e3-...-k7e6_se@1.0-0.8-...-1.0   # 21 ops, optional @ and 24 widths
-  kshot-bench cost --space mbv2 --sample 1000 --seed 0 > mbv2_costs.csv
-columns: params = parameter count, flops = multiply-adds of one image's forward pass (NB201: its convention at the
-dataset's size; mbv2: SPEC 7, one 224x224 image, 1,000 classes)""",
-    "retrain": """examples:
-  kshot-bench retrain --arch 'k3e6-...-k5e6@1.0-...' --data-root ~/data/imagenet --out runs/retrain-b
-  torchrun --nproc_per_node 8 -m kshot_bench.cli retrain --arch ... --data-root ~/data/imagenet --out runs/retrain-b
-  kshot-bench retrain ... --out runs/retrain-b --resume      # continue an interrupted run
-  kshot-bench retrain --preset cpu --arch ... --data-root ~/data/cifar10-imagenet-layout --out runs/retrain-cpu
-the imagenet preset: RMSProp 0.9, batch 1024, lr 0 -> 0.128 over 5 epochs then x0.97 every 2.4 epochs,
-EMA 0.9999, label smoothing 0.1, 350 epochs, bf16 autocast on CUDA (kshot_bench/retrain.py)""",
-    "evaluate": """examples:
-  kshot-bench evaluate --checkpoint runs/retrain-b/retrained.pt --data-root ~/data/imagenet
-  kshot-bench evaluate --checkpoint runs/retrain-b/retrained.pt --data-root ~/data/imagenet --weights raw""",
-}
-
-
 def _common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output directory")
     _process_flags(p)
@@ -507,8 +429,12 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from kshot_bench.cli_eval import cmd_compare, cmd_cost, cmd_export, cmd_proxies
 
-    parser = argparse.ArgumentParser(prog="kshot-bench", description="K-shot NAS supernets: ranking benchmarks on NAS-Bench-201 and NAS-Bench-Macro, NSGA-II search on NAS-Bench-201, NAS-Bench-Macro and MobileNetV2 (ImageNet), reports.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from kshot_bench import __version__
+
+    parser = argparse.ArgumentParser(prog="kshot-bench", description="K-shot NAS supernets: ranking benchmarks on NAS-Bench-201 and NAS-Bench-Macro, NSGA-II search on NAS-Bench-201, NAS-Bench-Macro and MobileNetV2 (ImageNet), reports.",
+                                     epilog="`kshot-bench COMMAND --help` shows a command's options and examples.")
+    parser.add_argument("--version", action="version", version=f"kshot-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from kshot_bench.config import RunConfig
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -523,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rank", help="train (or load) a supernet, rank archs against the ground truth (NB201, Macro)",
                        epilog=EXAMPLES["rank"], formatter_class=fmt)
-    _run_options(p)
+    _run_options(p, rank_preset_help())
     p.set_defaults(dataset=None)
     p.add_argument("--data-root", type=Path, default=None,
                    help="dataset directory (scoring images; training unless --checkpoint); default: the embedded "
@@ -549,18 +475,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate these scores instead of a supernet's: a CSV (arch_str or index, score) or a JSON "
                         "object {arch: score}; no training, no data")
     p.add_argument("--score-column", default="score", help="with --scores: the CSV column of the scores (default score)")
+    p.add_argument("--lower-is-better", action="store_true",
+                   help="with --scores: smaller scores rank higher (a loss, a rank); recorded in the protocol")
     p.add_argument("--out", default=None, help="output directory (default runs/rank-<dataset>-k<K>-<code>-<preset>-s<seed>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of a different job in --out (without it such a folder is refused; the "
+                        "same command run again continues its own job)")
     p.set_defaults(func=cmd_rank)
 
     p = sub.add_parser("ablate", help="run the ablation grid (one-shot, fixed, random, simplex K-shot) as rank runs",
                        epilog=EXAMPLES["ablate"], formatter_class=fmt)
     _space_option(p)
     _dataset_option(p)
-    p.add_argument("--preset", default=None, help=_preset_help())
+    p.add_argument("--preset", default=None, help=preset_help())
     p.add_argument("--seeds", type=int, nargs="+", action="extend", default=None, help="default 0 1 2")
     p.add_argument("--k", type=int, nargs="+", action="extend", default=None, help="default 1 2 4 8")
     p.add_argument("--codes", nargs="+", action="extend", default=None,
-                   help=f"code modes for K > 1, of {' | '.join(_code_modes())} (default: uniform random simplex)")
+                   help=f"code modes for K > 1, of {' | '.join(code_modes())} (default: uniform random simplex)")
     p.add_argument("--epochs", type=int, nargs="+", action="extend", default=None,
                    help="training budgets (default: the preset's)")
     p.add_argument("--archs", default=None, help="all | unique | N (default: the preset's)")
@@ -611,6 +542,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npz")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("presets", help="what each preset runs: its fields, beside the defaults",
+                       epilog="examples:\n  kshot-bench presets\n  kshot-bench presets --space macro\n"
+                              "  kshot-bench presets --space nb201 --preset narrow   # every field, resolved",
+                       formatter_class=fmt)
+    p.add_argument("--space", default=None, help="only this space's presets (default: every space)")
+    p.add_argument("--preset", default=None, help="one preset: every field of the config it gives")
+    p.set_defaults(func=cmd_presets)
 
     p = sub.add_parser("cost", help="parameters and FLOPs of archs as CSV", epilog=EXAMPLES["cost"], formatter_class=fmt)
     _space_option(p, default=RunConfig.space)
@@ -668,11 +607,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv
+    if args.command is None:  # bare `kshot-bench`: the commands, not a one-line usage
+        parser.print_help()
+        return 2
     from kshot_bench.runtime import stop_on_sigterm, tune_allocator
 
     tune_allocator()
     stop_on_sigterm()
     try:
+        if getattr(args, "dataset", None):  # one spelling from here on (imagenet16 -> ImageNet16-120)
+            from kshot_bench.datasets import canonical_dataset
+
+            args.dataset = canonical_dataset(args.dataset)
         return args.func(args)
     except UserError as err:
         print(f"error: {err.problem}", file=sys.stderr)

@@ -20,16 +20,22 @@ def rank_scores(args) -> int:
                                      ("--archs", args.archs), ("--score-images", args.score_images),
                                      ("--data-root", args.data_root), ("--seed", args.seed), ("--set", args.sets),
                                      ("--score-protocol", args.score_protocol), ("--variant", args.variant),
-                                     ("--score-code", args.score_code))
+                                     ("--score-code", args.score_code), ("--preset", args.preset))
             if value is not None]
+    used += [flag for flag, on in (("--device", args.device != "auto"), ("--offline", args.offline)) if on]
     if used:
         raise UserError(f"--scores evaluates given scores; {', '.join(used)} belong to a supernet's rank run",
                         fix="drop " + ", ".join(used))
+    if args.score is not None:
+        raise UserError(f"--score {args.score} chooses a supernet's score (accuracy or loss); --scores evaluates the "
+                        "file's scores as they are", fix="drop --score; for scores where smaller is better (a loss, a "
+                                                         "rank) pass --lower-is-better")
     space, dataset = args.space or RunConfig.space, args.dataset or "cifar10"
     out = Path(args.out or f"runs/rank-{dataset}-{args.scores.stem}")
     print(f"rank: the scores in {args.scores} ({space}, {dataset}) -> {out}")
     metrics = evaluate_ranking(args.scores, space, dataset, args.truth, out, args.score_column,
-                               command="kshot-bench " + shlex.join(args.argv))
+                               command="kshot-bench " + shlex.join(args.argv), lower_is_better=args.lower_is_better,
+                               overwrite=args.overwrite)
     print_summary(metrics)
     print(f"results: {out}/summary.md, metrics.json, baselines.json, predictions.csv, scatter.png")
     return 0

@@ -90,6 +90,9 @@ class RunConfig:
     snapshot_epochs: str = ""    # e.g. "25,50,100": keep the weights + simplex-net after these epochs
 
     def __post_init__(self):
+        from kshot_bench.datasets import canonical_dataset
+
+        object.__setattr__(self, "dataset", canonical_dataset(self.dataset))  # one spelling (`imagenet16` is accepted)
         check(self)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -252,8 +255,10 @@ def _coerce(name: str, kind: type, value: Any) -> Any:
             return kind(text)
         except ValueError:
             pass
-    raise UserError(f"config key {name!r} takes a {kind.__name__}, got {value!r}",
-                    fix=f"write --set {name}=<{kind.__name__}>, e.g. --set {name}={getattr(RunConfig, name)}")
+    what = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
+    example = getattr(RunConfig, name, None)
+    raise UserError(f"config key {name!r} takes {what}, got {value!r}",
+                    fix=f"write --set {name}=<{what}>" + (f", e.g. --set {name}={example}" if example is not None else ""))
 
 
 def override(cfg: RunConfig, changes: Mapping[str, Any]) -> RunConfig:

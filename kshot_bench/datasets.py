@@ -45,3 +45,16 @@ DATASETS.register("imagenet", DatasetInfo(
     "imagenet", 1000, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
     "ImageNet train minus the seeded local validation split (RandomResizedCrop + flip)",
     "the local validation split carved from ImageNet train (paper Sec. 5.1; resize + center crop)", crop_pad=0))
+
+# other spellings in use (the truth table's columns say imagenet16_*; papers write CIFAR-10): all accepted, any case
+for _alias, _name in (("imagenet16", "ImageNet16-120"), ("imagenet16-120", "ImageNet16-120"),
+                      ("imagenet16_120", "ImageNet16-120"), ("cifar-10", "cifar10"), ("cifar-100", "cifar100"),
+                      ("ilsvrc2012", "imagenet"), ("imagenet-1k", "imagenet")):
+    DATASETS.alias(_alias, _name)
+
+
+def canonical_dataset(name: str) -> str:
+    """The dataset's one name (`ImageNet16-120`, `cifar10`, ...) for any accepted spelling; an unknown name is a
+    UserError listing the datasets."""
+    return DATASETS.canonical(name)
+

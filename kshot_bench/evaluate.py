@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from kshot_bench.errors import UserError
+from kshot_bench.results import tau_sort_key
 
 EXTERNAL = "external scores"
 ARCH_COLUMNS = ("arch_str", "arch")
@@ -177,30 +178,60 @@ def ranking_results(space, dataset: str, keys: Sequence, archs: Sequence, scores
     return metrics, baselines
 
 
+def content_sha256(table: ScoreTable) -> str:
+    """A digest of scores given in Python (no file to hash): the (key, score) pairs in key order."""
+    pairs = sorted(zip(map(str, table.keys), map(float, table.scores)))
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
+
+
+def in_key_order(table: ScoreTable) -> ScoreTable:
+    """The table sorted by key: every figure (ties in the truth at a split's boundary, bootstrap resamples) is then
+    the same whatever order a file lists its archs in."""
+    order = sorted(range(len(table.keys)), key=lambda i: table.keys[i])
+    return ScoreTable([table.keys[i] for i in order], [table.archs[i] for i in order], table.scores[order],
+                      table.source, table.sha256)
+
+
 def evaluate_ranking(scores, space: str = "nb201", dataset: str = "cifar10", truth: Optional[str] = None,
                      out: Optional[Union[str, Path]] = None, score_column: str = "score",
-                     command: str = "", only: Optional[Sequence] = None) -> Dict:
+                     command: str = "", only: Optional[Sequence] = None, lower_is_better: bool = False,
+                     overwrite: bool = False) -> Dict:
     """Kendall's tau (with its 95% interval and the chance band), Spearman, split and top-n tau, P@k and regret
     of `scores` against the space's ground truth, and the baselines on the same archs.
 
     `scores`: a score file (CSV or JSON), a dict {arch string or key: score} or a pandas Series. `truth`: a
     column of the truth table (default: the space's for the dataset). With `out`, writes the rank run's files
     there (metrics.json, baselines.json, predictions.csv, summary.md, scatter.png). `only`: keys of the archs
-    to evaluate, all of which the scores must cover (e.g. a rank run's, to compare with it). Returns the
-    metrics, with the baselines under "baselines" and the protocol under "protocol"."""
+    to evaluate, all of which the scores must cover (e.g. a rank run's, to compare with it). `lower_is_better`:
+    smaller scores rank higher (a loss, a rank): the scores are negated before anything is computed, and
+    predictions.csv keeps the given ones as `given_score`. `out` is never a different job's results folder
+    unless `overwrite` (claims.claim). Returns the metrics, with the baselines under
+    "baselines" and the protocol under "protocol"."""
     from kshot_bench.ground_truth import has_truth, space_truth
     from kshot_bench.search_space import SPACES
 
+    from kshot_bench.datasets import canonical_dataset
+
     sp = SPACES.get(space)
+    dataset = canonical_dataset(dataset)  # any accepted spelling (imagenet16)
     if not has_truth(sp, dataset):
         have = ", ".join(sp.TRUTH) or "none"
         raise UserError(f"the {space} space has no ground truth for {dataset} (it has: {have})",
                         fix="evaluate against a space and dataset with a truth table")
     truth_name = truth or sp.TRUTH[dataset]
     truth_all = space_truth(sp, truth_name)
-    table = as_score_table(scores, sp, score_column)
+    table = in_key_order(as_score_table(scores, sp, score_column))
+    job = None
+    if out is not None:
+        from kshot_bench.claims import claim, scores_job
+
+        job = scores_job(table.sha256 or content_sha256(table), space, dataset, truth_name, score_column, lower_is_better)
+        claim(Path(out), job, overwrite)
     if only is not None:
         table = restrict(table, only)
+    given = table.scores
+    if lower_is_better:
+        table = ScoreTable(table.keys, table.archs, -table.scores, table.source, table.sha256)
     t = truth_all[np.asarray(table.keys)]
     metrics, baselines = ranking_results(sp, dataset, table.keys, table.archs, table.scores, t)
     metrics["protocol"] = {
@@ -208,47 +239,59 @@ def evaluate_ranking(scores, space: str = "nb201", dataset: str = "cifar10", tru
         "scores_sha256": table.sha256, "k": None, "code": "external", "code_label": EXTERNAL,
         "config_hash": (table.sha256 or "")[:10], "seed": None, "epochs": None,
         "arch_set": f"the {len(table.keys):,} archs of {table.source}", "n_archs": len(table.keys),
-        "score_set": EXTERNAL, "score": "the given scores (higher ranks higher)", "score_by": "acc",
+        "score_set": EXTERNAL, "score_by": "acc", "lower_is_better": lower_is_better,
+        "score": ("the given scores, negated (lower ranks higher)" if lower_is_better
+                  else "the given scores (higher ranks higher)"),
         "command": command,
     }
     if out is not None:
-        write_results(Path(out), sp, table, t, metrics, baselines)
+        from kshot_bench.claims import record
+
+        write_results(Path(out), sp, table, t, metrics, baselines, given if lower_is_better else None)
+        record(Path(out), job)
     return {**metrics, "baselines": baselines}
 
 
-def write_results(out: Path, space, table: ScoreTable, truth: np.ndarray, metrics: Dict, baselines: Dict) -> None:
+def write_results(out: Path, space, table: ScoreTable, truth: np.ndarray, metrics: Dict, baselines: Dict,
+                  given: Optional[np.ndarray] = None) -> None:
+    """The rank run's files for external scores. predictions.csv: `score` is what is ranked (higher ranks higher);
+    with `given` (lower-is-better scores) the file's own values are kept beside it as `given_score`."""
     from kshot_bench.results import plot_scatter, write_json
 
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "predictions.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow([space.KEY, "arch_str", "score", "truth", "val_loss"])
-        for key, arch, score, t in zip(table.keys, table.archs, table.scores, truth):
-            w.writerow([key, space.to_str(arch), f"{score:.10g}", f"{t:.10g}", "nan"])
+        w.writerow([space.KEY, "arch_str", "score"] + (["given_score"] if given is not None else []) + ["truth"])
+        for i, (key, arch, score, t) in enumerate(zip(table.keys, table.archs, table.scores, truth)):
+            w.writerow([key, space.to_str(arch), f"{score:.10g}"] + ([f"{given[i]:.10g}"] if given is not None else [])
+                       + [f"{t:.10g}"])
     write_json(out / "metrics.json", metrics)
     write_json(out / "baselines.json", baselines)
-    plot_scatter(out, table.scores, truth, metrics, ylabel="given score",
-                 title=f"{metrics['protocol']['dataset']}: {Path(table.source).name}")
+    p = metrics["protocol"]
+    plot_scatter(out, table.scores if given is None else given, truth, metrics,
+                 ylabel="given score" + (" (lower ranks higher)" if given is not None else ""),
+                 title=f"{p['space']} on {p['dataset']}: {Path(table.source).name}")
     (out / "summary.md").write_text("\n".join(summary_lines(metrics, baselines)) + "\n")
 
 
 def summary_lines(metrics: Dict, baselines: Dict) -> List[str]:
-    from kshot_bench.results import significance_lines, summary_table, without_no_path_line
+    from kshot_bench.results import headline, significance_lines, summary_table, ties_line, without_no_path_line
 
     p = metrics["protocol"]
     split_keys = [k for k in ("10", "50", "100", "1000") if k in metrics["split_tau"]] or list(metrics["split_tau"])[:3]
     rows = [("given scores", metrics)] + sorted(((f"{n}: {b['description']}", b) for n, b in baselines.items()),
-                                                key=lambda r: -r[1]["kendall_tau"])
-    beaten = [n for n, b in baselines.items() if b["kendall_tau"] > metrics["kendall_tau"]]
+                                                key=lambda r: tau_sort_key(r[1]))
+    direction = ("lower ranks higher: the scores were negated before ranking (--lower-is-better)"
+                 if p.get("lower_is_better") else "higher ranks higher")
     return [f"# Ranking of external scores: {p['space']} on {p['dataset']}", "",
-            f"Kendall's tau of the given scores: **{metrics['kendall_tau']:.3f}** over {p['n_archs']:,} archs (ground "
-            f"truth `{p['truth']}`). " + (f"Baselines ranking better: {', '.join(beaten)}." if beaten else
-                                          "It ranks better than every baseline below."), "",
+            headline("the given scores", metrics, baselines, p["truth"]), "",
             *summary_table(rows, split_keys), "",
-            "Brackets: 95% bootstrap intervals (resampling the archs).", *without_no_path_line(metrics), "",
+            "Brackets: 95% bootstrap intervals (resampling the archs).", *ties_line(metrics),
+            *without_no_path_line(metrics), "",
             *[line.replace("the supernet's", "the scores'").replace("The supernet's", "Their")
               for line in significance_lines(metrics)], "",
             "## Protocol", f"- scores: `{p['scores_file']}`" + (f" (sha256 {p['scores_sha256']})" if p['scores_sha256'] else ""),
+            f"- direction: {direction}",
             f"- run: `{p['command']}`" if p["command"] else "- run: the Python API (`evaluate_ranking`)",
             f"- ground truth: `{p['truth']}` (the {p['space']} table shipped with kshot_bench)", "",
             "![given score vs true accuracy](scatter.png)", "",

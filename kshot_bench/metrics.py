@@ -12,7 +12,13 @@ Metrics (scipy where it has them), for scores s and ground truth t over the arch
                 few distinct values (a layer count) is not credited or blamed for the order of the arch list
   regret        best true accuracy in the set minus the true accuracy of the predicted best
                 (the mean over archs tied at the top score)
-Ties in t at a group boundary are broken by position in the set (a seeded order for sampled sets).
+Ties in t at a group boundary are broken by position in the set (a seeded order for sampled sets; score files
+are put in key order first, so that no figure depends on the order in which a file lists its archs).
+
+Undefined figures: Kendall's tau-b, Spearman and a top-n tau are undefined when either list is constant (all
+scores equal: an untrained supernet, or a handful of archs on few images), and so is a split tau when every score
+is equal. They are NaN here (null in metrics.json), `undefined` gives the reason for each, and nothing that
+reads them (summaries, reports, `compare`) makes a claim from an undefined figure. `ties` counts tied scores.
 
 Uncertainty: bootstrap intervals, the null band of random scores, paired differences.
 
@@ -42,7 +48,7 @@ Resamples are index arrays drawn once per call from `numpy.random.default_rng(se
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import stats
@@ -98,6 +104,38 @@ def precision_at_k(scores: Sequence[float], truth: Sequence[float], k: int) -> f
     return float(share[_true_order(np.asarray(truth))[:k]].sum() / k)
 
 
+def constant_reason(values: np.ndarray, what: str) -> Optional[str]:
+    """Why a rank correlation over `values` is undefined (they are all equal), or None."""
+    return f"all {len(values):,} {what} are equal" if len(values) and np.all(values == values[0]) else None
+
+
+def undefined_reasons(s: np.ndarray, t: np.ndarray, m: Dict) -> Dict:
+    """The reason each undefined figure of `m` (from `all_metrics`) is undefined; only those that are."""
+    whole = constant_reason(s, "scores") or constant_reason(t, "true accuracies")
+    out: Dict = {}
+    if whole:
+        out["kendall_tau"] = out["spearman"] = whole
+    if constant_reason(s, "scores"):
+        out["split_tau"] = {k: constant_reason(s, "scores") for k in m["split_tau"]}
+    top = {}
+    order = _true_order(t)
+    for k in m["top_tau"]:
+        idx = order[: int(k)]
+        why = constant_reason(s[idx], f"scores of the true top {k}") or constant_reason(t[idx], f"true accuracies of the top {k}")
+        if why:
+            top[k] = why
+    if top:
+        out["top_tau"] = top
+    return out
+
+
+def tie_counts(scores: Sequence[float]) -> Dict[str, int]:
+    """How many archs share their score with another, and how many distinct scores there are."""
+    s = np.asarray(scores, dtype=np.float64)
+    _, counts = np.unique(s, return_counts=True)
+    return {"n_archs": int(len(s)), "distinct_scores": int(len(counts)), "tied_archs": int(counts[counts > 1].sum())}
+
+
 def regret(scores: Sequence[float], truth: Sequence[float]) -> float:
     s, t = np.asarray(scores, dtype=np.float64), np.asarray(truth, dtype=np.float64)
     return float(t.max() - t[s == s.max()].mean())
@@ -110,15 +148,22 @@ def all_metrics(scores: Sequence[float], truth: Sequence[float]) -> Dict:
     if n < 3:
         raise ValueError(f"ranking needs at least 3 archs, got {n}")
     ns = [k for k in SPLIT_NS if k < n] or [n // 2]
-    return {
+    constant = constant_reason(s, "scores") is not None
+    m = {
         "kendall_tau": kendall_tau(s, t),
         "spearman": spearman(s, t),
-        "split_tau": {str(k): split_tau(s, t, k) for k in ns},
+        "split_tau": {str(k): float("nan") if constant else split_tau(s, t, k) for k in ns},
         "top_tau": {str(k): top_tau(s, t, k) for k in ns if k >= 3},
-        "precision_at_k": {str(k): precision_at_k(s, t, k) for k in PRECISION_KS if k <= n},
+        # P@k where it can fail: at k = n every arch is in both top-k sets
+        "precision_at_k": {str(k): precision_at_k(s, t, k) for k in PRECISION_KS if k < n},
         "regret": regret(s, t),
         "n_archs": n,
+        "ties": tie_counts(s),
     }
+    undefined = undefined_reasons(s, t, m)
+    if undefined:
+        m["undefined"] = undefined
+    return m
 
 
 def ranking_metrics(scores: Sequence[float], truth: Sequence[float], null: bool = True) -> Dict:
@@ -127,6 +172,13 @@ def ranking_metrics(scores: Sequence[float], truth: Sequence[float], null: bool 
     m = all_metrics(scores, truth)
     m["ci95"] = {"kendall_tau": tau_bootstrap_ci(scores, truth),
                  "split_tau": split_tau_bootstrap_cis(scores, truth, [k for k in CI_SPLIT_NS if k in m["split_tau"]])}
+    undefined = m.get("undefined", {})
+    nan = (float("nan"), float("nan"))
+    if "kendall_tau" in undefined:
+        m["ci95"]["kendall_tau"] = nan
+    for k in undefined.get("split_tau", {}):
+        if k in m["ci95"]["split_tau"]:
+            m["ci95"]["split_tau"][k] = nan
     if null:
         m["null"] = tau_null_band(scores, truth)
     m["uncertainty"] = (f"95% percentile intervals over {N_BOOT} bootstrap resamples of the archs (seed "
@@ -146,6 +198,8 @@ def aggregate(runs: List[Dict]) -> Dict:
     """Mean and sample std (ddof=1; 0 for one run) of every metric over runs, nested keys kept."""
     out: Dict = {}
     for key, value in runs[0].items():
+        if key in ("ties", "undefined"):  # counts and reasons of one run, not figures to average
+            continue
         if isinstance(value, dict):
             common = [k for k in value if all(k in r.get(key, {}) for r in runs)]
             out[key] = {k: aggregate([{"v": r[key][k]} for r in runs])["v"] for k in common}

@@ -51,7 +51,8 @@ def fig4_search(searches: Sequence["SearchRun"], out: Path) -> Tuple[Optional[st
     ax.set_xlabel("archs scored by the search")
     ax.set_ylabel("best supernet fitness so far (top-1 %)")
     limits = sorted({str(sr.result.get("flops_limit_M")) for sr, _ in curves})
-    ax.set_title(f"Fig. 4 shape: search progress under a FLOPs limit of {', '.join(limits)} M", fontsize=10)
+    ax.set_title(f"Fig. 4 shape ({where(sr.result.get('protocol', sr.result) for sr, _ in curves)}): search progress "
+                 f"under a FLOPs limit of {', '.join(limits)} M", fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     name = _save(plt, fig, out, "fig4_search_progress.png")
     return name, (f"Fig. 4 shape from {len(curves)} search runs ({', '.join(sr.path.name for sr, _ in curves)}): each "
@@ -89,6 +90,12 @@ def fig7_retrained(searches: Sequence["SearchRun"], retrains: Sequence["RetrainR
     name = _save(plt, fig, out, "fig7_retrained_vs_k_epochs.png")
     return name, (f"Fig. 7 shape from {sum(len(v) for v in pts.values())} retrained archs; error bars: std over the "
                   "archs of a point (none with one). Each point is one search and one retraining: their noise is in it.")
+
+
+def where(protocols) -> str:
+    """`nb201 on cifar10` (joined with `; ` where the runs differ): which space and dataset a figure shows."""
+    pairs = sorted({(p.get("space") or "nb201", p.get("dataset") or "?") for p in protocols})
+    return "; ".join(f"{s} on {d}" for s, d in pairs)
 
 
 def _plt():
@@ -146,7 +153,7 @@ def fig4(ranks, searches, out: Path) -> Tuple[Optional[str], str]:
     ax.set_xticks(all_k, [str(k) for k in all_k])
     ax.set_xlabel("K (K=1: one-shot)")
     ax.set_ylabel("Kendall's tau (mean ± std over seeds)")
-    ax.set_title(f"Fig. 4: ranking quality against K ({budget} epochs)", fontsize=10)
+    ax.set_title(f"Fig. 4 ({where(r.p for r in ranks)}): ranking quality against K ({budget} epochs)", fontsize=10)
     ax.legend(fontsize=8)
     if has_search:
         ax2 = axes[0][1]
@@ -187,7 +194,7 @@ def fig5(ranks, out: Path) -> Tuple[Optional[str], str]:
     ax.set_xscale("log")
     ax.set_xlabel("n_high (size of the true top group)")
     ax.set_ylabel("split Kendall's tau (mean ± std over seeds)")
-    ax.set_title(f"Fig. 5: ranking of high vs low performers ({budget} epochs)", fontsize=10)
+    ax.set_title(f"Fig. 5 ({where(r.p for r in ranks)}): high vs low performers ({budget} epochs)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     name = _save(plt, fig, out, "fig5_split_tau.png")
     return name, f"Fig. 5 ({budget}-epoch runs) from {protocol_line(ranks)}."
@@ -234,7 +241,7 @@ def fig6(ranks, out: Path) -> Tuple[Optional[str], str]:
         ax.hist(lam[:, i], bins=bins, histtype="step", linewidth=1.6, label=f"lambda_{i}")
     ax.set_xlabel("code value")
     ax.set_ylabel("archs")
-    ax.set_title(f"Fig. 6: codes of {len(lam):,} archs, K={k} ({run.label})", fontsize=10)
+    ax.set_title(f"Fig. 6 ({where([run.p])}): codes of {len(lam):,} archs, K={k} ({run.label})", fontsize=10)
     ax.legend(fontsize=8, ncol=2)
     name = _save(plt, fig, out, "fig6_code_histogram.png")
     return name, f"Fig. 6 from {source}."
@@ -313,7 +320,8 @@ def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
     snapshots = all(r.is_snapshot for r in runs)
     ax.set_xlabel("supernet training epochs" + (" (snapshots of one run per K and seed)" if snapshots else ""))
     ax.set_ylabel("Kendall's tau")
-    ax.set_title(f"Fig. 7: ranking quality against K and training epochs\nerror bars: {', '.join(sorted(set(bars)))}",
+    ax.set_title(f"Fig. 7 ({where(r.p for r in runs)}): ranking quality against K and training epochs\n"
+                 f"error bars: {', '.join(sorted(set(bars)))}",
                  fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     name = _save(plt, fig, out, "fig7_tau_vs_k_epochs.png")
@@ -347,7 +355,8 @@ def scatter_grid(ranks, out: Path) -> Tuple[Optional[str], str]:
         with open(r.path / "predictions.csv", newline="") as fh:
             data = list(csv.DictReader(fh))
         ax.scatter([float(d["truth"]) for d in data], [float(d["score"]) for d in data], s=4, alpha=0.5, edgecolors="none")
-        ax.set_title(f"{r.path.name}\ntau {fmt(r.metrics['kendall_tau'])}", fontsize=7)
+        tau = fmt(r.metrics["kendall_tau"]) if r.metrics.get("kendall_tau") is not None else "undefined"
+        ax.set_title(f"{r.path.name} ({where([r.p])})\ntau {tau}", fontsize=7)
         ax.tick_params(labelsize=6)
     for ax in axes.ravel()[len(runs):]:
         ax.axis("off")

@@ -85,8 +85,15 @@ def name_method(name: str) -> str:
 
 def uniform_paths(name: str) -> bool:
     """Whether a row name's run drew its training paths uniformly (named so or not)."""
-    method = name_method(name)
-    return name in (method, method + paths_label("uniform", explicit=True))
+    return not any(part.endswith(" paths") and part != "uniform paths" for part in name.split(PATHS_SEP)[1:])
+
+
+def rules_label(offpath: str, variant: str) -> str:
+    """The training rules beyond the method and the sampling, as a row name adds them: the off-path update when
+    it is not `none`, the simplex-net variant of a K-shot run where one was named (issues 44, 45): runs under
+    other rules are other methods, never pooled or paired as one."""
+    return (f"{PATHS_SEP}off-path {offpath}" if offpath != "none" else "") + \
+        (f"{PATHS_SEP}{variant} simplex-net" if variant else "")
 
 
 def method_order(name: str) -> Tuple[int, bool, str]:
@@ -207,9 +214,31 @@ class RankRun:
         return self.p.get("sampling") or "uniform"
 
     @property
+    def offpath(self) -> str:
+        """The off-path update rule it trained under (runs written before the field: `none`)."""
+        return self.p.get("offpath_update") or "none"
+
+    @property
+    def variant(self) -> str:
+        """The simplex-net variant of a K-shot simplex-net run ('' for others, and for runs before variants)."""
+        if self.p["k"] is None or int(self.p["k"]) == 1 or self.p.get("code") != "simplex":
+            return ""
+        return self.p.get("simplex_variant") or ""
+
+    @property
+    def rules(self) -> Tuple[str, str, str]:
+        """What its training did beyond K and the code: (sampling, off-path update, simplex-net variant)."""
+        return self.sampling, self.offpath, self.variant
+
+    @property
     def name(self) -> str:
-        """The run's row name: its method, and its sampling (`paths_label`)."""
-        return self.method + self.paths
+        """The run's row name: its method, its sampling (`paths_label`) and other rules (`rules_label`)."""
+        return self.method + self.paths + rules_label(self.offpath, self.variant)
+
+    @property
+    def suffix(self) -> str:
+        """What a row name adds to the method: the sampling and the other rules."""
+        return self.paths + rules_label(self.offpath, self.variant)
 
     @property
     def paths(self) -> str:
@@ -410,10 +439,24 @@ def pm(values: Sequence[float], scale: float = 1.0, digits: int = 3) -> str:
     return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f} (n={n})"
 
 
-def ci_text(value, ci, digits: int = 3) -> str:
-    from kshot_bench.results import with_ci
+SAME_SCORING = ("dataset", "truth", "arch_set", "score_set")
 
-    return with_ci(value, ci, digits)
+
+def paired(a: RankRun, b: RankRun, keys: Sequence[str] = ("seed", "epochs") + SAME_SCORING) -> bool:
+    """Two runs can be compared pair by pair: same dataset, seed, budget, ground truth, arch set and
+    scoring images (`keys`), and their predictions list the same archs with the same truth."""
+    if any(str(a.p.get(k)) != str(b.p.get(k)) for k in keys):
+        return False
+    pa, pb = a.predictions(), b.predictions()
+    return (pa is not None and pb is not None and np.array_equal(pa["key"], pb["key"])
+            and np.array_equal(pa["truth"], pb["truth"]))
+
+
+def ci_text(value, ci, digits: int = 3) -> str:
+    """A ranking figure with its interval; `undefined` where the figure is (metrics.undefined_reasons)."""
+    from kshot_bench.results import is_defined, with_ci
+
+    return with_ci(value, ci, digits) if is_defined(value) else "undefined"
 
 
 def run_cis(runs: Sequence[RankRun]) -> str:

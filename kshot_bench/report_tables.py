@@ -11,12 +11,14 @@ from kshot_bench.report_runs import (
     DEFAULT_SPACE,
     MBV2_VARIANTS,
     METHOD_ORDER,
+    SAME_SCORING,
     RankRun,
     RetrainRun,
     Runs,
     SearchRun,
     _retrained_top1,
     ci_text,
+    paired,
     config_differences,
     group,
     load_rank_run,
@@ -32,6 +34,7 @@ from kshot_bench.report_runs import (
     run_space,
     variant_name,
 )
+from kshot_bench.report_rules import diff_text, paired_diffs, rule_tables
 from kshot_bench.results import fmt
 from kshot_bench.rundir import machine_label
 
@@ -43,7 +46,7 @@ def tables(runs: Runs) -> List[str]:
     ranks, searches = runs.ranks, runs.searches
     lines = []
     if ranks:
-        lines += table4(ranks) + table_without_no_path(ranks) + table_top(ranks) + paired_comparisons(ranks) + table_sampling(ranks) + table_score_by(ranks)
+        lines += table4(ranks) + table_without_no_path(ranks) + table_top(ranks) + paired_comparisons(ranks) + rule_tables(ranks) + table_score_by(ranks)
         lines += table_same_network(ranks)
         lines += table_ablation(ranks, searches) + table1(ranks)
     lines += unranked_tables(runs) + table_ablation_unranked(runs)
@@ -322,9 +325,9 @@ def table_ablation(ranks: List[RankRun], searches: List[SearchRun]) -> List[str]
     for method in METHOD_ORDER:
         rs_all = [r for r in ranks if r.method == method]
         for (k, neg_epochs, _), rs in sorted(group(rs_all, lambda r: (int(r.p["k"]), -int(r.p["epochs"]),
-                                                                         r.sampling)).items()):
+                                                                         r.rules)).items()):
             n += 1
-            code = (rs[0].p["code"] if k > 1 else "[1]") + rs[0].paths
+            code = (rs[0].p["code"] if k > 1 else "[1]") + rs[0].suffix
             split = [r.metrics["split_tau"].get("100") for r in rs]
             hashes = {r.p["config_hash"] for r in rs}
             srch = [s for s in supernet_searches if s.result.get("protocol", {}).get("config_hash") in hashes]
@@ -336,19 +339,6 @@ def table_ablation(ranks: List[RankRun], searches: List[SearchRun]) -> List[str]
     lines += ["", "Searched ground truth: NSGA-II runs whose checkpoint has the config of a run in the row.", ""]
     lines += [f"Not covered by the runs given: {', '.join(missing)}.", ""] if missing else []
     return lines
-
-
-SAME_SCORING = ("dataset", "truth", "arch_set", "score_set")
-
-
-def paired(a: RankRun, b: RankRun, keys: Sequence[str] = ("seed", "epochs") + SAME_SCORING) -> bool:
-    """Two runs can be compared pair by pair: same dataset, seed, budget, ground truth, arch set and
-    scoring images (`keys`), and their predictions list the same archs with the same truth."""
-    if any(str(a.p.get(k)) != str(b.p.get(k)) for k in keys):
-        return False
-    pa, pb = a.predictions(), b.predictions()
-    return (pa is not None and pb is not None and np.array_equal(pa["key"], pb["key"])
-            and np.array_equal(pa["truth"], pb["truth"]))
 
 
 def compare(path_a: Path, path_b: Path) -> List[str]:
@@ -392,19 +382,22 @@ def compare(path_a: Path, path_b: Path) -> List[str]:
               "|---|---|---|---|---|"]
 
     def tau(run: RankRun, by: str) -> str:
-        st = run.scored(by)
-        return ci_text(st["kendall_tau"], st["ci95"]["kendall_tau"]) if st else "n/a"
+        return ci_text(st["kendall_tau"], st["ci95"]["kendall_tau"]) if (st := run.scored(by)) else "n/a"
 
+    notes = []
     for by in ("acc", "loss"):
         if not (np.isfinite(pa[by]).all() and np.isfinite(pb[by]).all()):
-            lines.append(f"| {by} | n/a | n/a | n/a | n/a |")
-            continue
+            continue  # a score one of them does not have (external scores have no loss)
         d = stats.paired_tau_diff(pa[by], pb[by], pa["truth"])
-        lines.append(f"| {by} | {tau(a, by)} | {tau(b, by)} | {diff_text(d)} | "
-                     f"{100 * d['share_of_resamples_above_0']:.0f}% |")
+        undefined = [f"{name}: {why}" for name, values in (("A", pa[by]), ("B", pb[by]))
+                     if (why := stats.constant_reason(np.asarray(values), "scores"))]
+        share = "n/a" if undefined else f"{100 * d['share_of_resamples_above_0']:.0f}%"
+        lines.append(f"| {by} | {tau(a, by)} | {tau(b, by)} | {diff_text(d)} | {share} |")
+        if undefined:
+            notes.append(f"by {by}, tau is undefined for {'; '.join(undefined)}: no difference is claimed.")
     by = a.score_by
     splits = [f"n={n}: {text}" for n, text in split_taus(a.scored(by), b.scored(by), len(pa["truth"]))]
-    return lines + ["", f"split tau ({by}), A vs B: " + "; ".join(splits),
+    return lines + ["", *notes, f"split tau ({by}), A vs B: " + "; ".join(splits),
                     f"intervals: {stats.N_BOOT} bootstrap resamples of the archs, the same for A and B."]
 
 
@@ -432,7 +425,7 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
     from kshot_bench import metrics as stats
 
     pairs = [(r, o) for r in ranks if int(r.p["k"]) > 1 for o in ranks
-             if int(o.p["k"]) == 1 and r.sampling == o.sampling and paired(r, o)]
+             if int(o.p["k"]) == 1 and r.rules[:2] == o.rules[:2] and paired(r, o)]
     if not pairs:
         return []
     lines = ["### Paired comparisons: K-shot against one-shot on the same archs and images", "",
@@ -472,48 +465,6 @@ def paired_comparisons(ranks: List[RankRun]) -> List[str]:
         if len(vs) > 1:
             lines.append(f"- At {epochs} epochs, {method} (K={k}): {across_seeds(vs)}")
     return lines + [""]
-
-
-def paired_diffs(a: RankRun, b: RankRun) -> Tuple[Dict, Optional[Dict]]:
-    """tau(a) - tau(b) on their common archs (`paired`), each run scored its own way, with the bootstrap interval
-    of metrics.paired_tau_diff; and the same by validation loss (None when either run lacks losses)."""
-    from kshot_bench import metrics as stats
-
-    pa, pb = a.predictions(), b.predictions()
-    d = stats.paired_tau_diff(pa[a.score_by], pb[b.score_by], pa["truth"])
-    by_loss = np.isfinite(pa["loss"]).all() and np.isfinite(pb["loss"]).all()
-    return d, stats.paired_tau_diff(pa["loss"], pb["loss"], pa["truth"]) if by_loss else None
-
-
-def diff_text(d: Dict) -> str:
-    """A paired difference (metrics.paired_tau_diff) as '+0.123 [+0.100, +0.150]'."""
-    return f"{d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}]"
-
-
-def table_sampling(ranks: List[RankRun]) -> List[str]:
-    """Runs that differ only in how training drew its paths (`sampling`, e.g. ENN-balanced against uniform):
-    the same method, K, code, seed and budget, scored on the same archs and images. The difference in tau with
-    its bootstrap interval (joint resamples of the archs), by accuracy and by loss."""
-    from kshot_bench import metrics as stats
-
-    pairs = [(a, u) for a in ranks if a.sampling != "uniform" for u in ranks
-             if u.sampling == "uniform" and (a.p["k"], a.p["code"]) == (u.p["k"], u.p["code"]) and paired(a, u)]
-    if not pairs:
-        return []
-    lines = ["### Sampling: the same supernet trained on other paths than uniform ones", "",
-             "| dataset | method | K | epochs | seed | sampling | tau [95% CI] | tau, uniform paths [95% CI] | "
-             "Δtau [95% CI] | Δtau by loss [95% CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for a, u in sorted(pairs, key=lambda au: (au[0].p["dataset"], method_order(au[0].method), int(au[0].p["k"]),
-                                              au[0].sampling, -int(au[0].p["epochs"]), int(au[0].p["seed"]))):
-        sa, su = a.stats(), u.stats()
-        d, dl = paired_diffs(a, u)
-        lines.append(f"| {a.p['dataset']} | {a.method} | {a.p['k']} | {a.p['epochs']} | {a.p['seed']} | {a.sampling} | "
-                     f"{ci_text(sa['kendall_tau'], sa['ci95']['kendall_tau'])} | "
-                     f"{ci_text(su['kendall_tau'], su['ci95']['kendall_tau'])} | "
-                     f"{diff_text(d)} | {diff_text(dl) if dl else 'n/a'} |")
-    return lines + ["", f"Δtau = tau(sampling) - tau(uniform paths), scored {pairs[0][0].score_by} unless stated; "
-                    f"intervals over {stats.N_BOOT} bootstrap resamples of the archs, the same resamples for both runs. "
-                    "They cover the choice of archs only, not the training seed.", ""]
 
 
 def table_score_by(ranks: List[RankRun]) -> List[str]:
@@ -558,6 +509,9 @@ def across_seeds(vs: List) -> str:
         pr, po = r.predictions(), o.predictions()
         pairs.append((pr[r.score_by], po[o.score_by], pr["truth"]))
     d = stats.seeds_tau_diff(pairs)
+    if not np.isfinite(d["diff"]):
+        return (f"Across the {d['n_seeds']} training seeds: undefined (a run gave every arch the same score), so no "
+                "difference is claimed.")
     side = "contains 0" if d["ci_lo"] <= 0 <= d["ci_hi"] else ("above 0" if d["diff"] > 0 else "below 0")
     return (f"Across the {d['n_seeds']} training seeds: mean Δtau {d['diff']:+.3f} [{d['ci_lo']:+.3f}, "
             f"{d['ci_hi']:+.3f}], {side} (std between seeds {d['seed_std']:.3f}). The interval resamples the "
@@ -607,12 +561,12 @@ def table1(ranks: List[RankRun]) -> List[str]:
         if r.log and len(r.log) > len(longest.get(r.p["config_hash"], RankRun(r.path, {}, {})).log):
             longest[r.p["config_hash"]] = r
     for (k, code, _), rs in sorted(group(list(longest.values()),
-                                                lambda r: (int(r.p["k"]), r.p["code"], r.sampling)).items()):
+                                                lambda r: (int(r.p["k"]), r.p["code"], r.rules)).items()):
         warm = [float(row["time_s"]) for r in rs for row in r.log if row["phase"] == "warmup"]
         kshot = [float(row["time_s"]) for r in rs for row in r.log if row["phase"] != "warmup"]
         ips = [float(row["images_per_s"]) for r in rs for row in r.log if row["phase"] == "warmup"]
         mem = [max(float(row["peak_mem_mb"]) for row in r.log) for r in rs]
-        lines.append(f"| {k} | {(code if k > 1 else '–') + rs[0].paths} | {pm(warm, digits=1)} | {pm(kshot, digits=1)} | "
+        lines.append(f"| {k} | {(code if k > 1 else '–') + rs[0].suffix} | {pm(warm, digits=1)} | {pm(kshot, digits=1)} | "
                      f"{fmt(float(np.median(kshot)), 1) if kshot else 'n/a'} | {pm(ips, digits=0)} | {pm(mem, digits=0)} | "
                      f"{', '.join(r.label for r in rs)} |")
         rows += 1

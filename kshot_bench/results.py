@@ -56,6 +56,88 @@ def fmt(v: Optional[float], digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
 
 
+def is_defined(value) -> bool:
+    """A figure that exists: not None (null in metrics.json), not NaN."""
+    return value is not None and not (isinstance(value, float) and np.isnan(value))
+
+
+def undefined_reason(m: Dict, key: str = "kendall_tau", sub: Optional[str] = None) -> Optional[str]:
+    """Why a ranking figure of `m` is undefined (`metrics.undefined_reasons`), or None when it is defined. A
+    figure without a recorded reason (runs written before reasons were kept) that is null says so plainly."""
+    value = m.get(key) if sub is None else (m.get(key) or {}).get(sub)
+    reasons = m.get("undefined") or {}
+    reason = reasons.get(key) if sub is None else (reasons.get(key) or {}).get(sub)
+    if reason:
+        return reason
+    return None if is_defined(value) else "all scores or all true accuracies are equal"
+
+
+def tau_text(m: Dict, key: str = "kendall_tau", sub: Optional[str] = None, ci: bool = True, digits: int = 3) -> str:
+    """A ranking figure with its interval, or `undefined` (the reason goes in `undefined_lines`)."""
+    if undefined_reason(m, key, sub):
+        return "undefined"
+    value = m[key] if sub is None else m[key][sub]
+    cis = m.get("ci95", {})
+    interval = cis.get(key) if sub is None else (cis.get(key) or {}).get(sub)
+    return with_ci(value, interval if ci else None, digits)
+
+
+def tau_sort_key(m: Dict) -> float:
+    """Rows by tau, best first; undefined ones last."""
+    return -m["kendall_tau"] if is_defined(m.get("kendall_tau")) else float("inf")
+
+
+def headline(subject: str, metrics: Dict, baselines: Dict[str, Dict], truth: str) -> str:
+    """The summary's first sentence: the tau and how it stands against the baselines on the same archs. No claim
+    of better, worse or level unless both figures are defined."""
+    n = metrics["n_archs"]
+    why = undefined_reason(metrics)
+    if why:
+        return (f"Kendall's tau of {subject}: **undefined**: {why} ({n:,} archs, ground truth `{truth}`), so it is "
+                "not compared with the baselines.")
+    tau = metrics["kendall_tau"]
+    defined = {name: b for name, b in baselines.items() if not undefined_reason(b)}
+    better = [name for name, b in defined.items() if b["kendall_tau"] > tau]
+    level = [name for name, b in defined.items() if b["kendall_tau"] == tau]
+    text = f"Kendall's tau of {subject}: **{tau:.3f}** over {n:,} archs (ground truth `{truth}`)."
+    if better:
+        text += f" Baselines ranking better: {', '.join(better)}."
+    if level:
+        text += f" Level with: {', '.join(level)}."
+    if defined and not better and not level:
+        text += " It ranks better than every baseline below" + (" whose tau is defined." if len(defined) < len(baselines) else ".")
+    undefined = [name for name in baselines if name not in defined]
+    if undefined:
+        text += f" Undefined on these archs (not compared): {', '.join(undefined)}."
+    return text
+
+
+def ties_line(m: Dict) -> List[str]:
+    """How many archs share their score with another: ties are common (accuracy on 1,000 images takes at most
+    1,001 values) and decide how far an order can be told."""
+    t = m.get("ties")
+    if not t:
+        return []
+    if not t["tied_archs"]:
+        return ["", f"Ties: none ({t['distinct_scores']:,} distinct scores for {t['n_archs']:,} archs)."]
+    return ["", f"Ties: {t['tied_archs']:,} of {t['n_archs']:,} archs share their score with another "
+                f"({t['distinct_scores']:,} distinct scores); tau-b, split tau, P@k and regret count tied scores as "
+                "ties (P@k and regret as expectations over the tied places)."]
+
+
+def undefined_lines(rows: List[Tuple[str, Dict]]) -> List[str]:
+    """One line per row whose figures are undefined, with the reason."""
+    lines = []
+    for name, m in rows:
+        reasons = sorted({r for k in ("kendall_tau", "spearman") if (r := (m.get("undefined") or {}).get(k))}
+                         | {r for k in ("split_tau", "top_tau") for r in ((m.get("undefined") or {}).get(k) or {}).values()})
+        if reasons:
+            lines.append(f"- {name}: undefined figures ({'; '.join(reasons)}).")
+        elif not is_defined(m.get("kendall_tau")):
+            lines.append(f"- {name}: undefined figures (all scores or all true accuracies are equal).")
+    return ([""] + lines) if lines else []
+
+
 def with_ci(value: Optional[float], ci: Optional[Sequence[float]], digits: int = 3) -> str:
     """`0.123 [0.081, 0.164]`: a value and its 95% interval, when there is one."""
     if ci is None or value is None or any(v is None for v in ci):
@@ -67,7 +149,7 @@ def significance_lines(m: Dict) -> List[str]:
     """Plain sentences on whether a tau is told apart from chance, and the other scoring beside it."""
     lines = []
     null = m.get("null")
-    if null and null.get("band_lo") is not None and np.isfinite(null["band_lo"]):
+    if null and null.get("band_lo") is not None and np.isfinite(null["band_lo"]) and is_defined(m["kendall_tau"]):
         inside = null["band_lo"] <= m["kendall_tau"] <= null["band_hi"]
         lines.append(f"- Scores that carry no information about the truth give tau in [{fmt(null['band_lo'])}, "
                      f"{fmt(null['band_hi'])}] on these archs (95%); p-value of the supernet's tau "
@@ -83,15 +165,15 @@ def significance_lines(m: Dict) -> List[str]:
 
 def summary_table(rows: List[Tuple[str, Dict]], split_keys: Iterable[str]) -> List[str]:
     split_keys = list(split_keys)
-    head = ["method", "Kendall tau", "Spearman"] + [f"split tau n={k}" for k in split_keys] + ["P@10", "regret"]
+    p10 = any("10" in m.get("precision_at_k", {}) for _, m in rows)  # P@10 only where 10 < the number of archs
+    head = ["method", "Kendall tau", "Spearman"] + [f"split tau n={k}" for k in split_keys] + (["P@10"] if p10 else []) + ["regret"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in rows:
-        ci = m.get("ci95", {})
-        cells = [name, with_ci(m["kendall_tau"], ci.get("kendall_tau")), fmt(m["spearman"])]
-        cells += [with_ci(m["split_tau"].get(k), ci.get("split_tau", {}).get(k)) for k in split_keys]
-        cells += [fmt(m["precision_at_k"].get("10"), 2), fmt(m["regret"], 2)]
+        cells = [name, tau_text(m), tau_text(m, "spearman", ci=False)]
+        cells += [tau_text(m, "split_tau", k) if k in m["split_tau"] else "n/a" for k in split_keys]
+        cells += ([fmt(m["precision_at_k"].get("10"), 2)] if p10 else []) + [fmt(m["regret"], 2)]
         lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    return lines + undefined_lines(rows)
 
 
 def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> Path:
@@ -99,9 +181,7 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
     label = f"supernet K={p['k']} ({p['code_label']})"
     split_keys = [k for k in ("10", "50", "100", "1000") if k in metrics["split_tau"]] or list(metrics["split_tau"])[:3]
     rows = [(label, metrics)] + sorted(((f"{n}: {b['description']}", b) for n, b in baselines.items()),
-                                       key=lambda r: -r[1]["kendall_tau"])
-    tau = metrics["kendall_tau"]
-    beaten = [n for n, b in baselines.items() if b["kendall_tau"] > tau]
+                                       key=lambda r: tau_sort_key(r[1]))
     from kshot_bench.config import RunConfig
     from kshot_bench.search_space import SPACES
 
@@ -110,13 +190,12 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
     lines = [
         f"# Ranking: {p['dataset']}, K={p['k']}, {p['code_label']}",
         "",
-        f"Kendall's tau of the supernet: **{tau:.3f}** over {p['n_archs']:,} archs "
-        f"(ground truth `{p['truth']}`). " + (f"Baselines ranking better: {', '.join(beaten)}." if beaten else
-                                            "It ranks better than every baseline below."),
+        headline("the supernet", metrics, baselines, p["truth"]),
         "",
         *summary_table(rows, split_keys),
         "",
         "Brackets: 95% bootstrap intervals (resampling the archs).",
+        *ties_line(metrics),
         *without_no_path_line(metrics),
         "",
         *significance_lines(metrics),
@@ -166,9 +245,10 @@ def plot_scatter(out_dir: Path, scores: np.ndarray, truth: np.ndarray, metrics: 
     ax.scatter(truth, scores, s=8, alpha=0.6, edgecolors="none", color="#1f77b4")
     ax.set_xlabel(f"true accuracy (%), {p['truth']}")
     ax.set_ylabel(ylabel or f"supernet accuracy (%), {p['n_score_images']:,} images")
-    title = title or f"{p['dataset']}  K={p['k']} {p['code_label']}"
+    title = title or f"{p.get('space', 'nb201')} on {p['dataset']}, K={p['k']} {p['code_label']}"
     ident = f"scores sha256 {p['scores_sha256'][:10]}" if p.get("scores_sha256") else f"config {p['config_hash']}"
-    ax.set_title(f"{title}: Kendall tau {metrics['kendall_tau']:.3f}\n{p['n_archs']:,} archs, {ident}", fontsize=9)
+    tau = "undefined" if undefined_reason(metrics) else f"{metrics['kendall_tau']:.3f}"
+    ax.set_title(f"{title}: Kendall tau {tau}\n{p['n_archs']:,} archs, {ident}", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(out_dir) / "scatter.png"
@@ -182,17 +262,27 @@ def plot_scatter(out_dir: Path, scores: np.ndarray, truth: np.ndarray, metrics: 
 
 def print_table(metrics: Dict, baselines: Dict, label: Optional[str] = None) -> None:
     p = metrics["protocol"]
-    rows = [(label or f"supernet K={p['k']} {p['code_label']}", metrics)] + sorted(baselines.items(), key=lambda r: -r[1]["kendall_tau"])
+    rows = [(label or f"supernet K={p['k']} {p['code_label']}", metrics)] + sorted(baselines.items(),
+                                                                              key=lambda r: tau_sort_key(r[1]))
     ns = [k for k in ("10", "100", "1000") if k in metrics["split_tau"]]
-    print(f"\n{'method':<34}{'tau':>8}{'95% CI':>17}{'rho':>8}" + "".join(f"{'split@' + k:>12}" for k in ns)
+    print(f"\n{'method':<34}{'tau':>9}{'95% CI':>17}{'rho':>10}" + "".join(f"{'split@' + k:>12}" for k in ns)
           + f"{'regret':>9}")
     for name, m in rows:
         lo, hi = m.get("ci95", {}).get("kendall_tau") or (None, None)
         ci = f"[{fmt(lo)}, {fmt(hi)}]" if lo is not None else ""
-        print(f"{name[:33]:<34}{fmt(m['kendall_tau']):>8}{ci:>17}{fmt(m['spearman']):>8}"
-              + "".join(f"{fmt(m['split_tau'][k]):>12}" for k in ns) + f"{fmt(m['regret'], 2):>9}")
+        if undefined_reason(m):
+            ci = ""
+        print(f"{name[:33]:<34}{tau_text(m, ci=False):>9}{ci:>17}{tau_text(m, 'spearman', ci=False):>10}"
+              + "".join(f"{tau_text(m, 'split_tau', k, ci=False):>12}" for k in ns) + f"{fmt(m['regret'], 2):>9}")
+    for line in undefined_lines(rows):
+        if line:
+            print(line[2:])
+    ties = metrics.get("ties")
+    if ties and ties["tied_archs"]:
+        print(f"ties: {ties['tied_archs']:,} of {ties['n_archs']:,} archs share their score with another "
+              f"({ties['distinct_scores']:,} distinct scores)")
     null = metrics.get("null")
-    if null and null.get("band_lo") is not None and np.isfinite(null["band_lo"]):
+    if null and null.get("band_lo") is not None and np.isfinite(null["band_lo"]) and not undefined_reason(metrics):
         print(f"random scores on these archs: tau in [{fmt(null['band_lo'])}, {fmt(null['band_hi'])}] (95%); "
               f"p-value of this tau {null['p_value']:.2g}")
     if "n_score_images" not in p:  # external scores

@@ -354,13 +354,14 @@ class Trainer:
         self.opt.step()
         m["steps"] += 1
         if joint:
-            self.finish_joint_step(arch, step, total)
+            self.finish_simplex_step([arch], step_rng(self.cfg.seed, STREAM_SIMPLEX, step), total)
 
-    def finish_joint_step(self, arch, step: int, loss: float) -> None:
-        """The simplex-net's side of a joint step: r_c for a space with widths, the all-reduce, Adam."""
+    def finish_simplex_step(self, archs, rng: np.random.Generator, loss: float) -> None:
+        """The end of a simplex-net step (separate or joint), its loss already back-propagated: r_c over the archs'
+        width settings (a space with widths; the same on every process, so the mean keeps it), the all-reduce,
+        Adam, the meters."""
         if uses_widths(self.cfg) and self.cfg.rc_weight > 0:
-            rc = channel_regulariser_loss(self.codes, self.space, [arch],
-                                          step_rng(self.cfg.seed, STREAM_SIMPLEX, step), self.cfg)
+            rc = channel_regulariser_loss(self.codes, self.space, archs, rng, self.cfg)
             (self.cfg.rc_weight * rc).backward(inputs=list(self.codes.parameters()))
             self.meters["rc"] += float(rc.detach())
         self.dist.average_grads(list(self.codes.parameters()))
@@ -402,14 +403,7 @@ class Trainer:
         loss_fn = getattr(self, SIMPLEX_STEPS[self.simplex_strategy])
         for xp, yp in self.micro(x, y):
             total += loss_fn(xp, yp, archs, scale) * scale
-        if uses_widths(self.cfg) and self.cfg.rc_weight > 0:  # the same on every process: the mean keeps it
-            rc = channel_regulariser_loss(self.codes, self.space, archs, rng, self.cfg)
-            (self.cfg.rc_weight * rc).backward(inputs=list(self.codes.parameters()))
-            self.meters["rc"] += float(rc.detach())
-        self.dist.average_grads(list(self.codes.parameters()))
-        self.simplex_opt.step()
-        self.meters["simplex_loss"] += total
-        self.meters["simplex_steps"] += 1
+        self.finish_simplex_step(archs, rng, total)
 
     def simplex_loss_batched(self, x: torch.Tensor, y: torch.Tensor, archs, scale: float = 1.0) -> float:
         if len(y) % len(archs):  # the batch does not split into equal groups: the reference

@@ -10,6 +10,8 @@
 #   git archive HEAD | (mkdir -p /tmp/frozen && tar x -C /tmp/frozen); CODE=/tmp/frozen ... scripts/narrow_runs.sh
 # EXTRA: more training fields, space-separated, each passed as --set and added to the run's name, e.g.
 #   EXTRA="grad_clip=5" ... scripts/narrow_runs.sh   ->   train-k1-balanced-s0-grad_clip5, curve-k1-balanced-s0-grad_clip5
+# VARIANT: a named simplex-net training variant (simplex.SIMPLEX_VARIANTS, issue 45), passed as --variant and added
+# to the run's name, e.g. SPACE=macro PRESET=cpu SNAPSHOTS="10 20" SAMPLING=uniform VARIANT=joint scripts/narrow_runs.sh
 # One thread per chain (OMP_NUM_THREADS=1): two chains side by side fill two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONPATH=$CODE
 NAME="k$K-$SAMPLING-s$SEED"
 [ "$SPACE" = nb201 ] || NAME="$SPACE-$NAME"
 SETS=()
+if [ -n "${VARIANT:-}" ]; then SETS+=(--variant "$VARIANT"); NAME="$NAME-$VARIANT"; fi
 for KV in ${EXTRA:-}; do SETS+=(--set "$KV"); NAME="$NAME-${KV//=/}"; done
 # -P: the current directory never shadows the frozen copy on sys.path
 kb() { (cd "$RUNS" && "$PY" -P -m kshot_bench.cli "$@"); }

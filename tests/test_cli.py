@@ -47,7 +47,7 @@ def test_cost_indices_and_all(capsys, truth_csv):
     (["train", "--code", "learned", "--data-root", ".", "--out", "x"], "unknown code mode 'learned'"),
     (["train", "--preset", "gpu", "--data-root", ".", "--out", "x"], "unknown preset 'gpu'"),
     (["train", "--set", "epochz=3", "--data-root", ".", "--out", "x"], "unknown config key 'epochz'"),
-    (["train", "--set", "epochs=three", "--data-root", ".", "--out", "x"], "takes a int"),
+    (["train", "--set", "epochs=three", "--data-root", ".", "--out", "x"], "takes an integer"),
     (["train", "--preset", "smoke", "--data-root", "/nonexistent/cifar", "--out", "x"], "does not exist"),
     (["rank", "--preset", "smoke", "--data-root", "/nonexistent/cifar", "--out", "x"], "does not exist"),
 ])

@@ -83,7 +83,7 @@ def test_all_metrics_and_aggregate():
     t = rng.normal(size=300)
     runs = [metrics.all_metrics(t + rng.normal(scale=0.5, size=300), t) for _ in range(3)]
     m = runs[0]
-    assert set(m) == {"kendall_tau", "spearman", "split_tau", "top_tau", "precision_at_k", "regret", "n_archs"}
+    assert set(m) == {"kendall_tau", "spearman", "split_tau", "top_tau", "precision_at_k", "regret", "n_archs", "ties"}
     assert list(m["split_tau"]) == ["10", "20", "50", "100", "200"]
     agg = metrics.aggregate(runs)
     taus = [r["kendall_tau"] for r in runs]

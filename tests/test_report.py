@@ -9,8 +9,9 @@ from kshot_bench.errors import UserError
 from kshot_bench.report import build_report
 
 
-def fake_rank_run(root, k, code, seed, epochs=10, tau=0.5, n=40, with_log=True, sampling=None):
-    name = f"k{k}-{'oneshot' if k == 1 else code}-e{epochs}-s{seed}" + (f"-{sampling}" if sampling else "")
+def fake_rank_run(root, k, code, seed, epochs=10, tau=0.5, n=40, with_log=True, sampling=None, offpath=None):
+    name = (f"k{k}-{'oneshot' if k == 1 else code}-e{epochs}-s{seed}" + (f"-{sampling}" if sampling else "")
+            + (f"-{offpath}" if offpath else ""))
     d = root / name
     (d / "train").mkdir(parents=True)
     rng = np.random.default_rng(seed + 10 * k)
@@ -27,6 +28,9 @@ def fake_rank_run(root, k, code, seed, epochs=10, tau=0.5, n=40, with_log=True, 
     if sampling:
         metrics["protocol"]["sampling"] = sampling
         metrics["protocol"]["config_hash"] += sampling[:2]
+    if offpath:
+        metrics["protocol"]["offpath_update"] = offpath
+        metrics["protocol"]["config_hash"] += offpath[:2]
     (d / "metrics.json").write_text(json.dumps(metrics))
     base = {"params": {"description": "parameter count (NB201)", "kendall_tau": 0.55, "spearman": 0.7,
                        "split_tau": {"10": 0.6, "20": 0.5}}}
@@ -485,3 +489,39 @@ def test_archs_that_are_one_network_get_their_score_spread_per_run(tmp_path):
     assert one[5] == four[5] == "6 of 16 in 3"
     assert float(one[6]) == 0.0 and float(four[6]) == pytest.approx(2.0, abs=0.005)  # (1 + 2 + 3) / 3
     assert float(one[7]) == float(four[7]) == pytest.approx(0.5, abs=0.005)  # (0 + 0.5 + 1) / 3
+
+
+def test_runs_of_other_off_path_rules_are_never_pooled_and_pair_in_their_own_table(tmp_path):
+    """One-shot runs under `decay` and under `none` (same seed, budget and archs) are other methods: rows of their
+    own in Table 4, and the off-path table gives decay minus none, paired; a K=4 `none` run pairs with the `none`
+    one-shot run only."""
+    from kshot_bench import metrics as stats
+
+    root = tmp_path / "runs"
+    plain = fake_rank_run(root, 1, "uniform", 0, sampling="balanced")
+    decay = fake_rank_run(root, 1, "uniform", 0, sampling="balanced", offpath="decay")
+    k4 = fake_rank_run(root, 4, "simplex", 0, sampling="balanced")
+    with open(plain / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    truth = np.array([float(r["truth"]) for r in rows])
+    better = truth + np.random.default_rng(5).normal(0, 1.0, len(truth))
+    with open(k4 / "predictions.csv", "w", newline="") as fh:  # the same archs and truth as the one-shot runs
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]) + ["lam_1", "lam_2", "lam_3"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "lam_0": 0.25, "lam_1": 0.25, "lam_2": 0.25, "lam_3": 0.25})
+    with open(decay / "predictions.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r, sc in zip(rows, better):
+            w.writerow({**r, "score": sc})
+    lines = build_report([root], tmp_path / "r").read_text().splitlines()
+    t4 = [x.split(" | ")[0] for x in lines if x.startswith("| one-shot")]
+    assert "| one-shot (K=1), balanced paths" in t4 and "| one-shot (K=1), balanced paths, off-path decay" in t4
+    start = lines.index("### Paired comparisons: K-shot against one-shot on the same archs and images")
+    paired_rows = lines[start + 4:lines.index("", start + 2)]
+    assert len(paired_rows) == 1  # K=4 (none) against the none one-shot run only
+    row = next(x for x in lines if x.startswith("| cifar10 | one-shot (K=1), balanced paths | 1 | 10 | 0 | decay |"))
+    pb = np.array([float(r["score"]) for r in rows])
+    want = stats.paired_tau_diff(better, pb, truth)
+    assert f"{want['diff']:+.3f} [{want['ci_lo']:+.3f}, {want['ci_hi']:+.3f}]" in row

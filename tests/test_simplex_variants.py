@@ -160,3 +160,12 @@ def test_variant_flag(tmp_path, tiny_cifar_folder, capsys):
     assert main(["rank", "--checkpoint", str(out / "supernet.pt"), "--variant", "joint", "--out",
                  str(tmp_path / "r")]) != 0
     assert "--variant" in capsys.readouterr().err
+
+
+def test_joint_step_with_widths_adds_the_channel_regulariser(splits, tmp_path):
+    """MobileNetV2 with width search: the joint step's simplex-net loss includes r_c, as the separate step's does."""
+    cfg = from_preset("smoke", space="mbv2", k=2, simplex_step="joint", simplex_interval=1, warmup_epochs=0)
+    t = Trainer(cfg, tmp_path, splits, CPU, progress=False)
+    x, y = next(iter(t.loader.epoch(0)))
+    t.iteration(x, y, 0)
+    assert t.meters["simplex_steps"] == 1 and t.meters["rc"] > 0

@@ -383,6 +383,11 @@ PRESETS = {
                   simplex_paths=4, simplex_interval=2, archs="4", score_images=32, score_batch=32, checkpoint_every=4,
                   rc_widths=3),
 }
+PRESET_ABOUT = {
+    "imagenet": "the paper's ImageNet supernet recipe: 120 epochs, batch 1024 (8 GPUs), 1,000 archs on 10,000 images",
+    "cpu": "a half-width network on 32x32 images, 8 epochs over 15,000 images, 100 archs (a pipeline check)",
+    "smoke": "seconds, for tests: a quarter-width network, 2 epochs over 64 images, 4 archs",
+}
 EMBEDDED_PRESET = None  # no preset sized for the embedded sample: `cpu` everywhere
 # NB201 skeleton options: they must keep their defaults here (the macro-architecture is fixed, SPEC 7)
 _OTHER_SPACE_OPTIONS = ("channels", "cells", "unique_sampling")

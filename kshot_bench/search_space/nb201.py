@@ -464,6 +464,14 @@ PRESETS = {
     "smoke": dict(channels=4, cells=1, epochs=2, warmup_epochs=1, batch_size=32, train_subset=256,
                   simplex_paths=4, simplex_interval=2, archs="12", score_images=64, score_batch=64, checkpoint_every=4),
 }
+PRESET_ABOUT = {  # one line each for `kshot-bench presets` (the comment above says more)
+    "nb201": "the NB201 weight-sharing protocol at paper scale: C=16, N=5, 250 epochs, every validation image",
+    "long": "C=16, N=5 over 100 epochs with snapshots (the tau-vs-epochs curve), 500 archs on 2,000 images",
+    "narrow": "the paper's 250 epochs on one CPU core: C=5, N=5, ENN-balanced paths, snapshots, 1,000 / 3,000 archs",
+    "cpu": "a whole rank job on 2 CPU cores in about 20 minutes: C=16, N=1, 12 epochs, 250 archs on 1,000 images",
+    "demo": "the default without --data-root: the embedded sample, 3 epochs, 50 archs (a demonstration, not a result)",
+    "smoke": "seconds, for tests: C=4, N=1, 2 epochs over 256 images, 12 archs",
+}
 EMBEDDED_PRESET = "demo"  # the preset without --data-root (the embedded CIFAR-10 sample); with data: `cpu`
 
 

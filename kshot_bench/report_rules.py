@@ -1,0 +1,77 @@
+"""Report tables of training rules: the same supernet (method, K, code, seed, budget, arch set and images) trained
+under another rule than the paper's or the default, paired on the same archs. One table per rule:
+  sampling        ENN-balanced (or other) paths against uniform ones (issue 25);
+  offpath_update  `decay` (every used weight decays and keeps its momentum each step) against `none` (issue 44);
+  simplex_variant a named simplex-net training variant against the CPU presets' (`cpu`, issue 45).
+Every other rule must be the same for two runs to pair. Also the paired difference of two runs and its text, which
+the other report tables share."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from kshot_bench.report_runs import RankRun, ci_text, method_order, paired, rules_label
+
+# rule -> (index in RankRun.rules, the value the others are compared against, heading, column of the others)
+RULES = {
+    "sampling": (0, "uniform", "Sampling: the same supernet trained on other paths than uniform ones", "sampling"),
+    "offpath_update": (1, "none", "Off-path update: weights off the sampled path decayed every step (`decay`) "
+                                  "against left untouched (`none`)", "off-path"),
+    "simplex_variant": (2, "cpu", "Simplex-net variants against the CPU presets' (`cpu`: 16 paths every 4th step)",
+                        "variant"),
+}
+
+
+def paired_diffs(a: RankRun, b: RankRun) -> Tuple[Dict, Optional[Dict]]:
+    """tau(a) - tau(b) on their common archs (`paired`), each run scored its own way, with the bootstrap interval
+    of metrics.paired_tau_diff; and the same by validation loss (None when either run lacks losses)."""
+    from kshot_bench import metrics as stats
+
+    pa, pb = a.predictions(), b.predictions()
+    d = stats.paired_tau_diff(pa[a.score_by], pb[b.score_by], pa["truth"])
+    by_loss = np.isfinite(pa["loss"]).all() and np.isfinite(pb["loss"]).all()
+    return d, stats.paired_tau_diff(pa["loss"], pb["loss"], pa["truth"]) if by_loss else None
+
+
+def diff_text(d: Dict) -> str:
+    """A paired difference (metrics.paired_tau_diff) as '+0.123 [+0.100, +0.150]'; `undefined` where a tau is."""
+    return f"{d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}]" if np.isfinite(d["diff"]) else "undefined"
+
+
+def rule_tables(ranks: List[RankRun]) -> List[str]:
+    return [line for rule in RULES for line in table_rule(ranks, rule)]
+
+
+def table_rule(ranks: List[RankRun], rule: str) -> List[str]:
+    """Runs that differ only in `rule` (RULES): each run under another value against the base value's run of the
+    same method, K, code, seed and budget, scored on the same archs and images. The difference in tau with its
+    bootstrap interval (joint resamples of the archs), by accuracy and by loss."""
+    from kshot_bench import metrics as stats
+
+    i, base, heading, column = RULES[rule]
+
+    def others(r: RankRun) -> tuple:
+        return r.rules[:i] + r.rules[i + 1:]
+
+    pairs = [(a, b) for a in ranks if a.rules[i] not in (base, "") for b in ranks
+             if b.rules[i] == base and (a.p["k"], a.p["code"]) == (b.p["k"], b.p["code"]) and others(a) == others(b)
+             and paired(a, b)]
+    if not pairs:
+        return []
+    lines = [f"### {heading}", "",
+             f"| dataset | method | K | epochs | seed | {column} | tau [95% CI] | tau, {base} [95% CI] | "
+             "Δtau [95% CI] | Δtau by loss [95% CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for a, b in sorted(pairs, key=lambda ab: (ab[0].p["dataset"], method_order(ab[0].method), int(ab[0].p["k"]),
+                                              ab[0].rules[i], -int(ab[0].p["epochs"]), int(ab[0].p["seed"]))):
+        sa, sb = a.stats(), b.stats()
+        d, dl = paired_diffs(a, b)
+        name = a.method + ("" if i == 0 else a.paths) + rules_label("none" if i == 1 else a.offpath,
+                                                                  "" if i == 2 else a.variant)  # all but the rule
+        lines.append(f"| {a.p['dataset']} | {name} | {a.p['k']} | {a.p['epochs']} | {a.p['seed']} | {a.rules[i]} | "
+                     f"{ci_text(sa['kendall_tau'], sa['ci95']['kendall_tau'])} | "
+                     f"{ci_text(sb['kendall_tau'], sb['ci95']['kendall_tau'])} | "
+                     f"{diff_text(d)} | {diff_text(dl) if dl else 'n/a'} |")
+    return lines + ["", f"Δtau = tau({column}) - tau({base}), scored {pairs[0][0].score_by} unless stated; "
+                    f"intervals over {stats.N_BOOT} bootstrap resamples of the archs, the same resamples for both runs. "
+                    "They cover the choice of archs only, not the training seed.", ""]
