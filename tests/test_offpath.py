@@ -8,7 +8,9 @@ whole batch and `torch.optim.SGD`, with `zero_grad(set_to_none=True)` for `none`
 for `decay`."""
 import copy
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -203,7 +205,6 @@ def test_mechanism_benchmark_measures_each_rule(tiny_cifar_folder):
 def test_released_scoring_noise_helpers():
     """benchmarks/released_scoring_noise.py: with scores that are the truth plus per-batch noise, more images give
     a tau closer to the whole set's, and every arch subset's tau is near the whole set's."""
-    import numpy as np
 
     from benchmarks.released_scoring_noise import BATCH, arch_noise, image_noise
 
@@ -217,3 +218,21 @@ def test_released_scoring_noise_helpers():
     assert noise["512"]["tau_between_first_and_all"] < noise["5120"]["tau_between_first_and_all"] < 1
     archs = arch_noise(per_batch.mean(1), truth)
     assert abs(archs["300"]["mean_minus_all"]) < 0.02 and archs["100"]["tau_sd"] > archs["300"]["tau_sd"]
+
+
+def test_reencode_script_degrades_every_image(tmp_path, tiny_cifar_folder):
+    """scripts/reencode_images.py (the dose test): every train and test image re-encoded as JPEG at the quality
+    asked, loadable as a CIFAR-10 folder with the same labels, and lossy."""
+    import sys
+
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from reencode_images import reencode
+
+    n = reencode(tiny_cifar_folder, tmp_path / "q50", 50)
+    assert n == len(list(tiny_cifar_folder.glob("*/*/*.png")))
+    a = load_dataset("cifar10", tiny_cifar_folder, download=False)
+    b = load_dataset("cifar10", tmp_path / "q50", download=False)
+    assert torch.equal(a.train_y, b.train_y) and a.train_x.shape == b.train_x.shape
+    assert not torch.equal(a.train_x, b.train_x)
+    assert float((a.train_x.float() - b.train_x.float()).abs().mean()) > 1.0
