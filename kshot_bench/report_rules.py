@@ -39,6 +39,30 @@ def diff_text(d: Dict) -> str:
     return f"{d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}]" if np.isfinite(d["diff"]) else "undefined"
 
 
+def across_seeds(vs: List) -> str:
+    """The mean paired difference over the training seeds of `vs` ((K-shot run, diff, diff by loss, one-shot run)
+    per seed) with its two-level bootstrap interval (seeds, then archs), as a sentence."""
+    from kshot_bench import metrics as stats
+
+    pairs = []
+    for r, _, _, o in vs:
+        pr, po = r.predictions(), o.predictions()
+        pairs.append((pr[r.score_by], po[o.score_by], pr["truth"]))
+    d = stats.seeds_tau_diff(pairs)
+    if not np.isfinite(d["diff"]):
+        return (f"Across the {d['n_seeds']} training seeds: undefined (a run gave every arch the same score), so no "
+                "difference is claimed.")
+    side = "contains 0" if d["ci_lo"] <= 0 <= d["ci_hi"] else ("above 0" if d["diff"] > 0 else "below 0")
+    return (f"Across the {d['n_seeds']} training seeds: mean Δtau {d['diff']:+.3f} [{d['ci_lo']:+.3f}, "
+            f"{d['ci_hi']:+.3f}], {side} (std between seeds {d['seed_std']:.3f}). The interval resamples the "
+            f"seeds, then the archs within each; with {d['n_seeds']} seeds it can only show the spread of the "
+            "seeds at hand, so it is a lower bound on the uncertainty over training seeds.")
+
+
+def a_value(vs: List, i: int) -> str:
+    return vs[0][0].rules[i]
+
+
 def rule_tables(ranks: List[RankRun]) -> List[str]:
     return [line for rule in RULES for line in table_rule(ranks, rule)]
 
@@ -72,6 +96,53 @@ def table_rule(ranks: List[RankRun], rule: str) -> List[str]:
                      f"{ci_text(sa['kendall_tau'], sa['ci95']['kendall_tau'])} | "
                      f"{ci_text(sb['kendall_tau'], sb['ci95']['kendall_tau'])} | "
                      f"{diff_text(d)} | {diff_text(dl) if dl else 'n/a'} |")
+    by_epochs: Dict[tuple, List] = {}
+    for a, b in pairs:
+        by_epochs.setdefault((a.name, int(a.p["epochs"])), []).append((a, None, None, b))
+    seeds = [f"- {name}, {epochs} epochs, {a_value(vs, i)} minus {base}: {across_seeds(vs)}"
+             for (name, epochs), vs in sorted(by_epochs.items(), key=lambda kv: (kv[0][0], -kv[0][1])) if len(vs) > 1]
+    lines += [""] + seeds if seeds else []
     return lines + ["", f"Δtau = tau({column}) - tau({base}), scored {pairs[0][0].score_by} unless stated; "
                     f"intervals over {stats.N_BOOT} bootstrap resamples of the archs, the same resamples for both runs. "
                     "They cover the choice of archs only, not the training seed.", ""]
+
+
+DIAGNOSTICS = (("train_loss", "train loss", 3), ("simplex_loss", "simplex-net loss", 3), ("code_entropy", "code entropy", 3),
+               ("code_spread", "code spread", 3), ("copy_spread_ops", "copy spread, ops", 3),
+               ("copy_spread_trunk", "copy spread, trunk", 3), ("w_rms_ops", "weight RMS, ops", 3),
+               ("w_rms_trunk", "weight RMS, trunk", 3))
+
+
+def table_diagnostics(ranks: List[RankRun]) -> List[str]:
+    """How each training run's codes and weights developed (issue 45): from its log (one row per epoch, the
+    longest log of each training run), at the end of warm-up, at each quarter of the rest and at the end. Logs
+    written before the weight diagnostics existed are left out."""
+    from kshot_bench.results import fmt
+
+    longest: Dict[str, RankRun] = {}  # snapshots of one training run share its log: the longest one speaks for it
+    for r in ranks:
+        held = longest.get(r.p["config_hash"])
+        if r.log and "w_rms_ops" in r.log[0] and (held is None or len(r.log) > len(held.log)):
+            longest[r.p["config_hash"]] = r
+    if not longest:
+        return []
+    lines = ["### Training diagnostics: codes, copies and weights over the epochs", "",
+             "| run | K | epoch | phase | " + " | ".join(head for _, head, _ in DIAGNOSTICS) + " |",
+             "|---|---|---|---|" + "---|" * len(DIAGNOSTICS)]
+    for r in sorted(longest.values(), key=lambda r: (r.name, int(r.p["seed"]))):
+        log = r.log
+        warm = [i for i, row in enumerate(log) if row["phase"] == "warmup"]
+        start = warm[-1] if warm else 0
+        picks = sorted({start, *(start + round(q * (len(log) - 1 - start) / 4) for q in (1, 2, 3, 4))})
+        for i in picks:
+            row = log[i]
+            cells = [fmt(float(row[key]), d) if row.get(key) not in (None, "") and not (int(r.p["k"]) == 1 and "code" in key)
+                     else "–" for key, _, d in DIAGNOSTICS]
+            lines.append(f"| {r.name}, seed {r.p['seed']} | {r.p['k']} | {row['epoch']} | {row['phase']} | "
+                         + " | ".join(cells) + " |")
+    return lines + ["", "code entropy: mean entropy of a code relative to log K (1 = uniform, every copy alike); code "
+                    "spread: mean total-variation distance between two archs' codes (0 = every arch the same code); copy "
+                    "spread: mean over weight tensors of ||theta_k - mean|| / ||mean|| (0 = identical copies, which give the "
+                    "simplex-net no gradient); weight RMS: of the mean copy's conv and linear weights (under BN their "
+                    "effective step scales as lr / RMS^2). Simplex-net loss: the mean over its paths of a separate step, "
+                    "or the supernet step's loss of a joint step.", ""]

@@ -34,7 +34,7 @@ from kshot_bench.report_runs import (
     run_space,
     variant_name,
 )
-from kshot_bench.report_rules import diff_text, paired_diffs, rule_tables
+from kshot_bench.report_rules import across_seeds, diff_text, paired_diffs, rule_tables, table_diagnostics
 from kshot_bench.results import fmt
 from kshot_bench.rundir import machine_label
 
@@ -48,7 +48,7 @@ def tables(runs: Runs) -> List[str]:
     if ranks:
         lines += table4(ranks) + table_without_no_path(ranks) + table_top(ranks) + paired_comparisons(ranks) + rule_tables(ranks) + table_score_by(ranks)
         lines += table_same_network(ranks)
-        lines += table_ablation(ranks, searches) + table1(ranks)
+        lines += table_ablation(ranks, searches) + table1(ranks) + table_diagnostics(ranks)
     lines += unranked_tables(runs) + table_ablation_unranked(runs)
     lines += table1(runs.without_truth) if any(r.log for r in runs.without_truth) else []
     lines += table2(runs.retrains, runs.all_searches)
@@ -497,26 +497,6 @@ def table_score_by(ranks: List[RankRun]) -> List[str]:
                     f"default, `score_by=acc`) and mean cross-entropy (`score_by=loss`, lower is better). Brackets: "
                     f"{stats.N_BOOT:,} bootstrap resamples of the archs, the same for both scores. Loss ranks better "
                     f"in {above} of {len(rows)} runs and worse in {below} (intervals clear of 0).", ""]
-
-
-def across_seeds(vs: List) -> str:
-    """The mean paired difference over the training seeds of `vs` ((K-shot run, diff, diff by loss, one-shot run)
-    per seed) with its two-level bootstrap interval (seeds, then archs), as a sentence."""
-    from kshot_bench import metrics as stats
-
-    pairs = []
-    for r, _, _, o in vs:
-        pr, po = r.predictions(), o.predictions()
-        pairs.append((pr[r.score_by], po[o.score_by], pr["truth"]))
-    d = stats.seeds_tau_diff(pairs)
-    if not np.isfinite(d["diff"]):
-        return (f"Across the {d['n_seeds']} training seeds: undefined (a run gave every arch the same score), so no "
-                "difference is claimed.")
-    side = "contains 0" if d["ci_lo"] <= 0 <= d["ci_hi"] else ("above 0" if d["diff"] > 0 else "below 0")
-    return (f"Across the {d['n_seeds']} training seeds: mean Δtau {d['diff']:+.3f} [{d['ci_lo']:+.3f}, "
-            f"{d['ci_hi']:+.3f}], {side} (std between seeds {d['seed_std']:.3f}). The interval resamples the "
-            f"seeds, then the archs within each; with {d['n_seeds']} seeds it can only show the spread of the "
-            "seeds at hand, so it is a lower bound on the uncertainty over training seeds.")
 
 
 def loss_taus(sr: Dict, so: Dict) -> str:

@@ -525,3 +525,27 @@ def test_runs_of_other_off_path_rules_are_never_pooled_and_pair_in_their_own_tab
     pb = np.array([float(r["score"]) for r in rows])
     want = stats.paired_tau_diff(better, pb, truth)
     assert f"{want['diff']:+.3f} [{want['ci_lo']:+.3f}, {want['ci_hi']:+.3f}]" in row
+
+
+def test_training_diagnostics_table_reads_the_log(tmp_path):
+    """The report's diagnostics table: codes, copies and weights from a run's log at the end of warm-up, each quarter
+    of the rest and the end; logs without the weight columns are left out."""
+    root = tmp_path / "runs"
+    d = fake_rank_run(root, 4, "simplex", 0, epochs=10)
+    fields = ["epoch", "phase", "time_s", "images_per_s", "peak_mem_mb", "train_loss", "simplex_loss", "code_entropy",
+              "code_spread", "copy_spread_ops", "copy_spread_trunk", "w_rms_ops", "w_rms_trunk"]
+    with open(d / "train" / "log.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        for e in range(1, 11):
+            w.writerow({"epoch": e, "phase": "warmup" if e <= 2 else "kshot", "time_s": 40, "images_per_s": 500,
+                        "peak_mem_mb": 1000, "train_loss": 2.0 - e / 10, "simplex_loss": "" if e <= 2 else 1.5,
+                        "code_entropy": 1.0 - e / 100, "code_spread": e / 100, "copy_spread_ops": 1.7 - e / 10,
+                        "copy_spread_trunk": 1.6, "w_rms_ops": 0.2, "w_rms_trunk": 0.3})
+    fake_rank_run(root, 1, "uniform", 0, epochs=10)  # its log lacks the columns: no rows
+    lines = build_report([root], tmp_path / "r").read_text().splitlines()
+    start = lines.index("### Training diagnostics: codes, copies and weights over the epochs")
+    rows = [x for x in lines[start + 4:] if x.startswith("| ")]
+    rows = rows[:next((i for i, x in enumerate(rows) if not x.startswith("| K-shot")), len(rows))]
+    assert [x.split(" | ")[2] for x in rows] == ["2", "4", "6", "8", "10"]  # warm-up end, quarters, end
+    assert rows[-1].split(" | ")[8] == "0.700"  # copy spread of the ops at epoch 10
