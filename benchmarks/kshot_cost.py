@@ -2,7 +2,8 @@
 
 For each space and preset (NB201 `narrow`, NAS-Bench-Macro `cpu`), trainers are built past their warm-up (the
 phase that decides an epoch's cost) on the real training images: one-shot (K=1), K=4 with a fixed code (the
-floor: the K copies' merge, no simplex-net), and K=4 under each simplex-net variant (simplex.SIMPLEX_VARIANTS
+floor: the K copies' merge, no simplex-net), one-shot under `offpath_update=decay` (what zero-filled gradients
+cost: SGD then updates every used weight each step), and K=4 under each simplex-net variant (simplex.SIMPLEX_VARIANTS
 whose cost differs: the warm-up code and the output layer's scale do not change a step after warm-up). Each round
 times `--steps` consecutive iterations (a multiple of every simplex_interval) of each trainer, in a fresh order per
 round, on the same batches; the ratio of each to the one-shot time of the same round is the paired cost ratio.
@@ -40,7 +41,9 @@ TIMED_VARIANTS = ("paper", "cpu", "paths4", "joint")  # the others cost what one
 
 def configs(space: str, preset: str) -> dict:
     base = dict(space=space, warmup_epochs=0, snapshot_epochs="")
-    out = {"one-shot": from_preset(preset, k=1, **base), "K=4 fixed code": from_preset(preset, k=4, code="uniform", **base)}
+    out = {"one-shot": from_preset(preset, k=1, **base),
+           "one-shot, off-path decay": from_preset(preset, k=1, offpath_update="decay", **base),
+           "K=4 fixed code": from_preset(preset, k=4, code="uniform", **base)}
     for name in TIMED_VARIANTS:
         out[f"K=4 {name}"] = from_preset(preset, k=4, **base).replace(**SIMPLEX_VARIANTS.get(name))
     return out
@@ -76,7 +79,7 @@ def measure(space: str, preset: str, data_root: Path, rounds: int, steps: int, s
     base = times["one-shot"]
     return {"preset": preset, "batch_size": cfgs["one-shot"].batch_size, "steps_per_round": steps, "rounds": rounds,
             "configs": {name: {"fields": {f: getattr(cfg, f) for f in ("k", "code", "simplex_step", "simplex_interval",
-                                                                        "simplex_paths")},
+                                                                        "simplex_paths", "offpath_update")},
                                "ms_per_step_median": 1e3 * statistics.median(times[name]) / steps,
                                "ratio_to_one_shot_median": statistics.median(a / b for a, b in zip(times[name], base)),
                                "ratios": [a / b for a, b in zip(times[name], base)]}
