@@ -12,6 +12,8 @@
 #   EXTRA="grad_clip=5" ... scripts/narrow_runs.sh   ->   train-k1-balanced-s0-grad_clip5, curve-k1-balanced-s0-grad_clip5
 # VARIANT: a named simplex-net training variant (simplex.SIMPLEX_VARIANTS, issue 45), passed as --variant and added
 # to the run's name, e.g. SPACE=macro PRESET=cpu SNAPSHOTS="10 20" SAMPLING=uniform VARIANT=joint scripts/narrow_runs.sh
+# RANK_ARGS: more arguments for the scoring, e.g. RANK_ARGS="--archs 1000" (the same 1,000 archs at every snapshot,
+# for screens that need not score every network).
 # One thread per chain (OMP_NUM_THREADS=1): two chains side by side fill two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,5 +39,5 @@ for E in $SNAPSHOTS; do
   kb train --space "$SPACE" --preset "$PRESET" --k "$K" --seed "$SEED" --set sampling="$SAMPLING" ${SETS[@]+"${SETS[@]}"} \
     --device cpu --data-root "$DATA" --out "$RUNS/train-$NAME" --resume --until-epoch "$E" --quiet
   kb rank --checkpoint "$RUNS/train-$NAME" --space "$SPACE" --preset "$PRESET" --device cpu --data-root "$DATA" \
-    --out "$RUNS/curve-$NAME" --quiet
+    --out "$RUNS/curve-$NAME" --quiet ${RANK_ARGS:-}
 done
