@@ -8,6 +8,8 @@
 #   DATA=/path/to/cifar10-image-folder RUNS=/path/outside/the/repo K=4 SEED=0 SAMPLING=balanced scripts/narrow_runs.sh
 # CODE: a frozen copy of the package to run (default: this checkout), so that later edits do not reach a running chain:
 #   git archive HEAD | (mkdir -p /tmp/frozen && tar x -C /tmp/frozen); CODE=/tmp/frozen ... scripts/narrow_runs.sh
+# The NB201 presets train with offpath_update=decay since issue 44 (runs (a)-(d) of issue 25 used `none`:
+# EXTRA="offpath_update=none" repeats them); the rule is in every run's protocol.
 # EXTRA: more training fields, space-separated, each passed as --set and added to the run's name, e.g.
 #   EXTRA="grad_clip=5" ... scripts/narrow_runs.sh   ->   train-k1-balanced-s0-grad_clip5, curve-k1-balanced-s0-grad_clip5
 # VARIANT: a named simplex-net training variant (simplex.SIMPLEX_VARIANTS, issue 45), passed as --variant and added

@@ -167,14 +167,29 @@ def test_the_field_is_checked_recorded_and_old_runs_read_none(tmp_path):
     with pytest.raises(UserError, match="offpath_update") as err:
         from_preset("smoke", offpath_update="always")
     assert "decay" in err.value.fix
-    cfg = from_preset("narrow", k=1)
-    assert cfg.offpath_update == "none"
+    cfg = from_preset("narrow", k=1, offpath_update="none")
     old = cfg.to_dict()
     del old["offpath_update"]  # a run directory written before the field existed
     assert from_dict(old).offpath_update == "none"
     assert from_dict(old).hash() == cfg.hash()  # its name stays what its reports say
     assert cfg.replace(offpath_update="decay").hash() != cfg.hash()
     assert RunConfig().offpath_update == "none"
+
+
+def test_nb201_presets_decay_and_the_mobilenet_spaces_keep_none():
+    """Issue 44, item 7: every NB201 preset trains with `decay` (the released NB201 trainers' rule, better at 250
+    epochs in both seeds); NAS-Bench-Macro and MobileNetV2 keep `none` (no evidence there; the SPOS authors' rule).
+    A preset's decay run has the hash of the `--set offpath_update=decay` runs made before the default changed."""
+    from kshot_bench.config import presets
+
+    for name in presets("nb201").names():
+        assert from_preset(name, space="nb201").offpath_update == "decay", name
+    for space in ("macro", "mbv2"):
+        for name in presets(space).names():
+            assert from_preset(name, space=space).offpath_update == "none", (space, name)
+    assert from_preset("narrow", k=1).hash() == from_preset("narrow", k=1, offpath_update="none").replace(
+        offpath_update="decay").hash()
+    assert from_preset("narrow", k=1, offpath_update="none").offpath_update == "none"  # --set still chooses
 
 
 def test_rank_records_the_rule_in_its_protocol_and_summary(tmp_path, tiny_cifar_folder):
