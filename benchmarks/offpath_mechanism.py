@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -122,20 +123,42 @@ def run_rule(rule: str, epochs: int, splits, seed: int, preset: str = "narrow") 
     return rows
 
 
+def movement_per_use(row: dict) -> Optional[float]:
+    """A group's relative movement from one use to the next: its on-path step plus the off-path steps until the next
+    use ((1 - uses) / uses of them on average). Under `decay` momentum keeps moving a weight after its use, so the
+    on-path step alone understates how far a use moves it; the sum is an upper bound (triangle inequality) on the
+    displacement per use, near it while momentum points one way."""
+    on, off, uses = row["step_on_path"], row["step_off_path"] or 0.0, row["uses"]
+    if not on or not uses:
+        return None
+    return on + off * (1 - uses) / uses
+
+
 def summary(rows_by_rule: dict) -> dict:
-    """The last epoch per rule: each group's RMS and effective step per use, relative to the reductions'."""
+    """Per rule and group: the last epoch's RMS (and over the reductions'), the last epoch's step per use, and over
+    all epochs the mean on-path step and the mean movement per use (`movement_per_use`); then decay over none."""
     out = {}
     for rule, rows in rows_by_rule.items():
         last = rows[-1]
-        out[rule] = {g: {"rms": last[g]["rms"], "step_on_path": last[g]["step_on_path"],
-                         "rms_over_reduction": last[g]["rms"] / last["reduction"]["rms"],
-                         "step_over_reduction": (last[g]["step_on_path"] / last["reduction"]["step_on_path"]
-                                                 if last[g]["step_on_path"] and last["reduction"]["step_on_path"] else None)}
-                     for g in GROUPS}
+        out[rule] = {}
+        for g in GROUPS:
+            steps = [r[g]["step_on_path"] for r in rows if r[g]["step_on_path"]]
+            moves = [m for m in (movement_per_use(r[g]) for r in rows) if m]
+            out[rule][g] = {"rms": last[g]["rms"], "step_on_path": last[g]["step_on_path"],
+                            "rms_over_reduction": last[g]["rms"] / last["reduction"]["rms"],
+                            "step_over_reduction": (last[g]["step_on_path"] / last["reduction"]["step_on_path"]
+                                                    if last[g]["step_on_path"] and last["reduction"]["step_on_path"]
+                                                    else None),
+                            "mean_step_on_path": float(np.mean(steps)) if steps else None,
+                            "mean_movement_per_use": float(np.mean(moves)) if moves else None}
     if {"none", "decay"} <= set(out):
-        out["decay_over_none"] = {g: {"rms": out["decay"][g]["rms"] / out["none"][g]["rms"],
-                                      "step_on_path": (out["decay"][g]["step_on_path"] / out["none"][g]["step_on_path"]
-                                                       if out["none"][g]["step_on_path"] else None)} for g in GROUPS}
+        def ratio(g, key):
+            a, b = out["decay"][g][key], out["none"][g][key]
+            return a / b if a and b else None
+
+        out["decay_over_none"] = {g: {key: ratio(g, key) for key in
+                                      ("rms", "step_on_path", "mean_step_on_path", "mean_movement_per_use")}
+                                  for g in GROUPS}
     return out
 
 
@@ -147,7 +170,16 @@ def main() -> None:
     p.add_argument("--rules", default="none,decay")
     p.add_argument("--preset", default="narrow", help="an NB201 preset (tests: smoke)")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--resummarize", type=Path, default=None,
+                   help="recompute the summary of a results file from its per-epoch rows (nothing trained) into --out")
     args = p.parse_args()
+    if args.resummarize:
+        import json
+
+        result = json.loads(args.resummarize.read_text())
+        result["summary"] = summary(result["per_epoch"])
+        emit(result, "offpath_mechanism", False, out=args.out or args.resummarize)
+        return
     tune_allocator()
     cfg = from_preset(args.preset, k=1)
     splits = load_for(cfg, args.data_root, download=False)

@@ -213,6 +213,10 @@ def test_mechanism_benchmark_measures_each_rule(tiny_cifar_folder):
     for g in ("edge_1x1", "edge_3x3"):
         assert rows["none"][-1][g]["step_off_path"] == 0.0
         assert rows["decay"][-1][g]["step_off_path"] > 0
+    s = summary(rows)
+    for g in ("edge_1x1", "edge_3x3"):  # under `none` a weight moves only on its uses; under `decay` also between
+        assert s["none"][g]["mean_movement_per_use"] == pytest.approx(s["none"][g]["mean_step_on_path"])
+        assert s["decay"][g]["mean_movement_per_use"] > s["decay"][g]["mean_step_on_path"]
     assert all(rows["decay"][-1][g]["step_on_path"] > 0 for g in GROUPS)
     assert set(summary(rows)) == {"none", "decay", "decay_over_none"}
 
