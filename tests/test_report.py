@@ -257,6 +257,13 @@ def test_compare_two_runs_of_other_budgets_on_the_same_archs(tmp_path, capsys):
     lines = compare(a, b)
     assert f"supernets trained on different machines: {amd} vs {amd} then {intel} (A vs B)" in lines
     assert f"scored on different machines: {amd} vs {intel} (A vs B)" in lines
+    assert not any(x.startswith("data sources differ") for x in lines)
+    for path, folder in ((a, "/data/cifar10"), (b, "/data/cifar10-q50")):  # the same run on a re-encoding
+        m = json.loads((path / "metrics.json").read_text())
+        m["protocol"]["data"] = f"CIFAR-10 image folder {folder}"
+        (path / "metrics.json").write_text(json.dumps(m))
+    assert ("data sources differ: CIFAR-10 image folder /data/cifar10 vs CIFAR-10 image folder /data/cifar10-q50 "
+            "(A vs B)") in compare(a, b)
     same = next(x for x in compare(a, a) if x.startswith("| acc |"))
     assert "| +0.000 [+0.000, +0.000] | 0% |" in same
     assert main(["compare", str(a), str(b)]) == 0
