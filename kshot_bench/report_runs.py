@@ -333,10 +333,14 @@ def machine_differences(a: RankRun, b: RankRun) -> List[str]:
     sa, sb = (machine_label(r.p["machine"]) if isinstance(r.p.get("machine"), dict) else None for r in (a, b))
     if sa and sb and sa != sb:
         lines.append(f"scored on different machines: {sa} vs {sb} (A vs B)")
-    da, db = a.p.get("data"), b.p.get("data")
-    if da and db and da != db:  # another folder may hold other images (a re-encoding, a subset): say so
-        lines.append(f"data sources differ: {da} vs {db} (A vs B)")
     return lines
+
+
+def data_differences(a: RankRun, b: RankRun) -> List[str]:
+    """A line when two runs' protocols name different data sources: another folder may hold other images (a
+    re-encoding, a subset), which no config field shows."""
+    da, db = a.p.get("data"), b.p.get("data")
+    return [f"data sources differ: {da} vs {db} (A vs B)"] if da and db and da != db else []
 
 
 @dataclass
