@@ -78,6 +78,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         trained_epochs = state.get("epochs", state.get("epoch"))
         source = f"checkpoint {checkpoint}" + ("" if finished else f" (unfinished run, epoch {trained_epochs})")
         train_precision = state.get("train_precision", "fp32")
+        train_data = state.get("data")  # the images the supernet trained on (a snapshot records them)
         train_machines = state.get("train_machines") or (  # older snapshots: only the machine that saved them
             [f"{machine_label(state['machine'])} (saved it; any earlier machine not recorded)"] if "machine" in state else None)
     else:
@@ -97,6 +98,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         trained_epochs = cfg.epochs
         source = f"trained here in {run_dir}"
         train_precision = trainer.precision
+        train_data = splits.source
         train_machines = trainer.machines
     if cfg.final_archs and trained_epochs == cfg.epochs:  # the run's last supernet: its own arch set
         cfg = cfg.replace(archs=cfg.final_archs)
@@ -127,7 +129,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         "score_part": cfg.score_part, "score_code": cfg.score_code,
         "simplex_step": cfg.simplex_step, "simplex_interval": cfg.simplex_interval, "simplex_paths": cfg.simplex_paths,
         "warmup_code": cfg.warmup_code, "simplex_init": cfg.simplex_init, "simplex_variant": variant_of(cfg),
-        "train_part": info.train_part, "data": splits.source, "supernet": source, "train_precision": train_precision,
+        "train_part": info.train_part, "data": splits.source, "train_data": train_data, "supernet": source, "train_precision": train_precision,
         "train_machines": train_machines, "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,
         "train_s": train_s, "score_s": score_s, "archs_scored": len(keys) - resumed, "archs_computed": computed,

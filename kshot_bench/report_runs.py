@@ -337,10 +337,15 @@ def machine_differences(a: RankRun, b: RankRun) -> List[str]:
 
 
 def data_differences(a: RankRun, b: RankRun) -> List[str]:
-    """A line when two runs' protocols name different data sources: another folder may hold other images (a
-    re-encoding, a subset), which no config field shows."""
-    da, db = a.p.get("data"), b.p.get("data")
-    return [f"data sources differ: {da} vs {db} (A vs B)"] if da and db and da != db else []
+    """A line for each data source two runs' protocols name differently: another folder may hold other images (a
+    re-encoding, a subset), which no config field shows. `data` is the scoring data; `train_data` the images the
+    supernet trained on (recorded since 2026-12-07; older protocols lack it and say nothing here)."""
+    lines = []
+    for key, what in (("train_data", "training data differ"), ("data", "scoring data differ")):
+        da, db = a.p.get(key), b.p.get(key)
+        if da and db and da != db:
+            lines.append(f"{what}: {da} vs {db} (A vs B)")
+    return lines
 
 
 @dataclass

@@ -205,6 +205,7 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
         f"- config hash `{p['config_hash']}`, preset `{p['preset']}`, seed {p['seed']}; {space.describe_network(p)}; "
         f"{p['epochs']} epochs ({p['warmup_epochs']} warm-up) on {p['train_images']:,} training images",
         f"- supernet trained on: {p['train_part']}; data: {p['data']}",
+        *([f"- the supernet's training images: {p['train_data']}"] if p.get("train_data") not in (None, p["data"]) else []),
         f"- archs: {p['arch_set']}",
         f"- training paths drawn: {p.get('sampling', 'uniform')}; weights off the path: {p.get('offpath_update', 'none')}",
         f"- scored on: {p['score_set']}; score: {p.get('score', 'top-1 accuracy (%)')}",

@@ -111,7 +111,7 @@ def ranked(tmp_path_factory, tiny_cifar_folder):
     return out
 
 
-def test_rank_writes_every_result_file(ranked, truth_csv):
+def test_rank_writes_every_result_file(ranked, truth_csv, tiny_cifar_folder):
     import json
 
     for name in ("predictions.csv", "metrics.json", "baselines.json", "summary.md", "scatter.png", "config.json",
@@ -128,6 +128,7 @@ def test_rank_writes_every_result_file(ranked, truth_csv):
     for key in ("kendall_tau", "spearman", "split_tau", "top_tau", "precision_at_k", "regret", "n_archs", "protocol"):
         assert key in m
     assert m["n_archs"] == 20 and m["protocol"]["n_score_images"] == 64 and m["protocol"]["train_precision"] == "fp32"
+    assert m["protocol"]["train_data"] == m["protocol"]["data"] and str(tiny_cifar_folder) in m["protocol"]["data"]
     b = json.loads((ranked / "baselines.json").read_text())
     assert {"params", "naswot", "synflow", "logsynflow", "nregions", "train_12ep"} <= set(b) and "random" not in b
     assert not (ranked / "predictions.partial.csv").exists()
@@ -144,6 +145,16 @@ def test_rank_from_checkpoint_and_mismatches(capsys, ranked, tiny_cifar_folder, 
     assert m["n_archs"] == 30 and m["protocol"]["k"] == 3 and m["protocol"]["n_score_images"] == 16
     assert m["protocol"]["bn_calibration"] == 32 and "re-estimated over 32 images" in m["protocol"]["score_set"]
     assert m["protocol"]["train_precision"] == "fp32"  # read from the checkpoint
+    # scored on a copy of the images: `data` names the scoring folder, `train_data` the checkpoint's own
+    import shutil
+    copy = shutil.copytree(tiny_cifar_folder, tmp_path / "copy")
+    code, _, err = run(capsys, "rank", "--checkpoint", ckpt, "--data-root", str(copy), "--preset", "smoke", "--quiet",
+                       "--archs", "5", "--set", "score_images=16", "--out", str(tmp_path / "c"))
+    assert code == 0, err
+    p = json.loads((tmp_path / "c" / "metrics.json").read_text())["protocol"]
+    assert str(copy) in p["data"] and str(tiny_cifar_folder) in p["train_data"] and str(copy) not in p["train_data"]
+    assert f"- the supernet's training images: {p['train_data']}" in (tmp_path / "c" / "summary.md").read_text()
+    assert "- the supernet's training images" not in (tmp_path / "u" / "summary.md").read_text()
     from kshot_bench.rundir import machine_info, machine_label
     assert m["protocol"]["train_machines"] == [machine_label(machine_info(torch.device("cpu")))]  # and this
     assert "- training machines: " + m["protocol"]["train_machines"][0] in (tmp_path / "u" / "summary.md").read_text()

@@ -257,12 +257,20 @@ def test_compare_two_runs_of_other_budgets_on_the_same_archs(tmp_path, capsys):
     lines = compare(a, b)
     assert f"supernets trained on different machines: {amd} vs {amd} then {intel} (A vs B)" in lines
     assert f"scored on different machines: {amd} vs {intel} (A vs B)" in lines
-    assert not any(x.startswith("data sources differ") for x in lines)
+    assert not any(x.startswith(("scoring data differ", "training data differ")) for x in lines)
     for path, folder in ((a, "/data/cifar10"), (b, "/data/cifar10-q50")):  # the same run on a re-encoding
+        m = json.loads((path / "metrics.json").read_text())
+        m["protocol"]["train_data"] = f"CIFAR-10 image folder {folder}"
+        (path / "metrics.json").write_text(json.dumps(m))
+    lines = compare(a, b)
+    assert ("training data differ: CIFAR-10 image folder /data/cifar10 vs CIFAR-10 image folder /data/cifar10-q50 "
+            "(A vs B)") in lines
+    assert not any(x.startswith("scoring data differ") for x in lines)  # both scored on the same images
+    for path, folder in ((a, "/data/cifar10"), (b, "/data/cifar10-q50")):
         m = json.loads((path / "metrics.json").read_text())
         m["protocol"]["data"] = f"CIFAR-10 image folder {folder}"
         (path / "metrics.json").write_text(json.dumps(m))
-    assert ("data sources differ: CIFAR-10 image folder /data/cifar10 vs CIFAR-10 image folder /data/cifar10-q50 "
+    assert ("scoring data differ: CIFAR-10 image folder /data/cifar10 vs CIFAR-10 image folder /data/cifar10-q50 "
             "(A vs B)") in compare(a, b)
     same = next(x for x in compare(a, a) if x.startswith("| acc |"))
     assert "| +0.000 [+0.000, +0.000] | 0% |" in same
