@@ -514,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", default=None, help="for score files: the space (default: the run's, else nb201)")
     p.add_argument("--dataset", default=None, help="for score files: the dataset (default: the run's, else cifar10)")
     p.add_argument("--truth", default=None, help="for score files: the ground-truth column (default: the run's)")
+    p.add_argument("--pair", nargs=2, type=Path, action="append", metavar=("A2", "B2"), default=[],
+                   help="the same comparison for another training seed (repeatable): adds each pair's difference "
+                        "and their mean over the seeds with an interval over seeds and archs (rank runs only)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("search", help="NSGA-II (or random) search over a space, by supernet or oracle fitness",

@@ -50,6 +50,11 @@ def cmd_compare(args) -> int:
     from kshot_bench.report_runs import load_rank_run
     from kshot_bench.report_tables import compare
 
+    pairs = [(args.a, args.b), *(tuple(p) for p in args.pair)]
+    files = [str(p) for pair in pairs for p in pair if p.is_file()]
+    if args.pair and files:
+        raise UserError(f"--pair compares rank runs only; {', '.join(files)} is a score file",
+                        fix="score it first (`kshot-bench rank --scores FILE --out DIR`) and pass DIR")
     runs = [load_rank_run(p) for p in (args.a, args.b) if (p / "metrics.json").is_file()]
     protocol = runs[0].p if runs else {}
     space = args.space or protocol.get("space") or "nb201"
@@ -70,6 +75,10 @@ def cmd_compare(args) -> int:
     for tmp_name, given in names.items():
         lines = [line.replace(tmp_name, given) for line in lines]
     print("\n".join(lines))
+    if args.pair:
+        from kshot_bench.report_tables import compare_seeds
+
+        print("\n" + "\n".join(compare_seeds(pairs)))
     return 0
 
 

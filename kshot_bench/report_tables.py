@@ -342,13 +342,9 @@ def table_ablation(ranks: List[RankRun], searches: List[SearchRun]) -> List[str]
     return lines
 
 
-def compare(path_a: Path, path_b: Path) -> List[str]:
-    """Any two rank runs that scored the same archs on the same images against the same truth (other
-    epochs, seeds or methods allowed: e.g. two budgets of about equal compute): each run's tau with its
-    interval, by accuracy and by loss, the paired difference A - B with its interval (joint resamples of
-    the archs), and the split taus. Either may be external scores (`rank --scores`): then they are compared on the
-    other's archs (which the scores must cover) against the same truth. Markdown lines."""
-    from kshot_bench import metrics as stats
+def load_pair(path_a: Path, path_b: Path) -> Tuple[RankRun, RankRun, bool]:
+    """Two rank runs that scored the same archs on the same images against the same truth (one may be external
+    scores, aligned to the other's archs), and whether one is; a UserError naming what differs otherwise."""
     from kshot_bench.evaluate import EXTERNAL
 
     for path in (path_a, path_b):
@@ -370,6 +366,48 @@ def compare(path_a: Path, path_b: Path) -> List[str]:
                         f"truth ({', '.join(diff) or 'their predictions.csv list different archs'} differ)",
                         fix="compare rank runs of one protocol (same --archs sample, scoring images and dataset), "
                             "or score files of the same archs as the run")
+    return a, b, external
+
+
+def compare_seeds(pairs: Sequence[Tuple[Path, Path]]) -> List[str]:
+    """The same comparison A - B made once per training seed (each pair paired on its own archs and images): each
+    pair's difference by accuracy and by loss, and their mean over the pairs with the two-level bootstrap interval
+    (seeds, then archs) of metrics.seeds_tau_diff. Markdown lines."""
+    from kshot_bench import metrics as stats
+
+    runs = [load_pair(a, b)[:2] for a, b in pairs]
+    lines = [f"## A - B over {len(runs)} pairs (one per training seed)", "",
+             "| pair | A | B | A - B, acc [95% CI] | A - B, loss [95% CI] |", "|---|---|---|---|---|"]
+    by_kind = {}
+    for by in ("acc", "loss"):
+        if all(np.isfinite(r.predictions()[by]).all() for pair in runs for r in pair):
+            by_kind[by] = [(a.predictions()[by], b.predictions()[by], a.predictions()["truth"]) for a, b in runs]
+    for i, (a, b) in enumerate(runs):
+        cells = [diff_text(stats.paired_tau_diff(*by_kind[by][i])) if by in by_kind else "n/a" for by in ("acc", "loss")]
+        lines.append(f"| {i + 1} | {a.path} (seed {a.p.get('seed')}) | {b.path} (seed {b.p.get('seed')}) | "
+                     f"{cells[0]} | {cells[1]} |")
+    lines.append("")
+    for by, triples in by_kind.items():
+        d = stats.seeds_tau_diff(triples)
+        lines.append(f"across the {d['n_seeds']} pairs, by {by}: mean A - B {diff_text(d)} (std between pairs "
+                     f"{d['seed_std']:.3f}; {100 * d['share_of_resamples_above_0']:.0f}% of resamples above 0)")
+    seeds = [(a.p.get("seed"), b.p.get("seed")) for a, b in runs]
+    if len(set(seeds)) < len(seeds):
+        lines.append(f"note: pairs repeat a training seed ({seeds}); the interval treats them as different seeds.")
+    return lines + [f"intervals: {stats.N_BOOT} resamples: the pairs with replacement, then each pair's archs jointly "
+                    "for A and B; with few seeds this shows only the spread of the seeds at hand."]
+
+
+def compare(path_a: Path, path_b: Path) -> List[str]:
+    """Any two rank runs that scored the same archs on the same images against the same truth (other
+    epochs, seeds or methods allowed: e.g. two budgets of about equal compute): each run's tau with its
+    interval, by accuracy and by loss, the paired difference A - B with its interval (joint resamples of
+    the archs), and the split taus. Either may be external scores (`rank --scores`): then they are compared on the
+    other's archs (which the scores must cover) against the same truth. Markdown lines."""
+    from kshot_bench import metrics as stats
+    from kshot_bench.evaluate import EXTERNAL
+
+    a, b, external = load_pair(path_a, path_b)
     pa, pb = a.predictions(), b.predictions()
     lines = [f"{name}: {r.path} " + (f"(external scores, sha256 {r.p['scores_sha256'][:12]})"
                                       if r.p.get("supernet") == EXTERNAL else

@@ -564,3 +564,57 @@ def test_training_diagnostics_table_reads_the_log(tmp_path):
     rows = rows[:next((i for i, x in enumerate(rows) if not x.startswith("| K-shot")), len(rows))]
     assert [x.split(" | ")[2] for x in rows] == ["2", "4", "6", "8", "10"]  # warm-up end, quarters, end
     assert rows[-1].split(" | ")[8] == "0.700"  # copy spread of the ops at epoch 10
+
+
+def test_compare_over_seeds_pairs_each_seed_and_averages(tmp_path, capsys):
+    """`compare A B --pair A2 B2`: each pair's paired difference (as `compare` gives it) and their mean over the
+    seeds with an interval over seeds and archs; A better than B in both seeds reads above 0, a run against itself
+    reads exactly 0; unpaired runs and score files are refused by name."""
+    import shutil
+
+    import pandas as pd
+
+    from kshot_bench import metrics as stats
+    from kshot_bench.cli import main
+    from kshot_bench.report_tables import compare_seeds
+
+    root = tmp_path / "runs"
+    pairs, rng = [], np.random.default_rng(3)
+    for seed in (0, 1):
+        b = fake_rank_run(root, 1, "uniform", seed, n=60)
+        a = root / f"better-s{seed}"
+        shutil.copytree(b, a)
+        for path, noise in ((a, 1.0 + seed), (b, 8.0)):  # a ranks close to the truth, b barely
+            with open(b / "predictions.csv", newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            with open(path / "predictions.csv", "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                w.writeheader()
+                for r in rows:
+                    w.writerow({**r, "score": float(r["truth"]) + rng.normal(0, noise),
+                                "val_loss": 3.0 - float(r["truth"]) / 40 + rng.normal(0, noise / 40)})
+        pairs.append((a, b))
+    lines = compare_seeds(pairs)
+    diffs = []
+    for a, b in pairs:
+        pa, pb = (pd.read_csv(p / "predictions.csv") for p in (a, b))
+        d = stats.paired_tau_diff(pa["score"], pb["score"], pa["truth"])
+        diffs.append(d["diff"])
+        assert any(f"| {d['diff']:+.3f} [{d['ci_lo']:+.3f}, {d['ci_hi']:+.3f}] |" in x for x in lines)
+    across = next(x for x in lines if x.startswith("across the 2 pairs, by acc"))
+    assert f"mean A - B {np.mean(diffs):+.3f} [" in across and min(diffs) > 0
+    lo = float(across.split("[")[1].split(",")[0])
+    assert lo > 0  # both seeds far apart in the same direction
+    assert any(x.startswith("across the 2 pairs, by loss") for x in lines)
+    itself = compare_seeds([(a, a) for a, _ in pairs])
+    assert "mean A - B +0.000 [+0.000, +0.000]" in next(x for x in itself if "by acc" in x)
+    assert main(["compare", str(pairs[0][0]), str(pairs[0][1]), "--pair", str(pairs[1][0]), str(pairs[1][1])]) == 0
+    out = capsys.readouterr().out
+    assert "| scored by | tau A [95% CI]" in out and "## A - B over 2 pairs" in out
+    with pytest.raises(UserError, match="did not score the same archs"):  # seed 1's archs are another sample
+        compare_seeds([(pairs[0][0], pairs[1][1]), pairs[1]])
+    scores = tmp_path / "scores.csv"
+    scores.write_text("arch_str,score\nx,1\n")
+    assert main(["compare", str(pairs[0][0]), str(pairs[0][1]), "--pair", str(pairs[1][0]), str(scores)]) == 2
+    out, err = capsys.readouterr()
+    assert "--pair compares rank runs only" in err and "scores.csv" in err and not out  # refused before any output
