@@ -122,7 +122,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
     score_s = time.perf_counter() - t1
     train_images = min(cfg.train_subset or splits.n_train, splits.n_train)
     protocol = {
-        "space": cfg.space, "dataset": cfg.dataset, "k": cfg.k, "code": cfg.code, "code_label": code_label(cfg.k, cfg.code),
+        "space": cfg.space, "dataset": cfg.dataset, "k": cfg.k, "code": cfg.code, "code_label": code_label(cfg.k, cfg.code, cfg.score_code),
         "preset": preset, "seed": cfg.seed, "config_hash": config_hash, "channels": cfg.channels, "cells": cfg.cells,
         "epochs": trained_epochs, "warmup_epochs": cfg.warmup_epochs, "train_images": train_images,
         "sampling": cfg.sampling, "offpath_update": cfg.offpath_update, "bn_calibration": cfg.bn_calibration,

@@ -91,7 +91,7 @@ def table_rule(ranks: List[RankRun], rule: str) -> List[str]:
         sa, sb = a.stats(), b.stats()
         d, dl = paired_diffs(a, b)
         name = a.method + ("" if i == 0 else a.paths) + rules_label("none" if i == 1 else a.offpath,
-                                                                  "" if i == 2 else a.variant)  # all but the rule
+                                                                  "" if i == 2 else a.variant, a.score_code)
         lines.append(f"| {a.p['dataset']} | {name} | {a.p['k']} | {a.p['epochs']} | {a.p['seed']} | {a.rules[i]} | "
                      f"{ci_text(sa['kendall_tau'], sa['ci95']['kendall_tau'])} | "
                      f"{ci_text(sb['kendall_tau'], sb['ci95']['kendall_tau'])} | "

@@ -88,12 +88,17 @@ def uniform_paths(name: str) -> bool:
     return not any(part.endswith(" paths") and part != "uniform paths" for part in name.split(PATHS_SEP)[1:])
 
 
-def rules_label(offpath: str, variant: str) -> str:
+SCORE_CODE_LABELS = {"uniform": "scored with 1/K codes", "mean": "scored with the mean code"}
+
+
+def rules_label(offpath: str, variant: str, score_code: str = "own") -> str:
     """The training rules beyond the method and the sampling, as a row name adds them: the off-path update when
-    it is not `none`, the simplex-net variant of a K-shot run where one was named (issues 44, 45): runs under
-    other rules are other methods, never pooled or paired as one."""
+    it is not `none`, the simplex-net variant of a K-shot run where one was named (issues 44, 45), and a K-shot
+    run scored with one fixed code instead of each arch's own (`score_code`): runs under other rules are other
+    methods, never pooled or paired as one."""
     return (f"{PATHS_SEP}off-path {offpath}" if offpath != "none" else "") + \
-        (f"{PATHS_SEP}{variant} simplex-net" if variant else "")
+        (f"{PATHS_SEP}{variant} simplex-net" if variant else "") + \
+        (f"{PATHS_SEP}{SCORE_CODE_LABELS[score_code]}" if score_code in SCORE_CODE_LABELS else "")
 
 
 def method_order(name: str) -> Tuple[int, bool, str]:
@@ -226,6 +231,14 @@ class RankRun:
         return self.p.get("simplex_variant") or ""
 
     @property
+    def score_code(self) -> str:
+        """The code a K-shot run was scored with: each arch's own (`own`, also for K=1 and older runs), 1/K or the
+        mean code."""
+        if self.p["k"] is None or int(self.p["k"]) == 1:
+            return "own"
+        return self.p.get("score_code") or "own"
+
+    @property
     def rules(self) -> Tuple[str, str, str]:
         """What its training did beyond K and the code: (sampling, off-path update, simplex-net variant)."""
         return self.sampling, self.offpath, self.variant
@@ -233,12 +246,12 @@ class RankRun:
     @property
     def name(self) -> str:
         """The run's row name: its method, its sampling (`paths_label`) and other rules (`rules_label`)."""
-        return self.method + self.paths + rules_label(self.offpath, self.variant)
+        return self.method + self.paths + rules_label(self.offpath, self.variant, self.score_code)
 
     @property
     def suffix(self) -> str:
         """What a row name adds to the method: the sampling and the other rules."""
-        return self.paths + rules_label(self.offpath, self.variant)
+        return self.paths + rules_label(self.offpath, self.variant, self.score_code)
 
     @property
     def paths(self) -> str:
@@ -346,6 +359,18 @@ def data_differences(a: RankRun, b: RankRun) -> List[str]:
         if da and db and da != db:
             lines.append(f"{what}: {da} vs {db} (A vs B)")
     return lines
+
+
+SCORING_CHOICES = ("score_code", "score_by", "score_precision", "bn_calibration")
+
+
+def scoring_differences(a: RankRun, b: RankRun) -> List[str]:
+    """A line naming the scoring choices in which two runs on the same archs and images differ (the code a K-shot
+    supernet was scored with, accuracy or loss, precision, BN re-estimation): the comparison is then one of
+    scoring, not of training."""
+    differ = [f"{k} {a.p.get(k)!r} vs {b.p.get(k)!r}" for k in SCORING_CHOICES
+              if k in a.p and k in b.p and a.p[k] != b.p[k]]
+    return [f"scoring differs in: {'; '.join(differ)} (A vs B)"] if differ else []
 
 
 @dataclass

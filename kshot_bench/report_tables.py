@@ -23,6 +23,7 @@ from kshot_bench.report_runs import (
     group,
     load_rank_run,
     data_differences,
+    scoring_differences,
     machine_differences,
     md,
     method_name,
@@ -415,7 +416,7 @@ def compare(path_a: Path, path_b: Path) -> List[str]:
                                       f"{r.p['config_hash']})") for name, r in (("A", a), ("B", b))]
     differ = config_differences(a, b)
     lines += ([f"training configs differ in: {'; '.join(differ)} (A vs B)"] if differ else [])
-    lines += machine_differences(a, b) + data_differences(a, b)
+    lines += machine_differences(a, b) + data_differences(a, b) + scoring_differences(a, b)
     base = b if a.p.get("supernet") == EXTERNAL else a  # a run's protocol where there is one
     lines += [f"on {len(pa['truth'])} archs: {base.p['arch_set']}; scored on {base.p['score_set']}; truth {a.p['truth']}", "",
               "| scored by | tau A [95% CI] | tau B [95% CI] | A - B [95% CI] | resamples with A > B |",

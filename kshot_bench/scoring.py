@@ -306,8 +306,13 @@ def remove_journals(out_dir: Path) -> None:
 CODE_LABELS = {"simplex": "simplex-net codes", "uniform": "fixed 1/K codes", "random": "random codes"}
 
 
-def code_label(k: int, code: str) -> str:
-    return "one-shot" if k == 1 else CODE_LABELS.get(code, code)
+def code_label(k: int, code: str, score_code: str = "own") -> str:
+    """How a run's supernet merges its copies, as its summary names it; with `score_code` the code it was scored
+    with where that is not each arch's own."""
+    if k == 1:
+        return "one-shot"
+    scored = {"uniform": ", scored with 1/K codes", "mean": ", scored with the mean code"}.get(score_code, "")
+    return CODE_LABELS.get(code, code) + scored
 
 
 def load_supernet(path: Path, device, expect: Dict[str, object]):

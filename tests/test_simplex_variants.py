@@ -147,6 +147,17 @@ def test_fixed_code_scoring_of_a_k_shot_supernet_differs(tmp_path, tiny_cifar_fo
         scores[mode] = [[float(v) for v in line.split(",")[header.index("lam_0"):]] for line in lines[1:]]
     assert all(row == [0.5, 0.5] for row in scores["uniform"])
     assert any(row != [0.5, 0.5] for row in scores["own"])
+    # the fixed code is named wherever the run is: its summary, its report row (never pooled with `own` as a
+    # seed), and `compare`, which says the two differ in scoring, not in training
+    from kshot_bench.report_runs import load_rank_run
+    from kshot_bench.report_tables import compare
+
+    assert "# Ranking: cifar10, K=2, simplex-net codes, scored with 1/K codes" in (tmp_path / "uniform" / "summary.md").read_text()
+    own, uniform = (load_rank_run(tmp_path / mode) for mode in ("own", "uniform"))
+    assert uniform.name == own.name + ", scored with 1/K codes"
+    lines = compare(tmp_path / "own", tmp_path / "uniform")
+    assert "scoring differs in: score_code 'own' vs 'uniform' (A vs B)" in lines
+    assert not any(x.startswith("scoring differs") for x in compare(tmp_path / "own", tmp_path / "own"))
 
 
 def test_variant_flag(tmp_path, tiny_cifar_folder, capsys):
