@@ -13,6 +13,7 @@ import numpy as np
 
 from kshot_bench.config import RunConfig
 from kshot_bench.errors import UserError
+from kshot_bench.scoring import SCORE_CODE_LABELS
 
 DEFAULT_SPACE = RunConfig.space  # runs written before the protocol named its space
 
@@ -86,9 +87,6 @@ def name_method(name: str) -> str:
 def uniform_paths(name: str) -> bool:
     """Whether a row name's run drew its training paths uniformly (named so or not)."""
     return not any(part.endswith(" paths") and part != "uniform paths" for part in name.split(PATHS_SEP)[1:])
-
-
-SCORE_CODE_LABELS = {"uniform": "scored with 1/K codes", "mean": "scored with the mean code"}
 
 
 def rules_label(offpath: str, variant: str, score_code: str = "own") -> str:

@@ -304,6 +304,7 @@ def remove_journals(out_dir: Path) -> None:
 
 
 CODE_LABELS = {"simplex": "simplex-net codes", "uniform": "fixed 1/K codes", "random": "random codes"}
+SCORE_CODE_LABELS = {"uniform": "scored with 1/K codes", "mean": "scored with the mean code"}  # score_code != own
 
 
 def code_label(k: int, code: str, score_code: str = "own") -> str:
@@ -311,7 +312,7 @@ def code_label(k: int, code: str, score_code: str = "own") -> str:
     with where that is not each arch's own."""
     if k == 1:
         return "one-shot"
-    scored = {"uniform": ", scored with 1/K codes", "mean": ", scored with the mean code"}.get(score_code, "")
+    scored = f", {SCORE_CODE_LABELS[score_code]}" if score_code in SCORE_CODE_LABELS else ""
     return CODE_LABELS.get(code, code) + scored
 
 
