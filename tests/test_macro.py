@@ -277,3 +277,42 @@ def test_scoring_with_shared_prefixes_gives_the_same_numbers(tmp_path):
     archs = sorted((mbv2.sample(rng) for _ in range(6)), key=wide.stage_keys)
     archs += [archs[0]._replace(widths=((archs[0].widths[0] + 1) % 5,) + archs[0].widths[1:])]
     assert score_archs_shared(wide, archs, one, batches) == [score_arch(wide, a, one, batches) for a in archs]
+
+
+def test_a_uniform_code_trains_as_one_shot_with_a_slower_classifier(monkeypatch):
+    """What a code of 1/K amounts to (reports/macro-cifar10, issue 45): SGD is linear, so the mean W of the K
+    copies follows SGD with the gradient over K and the decay times K. Every conv is followed by BN without affine
+    (scale-invariant but for BN's eps, set to 0 here), so sqrt(K) W trains exactly as a one-shot supernet's
+    weights; the classifier (K-copied, not scale-invariant) as one-shot's with lr / K and weight decay * K."""
+    import math
+    import kshot_bench.supernet.ops as ops
+
+    monkeypatch.setattr(ops, "BN_EPS", 1e-30)
+    torch.manual_seed(0)
+    k, lr, wd = 4, 0.025, 5e-4
+    kshot, oneshot = KShotMacro(k).double(), KShotMacro(1).double()
+    classifier = {"fc_w", "fc_b"}
+
+    def expected(name, theta):  # one-shot's weights, from the K copies
+        return theta.mean(0) * (1.0 if name in classifier else math.sqrt(k))
+
+    with torch.no_grad():
+        for (name, theta), (_, w) in zip(kshot.named_parameters(), oneshot.named_parameters()):
+            w.copy_(expected(name, theta))
+    sgd = dict(lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
+    opt_k = torch.optim.SGD(kshot.parameters(), **sgd)
+    groups = [[p for n, p in oneshot.named_parameters() if (n in classifier) == c] for c in (False, True)]
+    opt_1 = torch.optim.SGD([dict(params=groups[0]), dict(params=groups[1], lr=lr / k, weight_decay=wd * k)], **sgd)
+    code, rng, g = torch.full((k,), 1.0 / k, dtype=torch.float64), np.random.default_rng(0), torch.Generator().manual_seed(0)
+    for _ in range(4):
+        arch = s.sample(rng)
+        x, y = torch.randn(8, 3, 32, 32, dtype=torch.float64, generator=g), torch.randint(0, 10, (8,), generator=g)
+        for model, opt, c in ((kshot, opt_k, code), (oneshot, opt_1, None)):
+            opt.zero_grad(set_to_none=False)
+            F.cross_entropy(model(x, arch, c), y).backward()
+            opt.step()
+    moved = 0
+    for (name, theta), (_, w) in zip(kshot.named_parameters(), oneshot.named_parameters()):
+        torch.testing.assert_close(expected(name, theta), w[0], rtol=1e-9, atol=1e-12, msg=name)
+        moved += int(not torch.equal(theta[0], theta[1]))
+    assert moved == len(list(kshot.parameters()))  # the copies stay apart: only their mean is one-shot's
