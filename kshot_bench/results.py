@@ -234,6 +234,17 @@ def without_no_path_line(metrics: Dict) -> List[str]:
                 f"{w['n_archs']:,} archs."]
 
 
+def scatter_title(metrics: Dict, title: Optional[str] = None) -> str:
+    """The scatter plot's title: space, dataset, K, the code (and the simplex-net variant where a K-shot run has
+    one), tau, the arch count and the config (or the scores' hash)."""
+    p = metrics["protocol"]
+    variant = f" ({p['simplex_variant']})" if (p.get("k") or 1) > 1 and p.get("simplex_variant") else ""
+    title = title or f"{p.get('space', 'nb201')} on {p['dataset']}, K={p['k']} {p['code_label']}{variant}"
+    ident = f"scores sha256 {p['scores_sha256'][:10]}" if p.get("scores_sha256") else f"config {p['config_hash']}"
+    tau = "undefined" if undefined_reason(metrics) else f"{metrics['kendall_tau']:.3f}"
+    return f"{title}: Kendall tau {tau}\n{p['n_archs']:,} archs, {ident}"
+
+
 def plot_scatter(out_dir: Path, scores: np.ndarray, truth: np.ndarray, metrics: Dict, ylabel: Optional[str] = None,
                  title: Optional[str] = None) -> Path:
     import matplotlib
@@ -246,10 +257,7 @@ def plot_scatter(out_dir: Path, scores: np.ndarray, truth: np.ndarray, metrics: 
     ax.scatter(truth, scores, s=8, alpha=0.6, edgecolors="none", color="#1f77b4")
     ax.set_xlabel(f"true accuracy (%), {p['truth']}")
     ax.set_ylabel(ylabel or f"supernet accuracy (%), {p['n_score_images']:,} images")
-    title = title or f"{p.get('space', 'nb201')} on {p['dataset']}, K={p['k']} {p['code_label']}"
-    ident = f"scores sha256 {p['scores_sha256'][:10]}" if p.get("scores_sha256") else f"config {p['config_hash']}"
-    tau = "undefined" if undefined_reason(metrics) else f"{metrics['kendall_tau']:.3f}"
-    ax.set_title(f"{title}: Kendall tau {tau}\n{p['n_archs']:,} archs, {ident}", fontsize=9)
+    ax.set_title(scatter_title(metrics, title), fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(out_dir) / "scatter.png"

@@ -180,3 +180,14 @@ def test_joint_step_with_widths_adds_the_channel_regulariser(splits, tmp_path):
     x, y = next(iter(t.loader.epoch(0)))
     t.iteration(x, y, 0)
     assert t.meters["simplex_steps"] == 1 and t.meters["rc"] > 0
+
+
+def test_scatter_title_names_the_variant_of_a_k_shot_run():
+    from kshot_bench.results import scatter_title
+
+    protocol = dict(space="macro", dataset="cifar10", k=4, code_label="simplex-net codes", simplex_variant="joint",
+                    config_hash="58363ef9bd", n_archs=3969)
+    metrics = dict(protocol=protocol, kendall_tau=0.5123, n_archs=3969)
+    assert scatter_title(metrics).startswith("macro on cifar10, K=4 simplex-net codes (joint): Kendall tau 0.512\n3,969")
+    one_shot = dict(metrics, protocol=dict(protocol, k=1, code_label="one-shot"))
+    assert "(joint)" not in scatter_title(one_shot)  # a K=1 run has no simplex-net to name
