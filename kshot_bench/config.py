@@ -32,6 +32,8 @@ class RunConfig:
     cells: int = 5              # N cells per stage
     bn_affine: bool = False     # affine BN in the supernet (K copies of gamma/beta)
     kshot_init: str = "independent"
+    kshot_copies: str = "all"   # all: K copies of every weight | normalised: K copies only of the weights a BN normalises,
+                                # one shared copy of the rest (classifier, shortcuts, BN affine, SE; supernet/kshot.py)
     net_scale: float = 1.0      # mbv2: every channel count of the macro-architecture x this (1.0 = the paper's network)
     # supernet training (paper Algorithm 1)
     epochs: int = 250
@@ -123,14 +125,14 @@ LATER_FIELDS = {"micro_batches": 1, "image_size": 0, "local_val_size": 50000, "l
                 "simplex_threads": -1, "sampling": "uniform", "final_archs": "",
                 "bn_calibration": 0, "offpath_update": "none",
                 "score_part": "valid", "simplex_step": "separate", "warmup_code": "uniform", "simplex_init": 0.0,
-                "score_code": "own"}
+                "score_code": "own", "kshot_copies": "all"}
 
 
 def check(cfg: RunConfig) -> None:
     from kshot_bench.datasets import DATASETS
     from kshot_bench.search_space import SPACES
     from kshot_bench.simplex import CODE_MODES
-    from kshot_bench.supernet.kshot import KSHOT_INITS
+    from kshot_bench.supernet.kshot import KSHOT_COPIES, KSHOT_INITS
 
     DATASETS.get(cfg.dataset)
     space = SPACES.get(cfg.space)
@@ -162,6 +164,10 @@ def check(cfg: RunConfig) -> None:
         raise UserError(f"K must be >= 1, got {cfg.k}", fix="use --k 1 for a one-shot supernet, --k 2 or more for K-shot")
     if cfg.kshot_init not in KSHOT_INITS:
         raise UserError(f"unknown kshot_init {cfg.kshot_init!r}", fix=f"choose one of: {', '.join(KSHOT_INITS)}")
+    if cfg.kshot_copies not in KSHOT_COPIES:
+        raise UserError(f"unknown kshot_copies {cfg.kshot_copies!r}",
+                        fix="use --set kshot_copies=all (K copies of every weight) or --set kshot_copies=normalised "
+                            "(K copies only of the weights a BN normalises)")
     positive = ("channels", "cells", "epochs", "batch_size", "simplex_paths", "simplex_interval", "score_batch",
                 "simplex_hidden", "checkpoint_every", "rc_widths", "micro_batches")
     for name in positive:

@@ -18,19 +18,19 @@ __all__ = ["SUPERNETS", "NETWORKS", "build_supernet", "build_code_source", "code
 def _nb201_supernet(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
     from kshot_bench.supernet.nb201 import KShotNB201
 
-    return KShotNB201(cfg.k, num_classes, cfg.channels, cfg.cells, cfg.bn_affine, cfg.kshot_init)
+    return KShotNB201(cfg.k, num_classes, cfg.channels, cfg.cells, cfg.bn_affine, cfg.kshot_init, cfg.kshot_copies)
 
 
 def _mbv2_supernet(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
     from kshot_bench.supernet.mbv2 import KShotMBV2
 
-    return KShotMBV2(cfg.k, num_classes, cfg.bn_affine, cfg.kshot_init, cfg.net_scale)
+    return KShotMBV2(cfg.k, num_classes, cfg.bn_affine, cfg.kshot_init, cfg.net_scale, cfg.kshot_copies)
 
 
 def _macro_supernet(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
     from kshot_bench.supernet.macro import KShotMacro
 
-    return KShotMacro(cfg.k, num_classes, cfg.bn_affine, cfg.kshot_init)
+    return KShotMacro(cfg.k, num_classes, cfg.bn_affine, cfg.kshot_init, cfg.kshot_copies)
 
 
 # the supernet class of each search space: (config, class count) -> module with forward(x, arch, code)

@@ -129,6 +129,7 @@ def score_job(cfg, out: Path, data_root: Optional[Path], device, checkpoint: Opt
         "score_part": cfg.score_part, "score_code": cfg.score_code,
         "simplex_step": cfg.simplex_step, "simplex_interval": cfg.simplex_interval, "simplex_paths": cfg.simplex_paths,
         "warmup_code": cfg.warmup_code, "simplex_init": cfg.simplex_init, "simplex_variant": variant_of(cfg),
+        "kshot_copies": cfg.kshot_copies,
         "train_part": info.train_part, "data": splits.source, "train_data": train_data, "supernet": source, "train_precision": train_precision,
         "train_machines": train_machines, "arch_set": set_desc, "n_archs": len(keys), "score_set": score_set.description,
         "n_score_images": score_set.n_images, "score": SCORE_KINDS[cfg.score_by], "score_by": cfg.score_by,

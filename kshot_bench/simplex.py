@@ -215,6 +215,10 @@ SIMPLEX_VARIANTS.register("joint", dict(simplex_step="joint", simplex_interval=1
                                         simplex_init=0.0))
 SIMPLEX_VARIANTS.register("joint-dirichlet", dict(simplex_step="joint", simplex_interval=1, warmup_code="dirichlet",
                                                   simplex_init=0.0))
+# the joint step on a supernet whose layers no BN normalises are one shared copy (supernet/kshot.py): with codes at
+# 1/K it trains exactly as one-shot, where "all" copies train the classifier and shortcuts at lr / K
+SIMPLEX_VARIANTS.register("joint-shared", dict(simplex_step="joint", simplex_interval=1, warmup_code="uniform",
+                                               simplex_init=0.0, kshot_copies="normalised"))
 
 
 def variant_of(cfg) -> str:
@@ -223,6 +227,7 @@ def variant_of(cfg) -> str:
         fields = dict(SIMPLEX_VARIANTS.get(name))
         if fields.get("simplex_step") == "joint":
             fields.pop("simplex_paths", None)
+        fields.setdefault("kshot_copies", "all")
         if all(getattr(cfg, f) == v for f, v in fields.items()):
             return name
     return ""

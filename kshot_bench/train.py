@@ -93,13 +93,13 @@ def weight_stats(model: torch.nn.Module) -> Dict[str, object]:
             w = p.detach().float()
             mean = w.mean(0)
             rms = float(mean.pow(2).mean().sqrt())
-            spread = float(((w - mean).flatten(1).norm(dim=1) / mean.norm().clamp_min(1e-12)).mean())
+            spread = float(((w - mean).flatten(1).norm(dim=1) / mean.norm().clamp_min(1e-12)).mean()) if len(w) > 1 else None
             acc[weight_part(name)].append((rms, spread))
-    k = next(model.parameters()).shape[0]
     out: Dict[str, object] = {}
-    for part, vals in acc.items():
+    for part, vals in acc.items():  # the spread over the K-copied tensors only (kshot_copies=normalised shares some)
+        spreads = [v[1] for v in vals if v[1] is not None]
         out[f"w_rms_{part}"] = float(np.mean([v[0] for v in vals])) if vals else ""
-        out[f"copy_spread_{part}"] = float(np.mean([v[1] for v in vals])) if vals and k > 1 else ""
+        out[f"copy_spread_{part}"] = float(np.mean(spreads)) if spreads else ""
     return out
 
 

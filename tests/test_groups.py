@@ -39,9 +39,10 @@ def paths(m, seed=0, space=s):
 
 @pytest.mark.parametrize("k", [1, 2, 4])
 @pytest.mark.parametrize("affine", [False, True])
-def test_forward_groups_equals_each_group_alone(k, affine):
+@pytest.mark.parametrize("copies", ["all", "normalised"])
+def test_forward_groups_equals_each_group_alone(k, affine, copies):
     torch.manual_seed(0)
-    net = KShotNB201(k, 10, C=4, N=2, bn_affine=affine)
+    net = KShotNB201(k, 10, C=4, N=2, bn_affine=affine, copies=copies)
     m, g = 6, 3
     archs = paths(m)
     x = torch.randn(m * g, 3, 32, 32)
@@ -59,14 +60,16 @@ MB_SETS = {
 }
 
 
-@pytest.mark.parametrize("name, k, affine", [
-    pytest.param(name, k, affine, marks=pytest.mark.slow if (name, k) == ("sixteen", 3) else ())
-    for name in MB_SETS for k, affine in ((1, False), (3, False), (3, True))])
-def test_mbv2_forward_groups_equals_each_group_alone(k, affine, name):
+@pytest.mark.parametrize("name, k, affine, copies", [
+    pytest.param(name, k, affine, copies, marks=pytest.mark.slow if (name, k) == ("sixteen", 3) else ())
+    for name in MB_SETS for k, affine, copies in ((1, False, "all"), (3, False, "all"), (3, True, "all"),
+                                                  (3, True, "normalised"))])
+def test_mbv2_forward_groups_equals_each_group_alone(k, affine, copies, name):
     """float64, 64x64 inputs (at 32x32 the last layers' BN sees 4 values per channel, and rounding
-    differences of 1e-15 grow to 1e-9): logits and the codes' gradient."""
+    differences of 1e-15 grow to 1e-9): logits and the codes' gradient. `normalised`: SE, BN affine and the
+    classifier are one shared copy beside K-copied convs."""
     torch.manual_seed(0)
-    net = KShotMBV2(k, 10, bn_affine=affine, scale=0.25).double()
+    net = KShotMBV2(k, 10, bn_affine=affine, scale=0.25, copies=copies).double()
     if affine:  # BN affine and SE biases away from their init, so their merge and masks are tested
         with torch.no_grad():
             for p in net.parameters():

@@ -8,6 +8,15 @@ Init of the K copies (`init`, a design choice the paper leaves open; docs/design
   "independent": each copy drawn on its own, as K separately initialised supernets (default).
   "identical":   every copy equal to the first; with a uniform code the K-shot supernet then
                  starts as exactly the one-shot supernet.
+
+Which weights have K copies (`copies`, ours where the paper is silent; docs/design.md, "What a code of 1/K
+amounts to"):
+  "all":        every weight, as K whole supernets (our reading of the paper's "K supernets", default).
+  "normalised": only the weights whose output a BN normalises (scale-invariant: the convs of the stem, the
+                ops, the reductions' main branch, the head); the others (classifier, NB201's reduction shortcut
+                convs, BN affine parameters, SE layers) are one copy shared by every code. With a code of 1/K
+                the K-shot supernet then trains exactly as a one-shot supernet (up to BN's eps); with "all" its
+                classifier and shortcuts train at lr / K and weight decay * K (tests/test_kshot_copies.py).
 """
 from __future__ import annotations
 
@@ -18,6 +27,14 @@ import torch
 from torch import Tensor, nn
 
 KSHOT_INITS = ("independent", "identical")
+KSHOT_COPIES = ("all", "normalised")
+
+
+def copies_for(k: int, copies: str, normalised: bool) -> int:
+    """How many copies a weight gets: K, or 1 for a weight no BN normalises under `copies="normalised"`."""
+    if copies not in KSHOT_COPIES:
+        raise ValueError(f"unknown K-shot copies {copies!r}; choose one of {KSHOT_COPIES}")
+    return k if copies == "all" or normalised else 1
 
 
 def merge(theta: Tensor, code: Tensor | None) -> Tensor:

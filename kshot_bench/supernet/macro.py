@@ -15,5 +15,6 @@ class MacroNetwork(MobileNetNetwork):
 
 
 class KShotMacro(KShotMobileNet):
-    def __init__(self, k: int, num_classes: int = 10, bn_affine: bool = False, init: str = "independent"):
-        super().__init__(space, k, num_classes, bn_affine, init)
+    def __init__(self, k: int, num_classes: int = 10, bn_affine: bool = False, init: str = "independent",
+                 copies: str = "all"):
+        super().__init__(space, k, num_classes, bn_affine, init, copies=copies)

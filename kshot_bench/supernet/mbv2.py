@@ -15,5 +15,5 @@ class MBV2Network(MobileNetNetwork):
 
 class KShotMBV2(KShotMobileNet):
     def __init__(self, k: int, num_classes: int = 1000, bn_affine: bool = False, init: str = "independent",
-                 scale: float = 1.0):
-        super().__init__(space, k, num_classes, bn_affine, init, scale)
+                 scale: float = 1.0, copies: str = "all"):
+        super().__init__(space, k, num_classes, bn_affine, init, scale, copies)

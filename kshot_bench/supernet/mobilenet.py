@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kshot_bench.supernet.groups import GroupStack
-from kshot_bench.supernet.kshot import PrefixCache, kshot_parameter, merge
+from kshot_bench.supernet.kshot import PrefixCache, copies_for, kshot_parameter, merge
 from kshot_bench.supernet.ops import batch_norm
 
 
@@ -159,13 +159,15 @@ class KShotMobileNet(nn.Module):
     GROUPED_PASS = True  # forward_groups: the simplex-net step's m paths in one pass (supernet/groups.py)
 
     def __init__(self, space, k: int, num_classes: int = 1000, bn_affine: bool = False, init: str = "independent",
-                 scale: float = 1.0):
+                 scale: float = 1.0, copies: str = "all"):
         super().__init__()
         self.space, self.act = space, ACTIVATIONS[space.ACTIVATION]
         if not isinstance(k, int) or k < 1:
             from kshot_bench.errors import UserError
             raise UserError(f"K must be an integer >= 1, got {k!r}", fix="use K=1 for a one-shot supernet, K>=2 for K-shot")
         self.k, self.num_classes, self.bn_affine, self.init, self.scale = k, num_classes, bn_affine, init, scale
+        self.copies = copies
+        k_free = copies_for(k, copies, normalised=False)  # the copies of a weight no BN normalises (supernet/kshot.py)
         self.macro = m = space.macro(scale)
         S, F0, H = m.stem, m.first, m.head
         self.stem = self._conv(S, 3, 3)
@@ -191,25 +193,27 @@ class KShotMobileNet(nn.Module):
                              project=self._conv(spec.c_out, mid, 1), project_bn=self._bn_params(spec.c_out))
                 if se:
                     r = space.se_channels(mid)
-                    parts.update(se_reduce=self._conv(r, mid, 1), se_reduce_b=kshot_parameter(self.k, (r,), init, fan_in=mid),
-                                 se_expand=self._conv(mid, r, 1), se_expand_b=kshot_parameter(self.k, (mid,), init, fan_in=r))
+                    parts.update(se_reduce=self._conv(r, mid, 1, k_free), se_reduce_b=kshot_parameter(k_free, (r,), init, fan_in=mid),
+                                 se_expand=self._conv(mid, r, 1, k_free), se_expand_b=kshot_parameter(k_free, (mid,), init, fan_in=r))
                 layer[space.OPS[op]] = self._block(**parts)
             self.layers.append(layer)
         self.head = self._conv(H, m.layers[-1].c_out, 1)
         self.head_bn = self._bn_params(H)
-        self.fc_w = kshot_parameter(self.k, (num_classes, H), init, fan_in=H)
-        self.fc_b = kshot_parameter(self.k, (num_classes,), init, fan_in=H)
+        self.fc_w = kshot_parameter(k_free, (num_classes, H), init, fan_in=H)
+        self.fc_b = kshot_parameter(k_free, (num_classes,), init, fan_in=H)
 
     # ------------------------------------------------------------------ parameters
-    def _conv(self, c_out: int, c_in: int, ksize: int) -> nn.Parameter:
-        """`[K, c_out, c_in, k, k]`; depthwise convs pass c_in=1 (fan-in k*k, PyTorch's default)."""
-        return kshot_parameter(self.k, (c_out, c_in, ksize, ksize), self.init, fan_in=c_in * ksize * ksize)
+    def _conv(self, c_out: int, c_in: int, ksize: int, k: Optional[int] = None) -> nn.Parameter:
+        """`[K, c_out, c_in, k, k]` (`k` copies where given); depthwise convs pass c_in=1 (fan-in k*k, PyTorch's default)."""
+        return kshot_parameter(self.k if k is None else k, (c_out, c_in, ksize, ksize), self.init,
+                               fan_in=c_in * ksize * ksize)
 
     def _bn_params(self, c: int) -> Optional[nn.ParameterList]:
         if not self.bn_affine:
             return None
-        return nn.ParameterList([kshot_parameter(self.k, (c,), self.init, fill=1.0),
-                                 kshot_parameter(self.k, (c,), self.init, fill=0.0)])
+        k = copies_for(self.k, self.copies, normalised=False)
+        return nn.ParameterList([kshot_parameter(k, (c,), self.init, fill=1.0),
+                                 kshot_parameter(k, (c,), self.init, fill=0.0)])
 
     @staticmethod
     def _block(**parts) -> nn.Module:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from kshot_bench.search_space import nb201 as space
 from kshot_bench.supernet.groups import GroupStack
-from kshot_bench.supernet.kshot import conv_weight, kshot_parameter, merge
+from kshot_bench.supernet.kshot import conv_weight, copies_for, kshot_parameter, merge
 from kshot_bench.supernet.ops import avg_pool3x3, batch_norm, conv2d, cpu_layout, is_narrow, stack_sources
 
 CONV_KERNEL = {space.CONV1: 1, space.CONV3: 3}
@@ -195,13 +195,14 @@ class KShotNB201(nn.Module):
     GROUPED_PASS = True  # forward_groups: the simplex-net step's m paths in one pass (supernet/groups.py)
 
     def __init__(self, k: int, num_classes: int = 10, C: int = 16, N: int = 5,
-                 bn_affine: bool = False, init: str = "independent"):
+                 bn_affine: bool = False, init: str = "independent", copies: str = "all"):
         super().__init__()
         if not isinstance(k, int) or k < 1:
             from kshot_bench.errors import UserError
             raise UserError(f"K must be an integer >= 1, got {k!r}", fix="use K=1 for a one-shot supernet, K>=2 for K-shot")
         self.k, self.C, self.N, self.num_classes = k, C, N, num_classes
-        self.bn_affine, self.init = bn_affine, init
+        self.bn_affine, self.init, self.copies = bn_affine, init, copies
+        k_free = copies_for(k, copies, normalised=False)  # the copies of a weight no BN normalises (supernet/kshot.py)
         chans = stage_channels(C)
         self.stem = conv_weight(k, C, 3, 3, init)
         self.stem_bn = self._bn_params(C)
@@ -214,7 +215,7 @@ class KShotNB201(nn.Module):
                 red.bn_a = self._bn_params(c)
                 red.conv_b = conv_weight(k, c, c, 3, init)
                 red.bn_b = self._bn_params(c)
-                red.down = conv_weight(k, c, chans[s - 1], 1, init)
+                red.down = conv_weight(k_free, c, chans[s - 1], 1, init)
                 self.reductions.append(red)
             for _ in range(N):
                 cell = nn.Module()
@@ -223,8 +224,8 @@ class KShotNB201(nn.Module):
                 cell.bn = nn.ModuleDict({key: self._bn_params(c) for key in cell.w}) if bn_affine else None
                 self.cells.append(cell)
         self.last_bn = self._bn_params(chans[-1])
-        self.fc_w = kshot_parameter(k, (num_classes, chans[-1]), init, fan_in=chans[-1])
-        self.fc_b = kshot_parameter(k, (num_classes,), init, fan_in=chans[-1])
+        self.fc_w = kshot_parameter(k_free, (num_classes, chans[-1]), init, fan_in=chans[-1])
+        self.fc_b = kshot_parameter(k_free, (num_classes,), init, fan_in=chans[-1])
         # plain lookup tables for the hot path (the parameters stay registered once, above)
         self._cell_w = [[{op: cell.w[f"e{e}_{space.OPS[op]}"] for op in CONV_KERNEL} for e in range(space.NUM_EDGES)]
                         for cell in self.cells]
@@ -246,8 +247,9 @@ class KShotNB201(nn.Module):
     def _bn_params(self, c: int) -> Optional[nn.ParameterList]:
         if not self.bn_affine:
             return None
-        return nn.ParameterList([kshot_parameter(self.k, (c,), self.init, fill=1.0),
-                                 kshot_parameter(self.k, (c,), self.init, fill=0.0)])
+        k = copies_for(self.k, self.copies, normalised=False)
+        return nn.ParameterList([kshot_parameter(k, (c,), self.init, fill=1.0),
+                                 kshot_parameter(k, (c,), self.init, fill=0.0)])
 
     def _norm(self, x: Tensor, bn: Optional[nn.ParameterList], code: Optional[Tensor]) -> Tensor:
         if bn is None:
