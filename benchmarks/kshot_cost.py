@@ -9,7 +9,8 @@ times `--steps` consecutive iterations (a multiple of every simplex_interval) of
 round, on the same batches; the ratio of each to the one-shot time of the same round is the paired cost ratio.
 The median over rounds is reported. Run on one torch thread, nothing else on the core.
 
-  OMP_NUM_THREADS=1 python benchmarks/kshot_cost.py --data-root ~/data/cifar10 [--rounds 5] [--steps 24] --out FILE
+  OMP_NUM_THREADS=1 python benchmarks/kshot_cost.py --data-root ~/data/cifar10 [--rounds 5] [--steps 24] \
+      [--variants joint,joint-shared] --out FILE
 The last line printed is the results as one JSON object (also written to --out).
 """
 from __future__ import annotations
@@ -36,15 +37,15 @@ from kshot_bench.simplex import SIMPLEX_VARIANTS  # noqa: E402
 from kshot_bench.train import Trainer  # noqa: E402
 
 SPACES = {"nb201": "narrow", "macro": "cpu"}
-TIMED_VARIANTS = ("paper", "cpu", "paths4", "joint")  # the others cost what one of these costs after warm-up
+TIMED_VARIANTS = ("paper", "cpu", "paths4", "joint", "joint-shared")  # the others cost what one of these costs after warm-up
 
 
-def configs(space: str, preset: str) -> dict:
+def configs(space: str, preset: str, variants=TIMED_VARIANTS) -> dict:
     base = dict(space=space, warmup_epochs=0, snapshot_epochs="")
     out = {"one-shot": from_preset(preset, k=1, **base),
            "one-shot, off-path decay": from_preset(preset, k=1, offpath_update="decay", **base),
            "K=4 fixed code": from_preset(preset, k=4, code="uniform", **base)}
-    for name in TIMED_VARIANTS:
+    for name in variants:
         out[f"K=4 {name}"] = from_preset(preset, k=4, **base).replace(**SIMPLEX_VARIANTS.get(name))
     return out
 
@@ -56,8 +57,9 @@ def time_steps(trainer: Trainer, batches, start: int) -> float:
     return time.perf_counter() - t0
 
 
-def measure(space: str, preset: str, data_root: Path, rounds: int, steps: int, seed: int = 0) -> dict:
-    cfgs = configs(space, preset)
+def measure(space: str, preset: str, data_root: Path, rounds: int, steps: int, seed: int = 0,
+            variants=TIMED_VARIANTS) -> dict:
+    cfgs = configs(space, preset, variants)
     splits = load_for(cfgs["one-shot"], data_root, download=False)
     with tempfile.TemporaryDirectory() as tmp:
         trainers = {name: Trainer(cfg, Path(tmp) / str(i), splits, torch.device("cpu"), progress=False)
@@ -79,7 +81,8 @@ def measure(space: str, preset: str, data_root: Path, rounds: int, steps: int, s
     base = times["one-shot"]
     return {"preset": preset, "batch_size": cfgs["one-shot"].batch_size, "steps_per_round": steps, "rounds": rounds,
             "configs": {name: {"fields": {f: getattr(cfg, f) for f in ("k", "code", "simplex_step", "simplex_interval",
-                                                                        "simplex_paths", "offpath_update")},
+                                                                        "simplex_paths", "offpath_update",
+                                                                        "kshot_copies")},
                                "ms_per_step_median": 1e3 * statistics.median(times[name]) / steps,
                                "ratio_to_one_shot_median": statistics.median(a / b for a, b in zip(times[name], base)),
                                "ratios": [a / b for a, b in zip(times[name], base)]}
@@ -92,10 +95,15 @@ def main() -> None:
     p.add_argument("--spaces", default="nb201,macro")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=24, help="iterations per round (a multiple of every interval)")
+    p.add_argument("--variants", default=",".join(TIMED_VARIANTS),
+                   help="simplex-net variants to time beside the three fixed configs, comma-separated")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
+    variants = tuple(v for v in args.variants.split(",") if v)
+    for v in variants:
+        SIMPLEX_VARIANTS.get(v)  # an unknown name fails here, naming the known ones
     tune_allocator()
-    results = {space: measure(space, SPACES[space], args.data_root, args.rounds, args.steps)
+    results = {space: measure(space, SPACES[space], args.data_root, args.rounds, args.steps, variants=variants)
                for space in args.spaces.split(",")}
     emit({"benchmark": "kshot_cost", "target": "the default variant's K=4 epoch at most x1.15 a one-shot epoch",
           "results": results, "threads": torch.get_num_threads(), "machine": machine_info(torch.device("cpu")),
