@@ -56,6 +56,8 @@ def test_identical_init_with_simplex_codes_warns(tmp_path, splits):
                                               ("simplex", 2, {"sampling": "balanced"}),
                                               ("simplex", 1, {"sampling": "balanced"}),
                                               ("simplex", 2, {"simplex_step": "joint", "simplex_interval": 1}),
+                                              ("simplex", 2, {"simplex_step": "joint", "simplex_interval": 1,
+                                                              "kshot_copies": "normalised"}),  # joint-shared
                                               ("simplex", 2, {"warmup_code": "dirichlet", "simplex_init": 0.1})])
 def test_resume_mid_epoch_is_exact(tmp_path, splits, code, k, changes):
     cfg = smoke(code=code, k=k, **changes)
