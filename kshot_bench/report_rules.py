@@ -2,7 +2,7 @@
 under another rule than the paper's or the default, paired on the same archs. One table per rule:
   sampling        ENN-balanced (or other) paths against uniform ones (issue 25);
   offpath_update  `decay` (every used weight decays and keeps its momentum each step) against `none` (issue 44);
-  simplex_variant a named simplex-net training variant against the CPU presets' (`cpu`, issue 45).
+  simplex_variant a named simplex-net training variant against the earlier CPU presets' (`cpu`, issue 45).
 Every other rule must be the same for two runs to pair. Also the paired difference of two runs and its text, which
 the other report tables share."""
 from __future__ import annotations
@@ -18,8 +18,8 @@ RULES = {
     "sampling": (0, "uniform", "Sampling: the same supernet trained on other paths than uniform ones", "sampling"),
     "offpath_update": (1, "none", "Off-path update: weights off the sampled path decayed every step (`decay`) "
                                   "against left untouched (`none`)", "off-path"),
-    "simplex_variant": (2, "cpu", "Simplex-net variants against the CPU presets' (`cpu`: 16 paths every 4th step)",
-                        "variant"),
+    "simplex_variant": (2, "cpu", "Simplex-net variants against the earlier CPU presets' "
+                                  "(`cpu`: 16 paths every 4th step)", "variant"),
 }
 
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from kshot_bench.cli import main
-from kshot_bench.config import from_preset
+from kshot_bench.config import from_preset, override
 from kshot_bench.data import load_dataset
 from kshot_bench.errors import UserError
 from kshot_bench.models import build_code_source
-from kshot_bench.simplex import SIMPLEX_VARIANTS, scoring_codes, variant_of
+from kshot_bench.simplex import CPU_VARIANT, SIMPLEX_VARIANTS, scoring_codes, variant_of
 from kshot_bench.train import Trainer
 
 CPU = torch.device("cpu")
@@ -107,6 +107,19 @@ def test_named_variants_are_valid_configs_and_found_again():
         smoke(simplex_step="both")
     with pytest.raises(UserError, match="warm-up code"):
         smoke(warmup_code="gauss")
+
+
+def test_cpu_presets_train_the_chosen_variant_and_every_named_variant_overrides_it():
+    """Issue 45: the CPU presets carry CPU_VARIANT's fields (`kshot_copies` included), and `--variant X` on them gives
+    exactly X, so `--variant cpu` is still the old default; the paper-scale preset keeps the paper's step."""
+    assert CPU_VARIANT == "joint-shared"
+    for space, preset in (("nb201", "narrow"), ("nb201", "cpu"), ("nb201", "long"), ("nb201", "demo"), ("macro", "cpu")):
+        cfg = from_preset(preset, space=space)
+        assert variant_of(cfg) == CPU_VARIANT, (space, preset)
+        for name in SIMPLEX_VARIANTS.names():
+            assert variant_of(override(cfg, SIMPLEX_VARIANTS.get(name))) == name, (space, preset, name)
+    assert override(from_preset("narrow"), SIMPLEX_VARIANTS.get("cpu")).kshot_copies == "all"
+    assert variant_of(from_preset("nb201")) == "paper"
 
 
 def test_scoring_codes():

@@ -26,6 +26,7 @@ import numpy as np
 
 from kshot_bench.errors import UserError
 from kshot_bench.search_space.mobilenet_shape import Macro, stage_layers
+from kshot_bench.simplex import CPU_VARIANT, SIMPLEX_VARIANTS
 
 NAME = "macro"
 HAS_WIDTHS = False
@@ -288,11 +289,12 @@ def outputs_constant(arch) -> bool:
 
 # Presets (RunConfig fields). `cpu`: the table's own recipe (SGD momentum 0.9, wd 5e-4, cosine; lr 0.1 at batch
 # 256) at batch 64 (lr 0.025) and 20 of its 50 epochs, sized by measurement for one CPU core (docs/design.md,
-# "The Macro `cpu` preset"); a simplex-net step every 4 supernet steps; 1,000 networks scored at epoch 10, every distinct network at the end, on 1,000 images. `smoke`: seconds,
-# for tests.
+# "The Macro `cpu` preset"); K-shot trains with the `joint-shared` simplex-net step (simplex.CPU_VARIANT, issue 45;
+# until then a separate simplex-net step every 4 supernet steps, `--variant cpu`); 1,000 networks scored at epoch 10,
+# every distinct network at the end, on 1,000 images. `smoke`: seconds, for tests.
 PRESETS = {
     "cpu": dict(space="macro", epochs=20, warmup_epochs=2, batch_size=64, lr=0.025, lr_min=0.0, nesterov=False,
-                weight_decay=5e-4, simplex_paths=16, simplex_interval=4, snapshot_epochs="10,20", archs="1000",
+                weight_decay=5e-4, **SIMPLEX_VARIANTS.get(CPU_VARIANT), snapshot_epochs="10,20", archs="1000",
                 final_archs="all", score_images=1000, score_batch=500, checkpoint_every=100),
     "smoke": dict(space="macro", epochs=2, warmup_epochs=1, batch_size=16, lr=0.05, train_subset=64, simplex_paths=4,
                   simplex_interval=2, archs="6", score_images=32, score_batch=32, checkpoint_every=4),

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from kshot_bench.errors import UserError
+from kshot_bench.simplex import CPU_VARIANT, SIMPLEX_VARIANTS
 
 NAME = "nb201"
 HAS_WIDTHS = False
@@ -432,39 +433,42 @@ def network_key(arch: Sequence[int], bn_affine: bool = False) -> tuple:
 #          0.001, wd 5e-4, batch 64, 250 epochs), C=16, N=5, every validation image scored.
 #   cpu    a whole rank job (train + score) on CIFAR-10 within 20 minutes on 2 CPU cores: the NB201
 #          width C=16 with one cell per stage (N=1, 3 cells instead of 15), 12 epochs (3 warm-up)
-#          over the 25,000-image NB201 train half, a simplex-net step every 4 supernet steps, 250
-#          sampled archs scored on 1,000 validation images each (scores on 500 images were too noisy:
-#          docs/design.md). Sized by wall time; its tau is not comparable with paper-scale numbers.
+#          over the 25,000-image NB201 train half, 250 sampled archs scored on 1,000 validation images
+#          each (scores on 500 images were too noisy: docs/design.md). Sized by wall time; its tau is not
+#          comparable with paper-scale numbers.
 #   long   ranking evidence on the real NB201 skeleton (C=16, N=5; issue 13): the nb201 recipe over 100
 #          epochs (5 warm-up) with snapshots after epochs 10, 25, 50, 75 and 100, so one run gives the
-#          tau-vs-epochs curve; a simplex-net step every 4 supernet steps (to keep the K-shot phase's
-#          cost near one-shot's; docs/design.md); 500 sampled archs scored on 2,000 validation images each.
+#          tau-vs-epochs curve; 500 sampled archs scored on 2,000 validation images each.
 #   narrow the NB201 recipe at the paper's 250 epochs on one CPU core (issue 25): a narrow skeleton (C=5, N=5;
-#          SPEC 5a: C=5 ranks as well as C=16 and costs far less), ENN-balanced sampling, a simplex-net
-#          step every 4 supernet steps (as `long`), snapshots after epochs 50, 100, 150, 200 and 250; 1,000
-#          sampled archs scored at every snapshot, 3,000 (`final_archs`, a superset) at the last one, each on a
-#          fixed seeded subset of the NB201 `valid` half (`score_images`, sized by measurement:
-#          docs/design.md, "The `narrow` preset").
+#          SPEC 5a: C=5 ranks as well as C=16 and costs far less), ENN-balanced sampling, snapshots
+#          after epochs 50, 100, 150, 200 and 250; 1,000 sampled archs scored at every snapshot, 3,000
+#          (`final_archs`, a superset) at the last one, each on a fixed seeded subset of the NB201 `valid`
+#          half (`score_images`, sized by measurement: docs/design.md, "The `narrow` preset").
 #   demo   the default when no --data-root is given: the embedded CIFAR-10 sample (5,000 training and
 #          1,000 scoring images shipped with the package), the cpu skeleton (C=16, N=1), 3 epochs
 #          (1 warm-up), 50 sampled archs scored on all 1,000 sample images. About a minute on 2 cores; it
 #          shows the whole job and its table, not a ranking anyone should cite.
 #   smoke  a few seconds, for tests: C=4, N=1, 2 epochs over 256 images.
+# K-shot in `long`, `narrow`, `cpu` and `demo` trains with the `joint-shared` simplex-net step (below; until issue
+# 45 a separate simplex-net step every 4 supernet steps, `--variant cpu`); `nb201` keeps the paper's separate step.
 # Every NB201 preset trains with `offpath_update=decay` (issue 44): once a weight has been on a sampled path it gets
 # weight decay and momentum on every step, as the released NB201 supernet trainers do (zero-filled gradients). On
 # `narrow` at 250 epochs it ranked better than `none` in both seeds (paired +0.028 and +0.156; worse at 50-150
 # epochs of the same schedule); docs/design.md, "Weights off the path". `--set offpath_update=none` gives the old rule.
 _NB201_RULE = dict(offpath_update="decay")
+# `joint-shared` (simplex.CPU_VARIANT): the code gets its gradient from the supernet step's own backward, and the
+# layers no BN normalises are one shared copy.
+_CPU_KSHOT = dict(SIMPLEX_VARIANTS.get(CPU_VARIANT))
 PRESETS = {
     "nb201": dict(_NB201_RULE),
-    "long": dict(**_NB201_RULE, epochs=100, warmup_epochs=5, simplex_interval=4, snapshot_epochs="10,25,50,75,100",
+    "long": dict(**_NB201_RULE, **_CPU_KSHOT, epochs=100, warmup_epochs=5, snapshot_epochs="10,25,50,75,100",
                  archs="500", score_images=2000, score_batch=500, checkpoint_every=100),
-    "narrow": dict(**_NB201_RULE, channels=5, cells=5, epochs=250, warmup_epochs=10, simplex_interval=4,
+    "narrow": dict(**_NB201_RULE, **_CPU_KSHOT, channels=5, cells=5, epochs=250, warmup_epochs=10,
                    sampling="balanced", snapshot_epochs="50,100,150,200,250", archs="1000", final_archs="3000",
                    score_images=1000, score_batch=500, checkpoint_every=100),
-    "cpu": dict(**_NB201_RULE, channels=16, cells=1, epochs=12, warmup_epochs=3, simplex_interval=4,
+    "cpu": dict(**_NB201_RULE, **_CPU_KSHOT, channels=16, cells=1, epochs=12, warmup_epochs=3,
                 archs="250", score_images=1000, score_batch=500, checkpoint_every=100),
-    "demo": dict(**_NB201_RULE, channels=16, cells=1, epochs=3, warmup_epochs=1, simplex_interval=4,
+    "demo": dict(**_NB201_RULE, **_CPU_KSHOT, channels=16, cells=1, epochs=3, warmup_epochs=1,
                  archs="50", score_images=0, score_batch=500, checkpoint_every=50),
     "smoke": dict(**_NB201_RULE, channels=4, cells=1, epochs=2, warmup_epochs=1, batch_size=32, train_subset=256,
                   simplex_paths=4, simplex_interval=2, archs="12", score_images=64, score_batch=64, checkpoint_every=4),
