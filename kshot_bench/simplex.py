@@ -201,22 +201,22 @@ SIMPLEX_STEP_KINDS = ("separate", "joint")
 
 # named simplex-net training variants (issue 45's screens): the config fields each sets
 SIMPLEX_VARIANTS: Registry[Dict[str, object]] = Registry("simplex-net variant")
-_ALL = dict(kshot_copies="all", warmup_code="uniform", simplex_init=0.0)
-SIMPLEX_VARIANTS.register("paper", dict(_ALL, simplex_step="separate", simplex_interval=1, simplex_paths=16))
-SIMPLEX_VARIANTS.register("cpu", dict(_ALL, simplex_step="separate", simplex_interval=4,
+_BASE = dict(kshot_copies="all", warmup_code="uniform", simplex_init=0.0)
+SIMPLEX_VARIANTS.register("paper", dict(_BASE, simplex_step="separate", simplex_interval=1, simplex_paths=16))
+SIMPLEX_VARIANTS.register("cpu", dict(_BASE, simplex_step="separate", simplex_interval=4,
                                       simplex_paths=16))  # the CPU presets until issue 45
-SIMPLEX_VARIANTS.register("paths4", dict(_ALL, simplex_step="separate", simplex_interval=4,
+SIMPLEX_VARIANTS.register("paths4", dict(_BASE, simplex_step="separate", simplex_interval=4,
                                          simplex_paths=4))  # 16 images per path at batch 64
-SIMPLEX_VARIANTS.register("dirichlet", dict(_ALL, simplex_step="separate", simplex_interval=4, simplex_paths=4,
+SIMPLEX_VARIANTS.register("dirichlet", dict(_BASE, simplex_step="separate", simplex_interval=4, simplex_paths=4,
                                             warmup_code="dirichlet"))
-SIMPLEX_VARIANTS.register("init", dict(_ALL, simplex_step="separate", simplex_interval=4, simplex_paths=4,
+SIMPLEX_VARIANTS.register("init", dict(_BASE, simplex_step="separate", simplex_interval=4, simplex_paths=4,
                                        simplex_init=0.1))
-SIMPLEX_VARIANTS.register("joint", dict(_ALL, simplex_step="joint", simplex_interval=1))
-SIMPLEX_VARIANTS.register("joint-dirichlet", dict(_ALL, simplex_step="joint", simplex_interval=1,
+SIMPLEX_VARIANTS.register("joint", dict(_BASE, simplex_step="joint", simplex_interval=1))
+SIMPLEX_VARIANTS.register("joint-dirichlet", dict(_BASE, simplex_step="joint", simplex_interval=1,
                                                   warmup_code="dirichlet"))
 # the joint step on a supernet whose layers no BN normalises are one shared copy (supernet/kshot.py): with codes at
 # 1/K it trains exactly as one-shot, where "all" copies train the classifier and shortcuts at lr / K
-SIMPLEX_VARIANTS.register("joint-shared", dict(_ALL, simplex_step="joint", simplex_interval=1,
+SIMPLEX_VARIANTS.register("joint-shared", dict(_BASE, simplex_step="joint", simplex_interval=1,
                                                kshot_copies="normalised"))
 # Every variant names each field it sets, `kshot_copies` included, so that `--variant` on a preset that carries
 # another variant's fields gives exactly the named variant.
@@ -224,6 +224,11 @@ SIMPLEX_VARIANTS.register("joint-shared", dict(_ALL, simplex_step="joint", simpl
 # variants that cost at most x1.15 a one-shot epoch, the one that ranked best on the Macro screen at 20 epochs
 # (x1.05 NB201, x1.06 Macro; reports/macro-cifar10, "Issue 45"). The paper-scale presets keep the paper's step.
 CPU_VARIANT = "joint-shared"
+
+
+def cpu_variant_fields() -> Dict[str, object]:
+    """The config fields of CPU_VARIANT, a fresh dict for a preset."""
+    return dict(SIMPLEX_VARIANTS.get(CPU_VARIANT))
 
 
 def variant_of(cfg) -> str:

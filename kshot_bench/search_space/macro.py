@@ -26,7 +26,7 @@ import numpy as np
 
 from kshot_bench.errors import UserError
 from kshot_bench.search_space.mobilenet_shape import Macro, stage_layers
-from kshot_bench.simplex import CPU_VARIANT, SIMPLEX_VARIANTS
+from kshot_bench.simplex import cpu_variant_fields
 
 NAME = "macro"
 HAS_WIDTHS = False
@@ -294,7 +294,7 @@ def outputs_constant(arch) -> bool:
 # every distinct network at the end, on 1,000 images. `smoke`: seconds, for tests.
 PRESETS = {
     "cpu": dict(space="macro", epochs=20, warmup_epochs=2, batch_size=64, lr=0.025, lr_min=0.0, nesterov=False,
-                weight_decay=5e-4, **SIMPLEX_VARIANTS.get(CPU_VARIANT), snapshot_epochs="10,20", archs="1000",
+                weight_decay=5e-4, **cpu_variant_fields(), snapshot_epochs="10,20", archs="1000",
                 final_archs="all", score_images=1000, score_batch=500, checkpoint_every=100),
     "smoke": dict(space="macro", epochs=2, warmup_epochs=1, batch_size=16, lr=0.05, train_subset=64, simplex_paths=4,
                   simplex_interval=2, archs="6", score_images=32, score_batch=32, checkpoint_every=4),

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from kshot_bench.errors import UserError
-from kshot_bench.simplex import CPU_VARIANT, SIMPLEX_VARIANTS
+from kshot_bench.simplex import cpu_variant_fields
 
 NAME = "nb201"
 HAS_WIDTHS = False
@@ -458,7 +458,7 @@ def network_key(arch: Sequence[int], bn_affine: bool = False) -> tuple:
 _NB201_RULE = dict(offpath_update="decay")
 # `joint-shared` (simplex.CPU_VARIANT): the code gets its gradient from the supernet step's own backward, and the
 # layers no BN normalises are one shared copy.
-_CPU_KSHOT = dict(SIMPLEX_VARIANTS.get(CPU_VARIANT))
+_CPU_KSHOT = cpu_variant_fields()
 PRESETS = {
     "nb201": dict(_NB201_RULE),
     "long": dict(**_NB201_RULE, **_CPU_KSHOT, epochs=100, warmup_epochs=5, snapshot_epochs="10,25,50,75,100",
