@@ -207,7 +207,8 @@ def write_summary(out_dir: Path, metrics: Dict, baselines: Dict[str, Dict]) -> P
         f"- supernet trained on: {p['train_part']}; data: {p['data']}",
         *([f"- the supernet's training images: {p['train_data']}"] if p.get("train_data") not in (None, p["data"]) else []),
         f"- archs: {p['arch_set']}",
-        f"- training paths drawn: {p.get('sampling', 'uniform')}; weights off the path: {p.get('offpath_update', 'none')}",
+        f"- training paths drawn: {p.get('sampling', 'uniform')}; weights off the path: {p.get('offpath_update', 'none')}"
+        + (f"; simplex-net variant: {p['simplex_variant']}" if (p.get("k") or 1) > 1 and p.get("simplex_variant") else ""),
         f"- scored on: {p['score_set']}; score: {p.get('score', 'top-1 accuracy (%)')}",
         f"- ground truth: `{p['truth']}` ({space.TRUTH_SOURCE})",
         *time_and_machine_lines(p),

@@ -201,6 +201,7 @@ def test_rank_records_the_rule_in_its_protocol_and_summary(tmp_path, tiny_cifar_
     protocol = json.loads((out / "metrics.json").read_text())["protocol"]
     assert protocol["offpath_update"] == "decay"
     assert "weights off the path: decay" in (out / "summary.md").read_text()
+    assert "simplex-net variant" not in (out / "summary.md").read_text()  # a K=1 run has no simplex-net to name
 
 
 def test_mechanism_benchmark_measures_each_rule(tiny_cifar_folder):

@@ -195,6 +195,13 @@ def test_joint_step_with_widths_adds_the_channel_regulariser(splits, tmp_path):
     assert t.meters["simplex_steps"] == 1 and t.meters["rc"] > 0
 
 
+def test_summary_names_the_variant_of_a_k_shot_run(tmp_path, tiny_cifar_folder):
+    out = tmp_path / "r"
+    assert main(["rank", "--preset", "smoke", "--k", "2", "--variant", "joint-shared", "--quiet", "--data-root",
+                 str(tiny_cifar_folder), "--out", str(out)]) == 0
+    assert "weights off the path: decay; simplex-net variant: joint-shared" in (out / "summary.md").read_text()
+
+
 def test_scatter_title_names_the_variant_of_a_k_shot_run():
     from kshot_bench.results import scatter_title
 
