@@ -517,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pair", nargs=2, type=Path, action="append", metavar=("A2", "B2"), default=[],
                    help="the same comparison for another training seed (repeatable): adds each pair's difference "
                         "and their mean over the seeds with an interval over seeds and archs (rank runs only)")
+    p.add_argument("--common-archs", action="store_true",
+                   help="pair two rank runs that scored other images or arch samples (e.g. one supernet scored on the "
+                        "`valid` and the released protocol) on the archs both scored; dataset and truth must agree")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("search", help="NSGA-II (or random) search over a space, by supernet or oracle fitness",

@@ -70,7 +70,7 @@ def cmd_compare(args) -> int:
                 evaluate_ranking(path, space, dataset, truth, out, only=only)
                 path = out
             paths.append(path)
-        lines = compare(*paths)
+        lines = compare(*paths, common=args.common_archs)
     names = {str(Path(tmp) / "a"): str(args.a), str(Path(tmp) / "b"): str(args.b)}
     for tmp_name, given in names.items():
         lines = [line.replace(tmp_name, given) for line in lines]
@@ -78,7 +78,7 @@ def cmd_compare(args) -> int:
     if args.pair:
         from kshot_bench.report_tables import compare_seeds
 
-        print("\n" + "\n".join(compare_seeds(pairs)))
+        print("\n" + "\n".join(compare_seeds(pairs, common=args.common_archs)))
     return 0
 
 

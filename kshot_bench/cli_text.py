@@ -119,7 +119,9 @@ Cells are rank runs in OUT/k<K>-<code>[-e<epochs>]-s<seed>; finished cells are s
   kshot-bench compare reports/long-cifar10/runs/curve-k4/epoch-0050 reports/long-cifar10/runs/curve-k1/epoch-0075
   kshot-bench compare runs/rank-k4 my_predictor.csv        # a score file, on the run's archs (CSV or JSON)
   kshot-bench compare s0-decay/epoch-0100 s0-none/epoch-0100 --pair s1-decay/epoch-0100 s1-none/epoch-0100
-                                                           # the mean difference over two training seeds""",
+                                                           # the mean difference over two training seeds
+  kshot-bench compare runs/s1-released runs/s1-valid/epoch-0250 --common-archs
+                                                           # one supernet on two scoring protocols, on the archs both scored""",
     "report": """examples:
   kshot-bench report runs/ablation-cifar10-cpu --out reports/ablation-cpu
   kshot-bench report runs/rank-a runs/rank-b runs/search-x --out reports/mine""",

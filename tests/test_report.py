@@ -618,3 +618,56 @@ def test_compare_over_seeds_pairs_each_seed_and_averages(tmp_path, capsys):
     assert main(["compare", str(pairs[0][0]), str(pairs[0][1]), "--pair", str(pairs[1][0]), str(scores)]) == 2
     out, err = capsys.readouterr()
     assert "--pair compares rank runs only" in err and "scores.csv" in err and not out  # refused before any output
+
+
+def test_compare_common_archs_pairs_two_scoring_protocols_on_the_archs_both_scored(tmp_path, capsys):
+    """`compare --common-archs`: one supernet scored on two protocols (other images, a smaller arch sample listed
+    in another order) is paired on the archs both scored: a subset of a run's own scores differs from it by exactly
+    0, and noisier scores of the same archs by what metrics.paired_tau_diff gives on the aligned archs; other truths
+    and too few shared archs are refused, and without the flag the differing protocols are."""
+    from kshot_bench import metrics as stats
+    from kshot_bench.cli import main
+    from kshot_bench.report_tables import compare
+
+    b = fake_rank_run(tmp_path / "valid", 1, "uniform", 0, n=40)
+    with open(b / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    picked = [rows[i] for i in np.random.default_rng(1).permutation(40)[:25]]  # A's own order, a subset
+
+    def subset_run(name, noise, truth_shift=0.0, n=25):
+        d = tmp_path / name
+        d.mkdir()
+        m = json.loads((b / "metrics.json").read_text())
+        m["protocol"].update(arch_set=f"a seeded uniform sample of {n} archs", score_set="5,120 test images")
+        (d / "metrics.json").write_text(json.dumps(m))
+        rng = np.random.default_rng(2)
+        with open(d / "predictions.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            for r in picked[:n]:
+                w.writerow({**r, "score": float(r["score"]) + rng.normal(0, noise),
+                            "truth": float(r["truth"]) + truth_shift})
+        return d
+
+    same = compare(subset_run("same", 0.0), b, common=True)
+    assert "| acc | " in "\n".join(same) and "+0.000 [+0.000, +0.000]" in next(x for x in same if x.startswith("| acc |"))
+    assert next(x for x in same if x.startswith("on the 25 archs both scored"))
+    assert "A scored on 5,120 test images" in same and "B scored on 64 images" in same
+    noisy = subset_run("noisy", 6.0)
+    lines = compare(noisy, b, common=True)
+    with open(noisy / "predictions.csv", newline="") as fh:
+        mine = list(csv.DictReader(fh))
+    by_index = {r["index"]: r for r in rows}
+    want = stats.paired_tau_diff(np.array([float(r["score"]) for r in mine]),
+                                 np.array([float(by_index[r["index"]]["score"]) for r in mine]),
+                                 np.array([float(r["truth"]) for r in mine]))
+    assert f"{want['diff']:+.3f} [{want['ci_lo']:+.3f}, {want['ci_hi']:+.3f}]" in next(
+        x for x in lines if x.startswith("| acc |"))
+    with pytest.raises(UserError, match="arch_set, score_set"):
+        compare(noisy, b)
+    with pytest.raises(UserError, match="different truths"):
+        compare(subset_run("shifted", 0.0, truth_shift=1.0), b, common=True)
+    with pytest.raises(UserError, match="5 scored archs in common"):
+        compare(subset_run("few", 0.0, n=5), b, common=True)
+    assert main(["compare", str(noisy), str(b), "--common-archs"]) == 0
+    assert "on the 25 archs both scored" in capsys.readouterr().out
