@@ -262,6 +262,9 @@ def _best_baseline(runs: Sequence[RankRun]) -> Tuple[Optional[str], Optional[flo
     return best, proxies.get(best), float(np.mean(params)) if params else None
 
 
+VARIANT_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
 def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
     pts = group([r for r in ranks if r.method in (METHOD_ORDER[0], METHOD_ORDER[3])],
                 lambda r: (int(r.p["k"]), r.name, int(r.p["epochs"])))
@@ -293,8 +296,11 @@ def fig7(ranks, out: Path) -> Tuple[Optional[str], str]:
         shift = (j - (len(lines) - 1) / 2) * 0.012 * span  # small offsets keep overlapping points visible
         style = method_style(method)  # several K of one method: the colours of the cycle, one per K
         style = {**style, "color": None} if len({kk for kk, _ in lines}) > 2 else style
-        ax.errorbar([e + shift for e in es], mid, yerr=[lo, hi], marker="o", capsize=3,
-                    label=method if k == 1 else f"K={k}: {method}", **style)
+        # lines of one colour (variants of one method at one K) told apart by their markers
+        same = sum(1 for kk, mm in lines[:j] if style["color"] is not None and kk == k
+                   and method_style(mm)["color"] == style["color"])
+        ax.errorbar([e + shift for e in es], mid, yerr=[lo, hi], marker=VARIANT_MARKERS[same % len(VARIANT_MARKERS)],
+                    capsize=3, label=method if k == 1 else f"K={k}: {method}", **style)
     runs = [r for rs in pts.values() for r in rs]
     n_sets = len({r.p["arch_set"] for r in runs})
     # baselines and chance on the same archs, drawn on the same axes (averaged when the runs' arch sets differ)

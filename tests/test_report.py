@@ -671,3 +671,33 @@ def test_compare_common_archs_pairs_two_scoring_protocols_on_the_archs_both_scor
         compare(subset_run("few", 0.0, n=5), b, common=True)
     assert main(["compare", str(noisy), str(b), "--common-archs"]) == 0
     assert "on the 25 archs both scored" in capsys.readouterr().out
+
+
+def test_fig7_tells_variants_of_one_k_apart_by_marker(tmp_path, monkeypatch):
+    """Two simplex-net variants at K=4 share K-shot's colour in Fig. 7; each line gets its own marker."""
+    import matplotlib.axes
+
+    from kshot_bench.report_figures import fig7
+    from kshot_bench.report_runs import discover
+
+    root = tmp_path / "runs"
+    for epochs in (5, 10):
+        fake_rank_run(root, 1, "uniform", 0, epochs=epochs)
+        for variant in ("joint", "joint-shared"):
+            d = fake_rank_run(root / variant, 4, "simplex", 0, epochs=epochs)
+            m = json.loads((d / "metrics.json").read_text())
+            m["protocol"]["simplex_variant"] = variant
+            m["protocol"]["config_hash"] += variant
+            (d / "metrics.json").write_text(json.dumps(m))
+    drawn = []
+    real = matplotlib.axes.Axes.errorbar
+
+    def spy(self, *args, **kwargs):
+        drawn.append((kwargs.get("label"), kwargs.get("marker"), kwargs.get("color")))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", spy)
+    name, _ = fig7(discover([root]).ranks, tmp_path)
+    assert name == "fig7_tau_vs_k_epochs.png"
+    kshot = [d for d in drawn if d[0].startswith("K=4")]
+    assert len(kshot) == 2 and kshot[0][2] == kshot[1][2] and kshot[0][1] != kshot[1][1], drawn
