@@ -48,7 +48,7 @@ def cmd_compare(args) -> int:
 
     from kshot_bench.evaluate import evaluate_ranking
     from kshot_bench.report_runs import load_rank_run
-    from kshot_bench.report_tables import compare
+    from kshot_bench.compare_runs import compare
 
     pairs = [(args.a, args.b), *(tuple(p) for p in args.pair)]
     files = [str(p) for pair in pairs for p in pair if p.is_file()]
@@ -76,7 +76,7 @@ def cmd_compare(args) -> int:
         lines = [line.replace(tmp_name, given) for line in lines]
     print("\n".join(lines))
     if args.pair:
-        from kshot_bench.report_tables import compare_seeds
+        from kshot_bench.compare_runs import compare_seeds
 
         print("\n" + "\n".join(compare_seeds(pairs, common=args.common_archs)))
     return 0

@@ -219,7 +219,7 @@ def test_compare_two_runs_of_other_budgets_on_the_same_archs(tmp_path, capsys):
     with a run against itself exactly 0; runs of another protocol and folders that are no rank runs are refused."""
     from kshot_bench.cli import main
     from kshot_bench.config import from_preset
-    from kshot_bench.report_tables import compare
+    from kshot_bench.compare_runs import compare
     from kshot_bench.rundir import write_config
 
     root = tmp_path / "runs"
@@ -576,7 +576,7 @@ def test_compare_over_seeds_pairs_each_seed_and_averages(tmp_path, capsys):
 
     from kshot_bench import metrics as stats
     from kshot_bench.cli import main
-    from kshot_bench.report_tables import compare_seeds
+    from kshot_bench.compare_runs import compare_seeds
 
     root = tmp_path / "runs"
     pairs, rng = [], np.random.default_rng(3)
@@ -627,7 +627,7 @@ def test_compare_common_archs_pairs_two_scoring_protocols_on_the_archs_both_scor
     and too few shared archs are refused, and without the flag the differing protocols are."""
     from kshot_bench import metrics as stats
     from kshot_bench.cli import main
-    from kshot_bench.report_tables import compare
+    from kshot_bench.compare_runs import compare
 
     b = fake_rank_run(tmp_path / "valid", 1, "uniform", 0, n=40)
     with open(b / "predictions.csv", newline="") as fh:

@@ -163,7 +163,7 @@ def test_fixed_code_scoring_of_a_k_shot_supernet_differs(tmp_path, tiny_cifar_fo
     # the fixed code is named wherever the run is: its summary, its report row (never pooled with `own` as a
     # seed), and `compare`, which says the two differ in scoring, not in training
     from kshot_bench.report_runs import load_rank_run
-    from kshot_bench.report_tables import compare
+    from kshot_bench.compare_runs import compare
 
     assert "# Ranking: cifar10, K=2, simplex-net codes, scored with 1/K codes" in (tmp_path / "uniform" / "summary.md").read_text()
     own, uniform = (load_rank_run(tmp_path / mode) for mode in ("own", "uniform"))
