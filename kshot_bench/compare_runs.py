@@ -39,10 +39,10 @@ def load_pair(path_a: Path, path_b: Path, common: bool = False) -> Tuple[RankRun
                             fix="pass folders written by `kshot-bench rank` (a run folder, one snapshot's epoch-EEEE/, "
                                 "or a `rank --scores` folder) or a score file")
     a, b = load_rank_run(Path(path_a)), load_rank_run(Path(path_b))
+    external = EXTERNAL in (a.p.get("supernet"), b.p.get("supernet"))
     if common:
         _restrict_to_common(a, b)
-        return a, b, EXTERNAL in (a.p.get("supernet"), b.p.get("supernet"))
-    external = EXTERNAL in (a.p.get("supernet"), b.p.get("supernet"))
+        return a, b, external
     if b.p.get("supernet") == EXTERNAL:
         _align(b, a)
     elif a.p.get("supernet") == EXTERNAL:
