@@ -47,10 +47,9 @@ def load_pair(path_a: Path, path_b: Path, common: bool = False) -> Tuple[RankRun
         _align(b, a)
     elif a.p.get("supernet") == EXTERNAL:
         _align(a, b)
-    if not paired(a, b, ("dataset", "truth") if external else SAME_SCORING):
-        diff = [k for k in SAME_SCORING if str(a.p.get(k)) != str(b.p.get(k))]
-        if external:
-            diff = [k for k in ("dataset", "truth") if str(a.p.get(k)) != str(b.p.get(k))]
+    keys = ("dataset", "truth") if external else SAME_SCORING
+    if not paired(a, b, keys):
+        diff = [k for k in keys if str(a.p.get(k)) != str(b.p.get(k))]
         raise UserError(f"{a.path} and {b.path} did not score the same archs on the same images against the same "
                         f"truth ({', '.join(diff) or 'their predictions.csv list different archs'} differ)",
                         fix="compare rank runs of one protocol (same --archs sample, scoring images and dataset), "
